@@ -1,0 +1,74 @@
+//! Sans-IO HTTP/1.1 for a client: request encoding, response head parsing, body framing
+//! and decoding.
+//!
+//! This module owns the wire format and nothing else. It must never touch a socket, a clock,
+//! mio or rustls: bytes go in, events come out, so every rule here is unit-tested with byte
+//! slices split at every point, and fuzzed.
+//!
+//! The driver's side of the contract is [`Exchange`]:
+//!
+//! ```text
+//!   Exchange::new(request bytes)
+//!        │
+//!        ├── poll_transmit() / handle_transmitted(n)      bytes to write, any time
+//!        │
+//!        ├── handle_input(bytes) -> (consumed, Option<Event>)  repeat until all consumed
+//!        │        Event::Head(ResponseHead)   once (1xx heads are skipped)
+//!        │        Event::Body(&[u8])          zero or more, slices of the input
+//!        │        Event::End                  once
+//!        │
+//!        ├── handle_eof() -> Option<Event::End> or Err(truncated ...)
+//!        │
+//!        └── close_reason(): None when the connection may carry another request
+//! ```
+//!
+//! # Examples
+//! A driver's read loop, fed literal wire bytes: an interim `100 Continue`, then a chunked
+//! response, arriving in two reads that split the body mid-chunk.
+//! ```
+//! use parafetch::proto::{encode_request, Event, Exchange, Limits, RequestInfo};
+//!
+//! let url = url::Url::parse("http://example.com/upload").unwrap();
+//! let mut request = Vec::new();
+//! encode_request(&mut request, "PUT", &url, &parafetch::Headers::new(), Some(2)).unwrap();
+//! request.extend_from_slice(b"hi");
+//! let mut ex = Exchange::new(request, RequestInfo::default(), Limits::default());
+//! let n = ex.poll_transmit().len(); // pretend the socket took it all
+//! ex.handle_transmitted(n);
+//!
+//! let reads: [&[u8]; 2] = [
+//!     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n\
+//!       Transfer-Encoding: chunked\r\n\r\n5\r\nhel",
+//!     b"lo\r\n0\r\n\r\n",
+//! ];
+//! let (mut status, mut body, mut done) = (0, Vec::new(), false);
+//! for read in reads {
+//!     let mut rest = read;
+//!     while !done {
+//!         let p = ex.handle_input(rest).unwrap();
+//!         rest = &rest[p.consumed..];
+//!         match p.event {
+//!             Some(Event::Head(head)) => status = head.status,
+//!             Some(Event::Body(bytes)) => body.extend_from_slice(bytes),
+//!             Some(Event::End) => done = true,
+//!             None if rest.is_empty() => break,
+//!             None => {}
+//!         }
+//!     }
+//! }
+//! assert_eq!((status, &body[..], done), (201, &b"hello"[..], true));
+//! assert_eq!(ex.close_reason(), None); // the connection can carry the next request
+//! ```
+
+pub mod chunked;
+pub mod error;
+pub mod exchange;
+pub mod framing;
+pub mod head;
+pub mod request;
+
+pub use error::ProtoError;
+pub use exchange::{CloseReason, Event, Exchange, Limits, Progress, RequestInfo};
+pub use framing::Framing;
+pub use head::{HttpVersion, ResponseHead};
+pub use request::encode_request;
