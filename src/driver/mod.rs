@@ -1,0 +1,897 @@
+//! The mio loop: one `Poll`, a `Slab` of connections, deadlines, the resolver seam and the
+//! idle-connection pool. Each slab entry is one connection's state machine:
+//!
+//! ```text
+//!  Resolving ──► Connecting ──► Active ──► Idle (pooled) ──► Active ...
+//!      │             │            │           │
+//!      └─────────────┴────────────┴───────────┴──► closed (slot freed)
+//! ```
+//!
+//! Owns sockets, readiness, timers and attempts (one HTTP exchange of a task). It moves
+//! bytes between sockets and [`crate::proto::Exchange`] and never parses HTTP itself; it
+//! does not decide about redirects, retries or admission (the engine does).
+
+pub(crate) mod resolve;
+pub(crate) mod transport;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Poll, Token, Waker};
+use slab::Slab;
+use url::Url;
+
+use crate::engine::{is_idempotent, is_intermediate};
+use crate::error::{Error, ErrorKind, Phase};
+use crate::headers::Headers;
+use crate::options::{Knobs, Options};
+use crate::proto::{Event, Exchange, Framing, RequestInfo, ResponseHead, encode_request};
+use crate::request::Sink;
+use crate::response::{Response, Timings};
+
+use resolve::{Lookup, Resolver};
+use transport::Transport;
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("parafetch packs a slab key and a generation into a mio Token: 64-bit only");
+
+/// The token of the resolver's waker; no slot can have it (its generation is never used).
+const WAKER: Token = Token(usize::MAX);
+/// One read buffer for the whole loop: connections own no read buffer of their own.
+const READ_BUF: usize = 64 * 1024;
+
+/// A token carries the slab key and the slot's generation, so an event for a closed
+/// connection can never touch the connection that reused its slab entry.
+fn token(key: usize, generation: u32) -> Token {
+    Token(key | ((generation as usize) << 32))
+}
+
+fn untoken(t: Token) -> (usize, u32) {
+    (t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32)
+}
+
+/// One logical request as the driver runs it; moved in by the engine, handed back finished.
+pub(crate) struct Task {
+    pub id: usize,
+    pub method: String,
+    pub url: Url,
+    /// Every field to send, defaults already merged.
+    pub headers: Headers,
+    pub body: Option<Arc<[u8]>>,
+    pub knobs: Knobs,
+    pub sink: Option<Sink>,
+    pub redirects: u32,
+    pub attempts: u32,
+    /// Body bytes already went to the sink: a retry would hand it a second copy.
+    pub sink_used: bool,
+}
+
+/// A finished attempt, for the engine to deliver, redirect or retry.
+pub(crate) struct Finished {
+    pub task: Task,
+    pub result: Result<Response, Error>,
+}
+
+/// Where a connection goes: connections are pooled and reused per origin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Origin {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    pub(crate) fn of(url: &Url) -> Origin {
+        Origin {
+            https: url.scheme() == "https",
+            host: url.host_str().unwrap_or("").to_ascii_lowercase(),
+            port: url.port_or_known_default().unwrap_or(80),
+        }
+    }
+
+    fn ip_literal(&self) -> Option<IpAddr> {
+        self.host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    }
+}
+
+enum State {
+    Resolving,
+    Connecting {
+        addrs: Vec<SocketAddr>,
+        next: usize,
+        last_err: Option<io::Error>,
+    },
+    Active,
+    Idle {
+        since: Instant,
+    },
+}
+
+/// One attempt: a task on its way through one connection.
+struct Attempt {
+    task: Task,
+    start: Instant,
+    phase_start: Instant,
+    connect_deadline: Instant,
+    deadline: Option<Instant>,
+    last_activity: Instant,
+    head: Option<ResponseHead>,
+    body: Vec<u8>,
+    body_len: u64,
+    timings: Timings,
+    reused: bool,
+    /// A stale pooled connection already failed this attempt once: use a new one.
+    fresh_only: bool,
+    /// Bytes arrived after the response ended: the connection is not reusable.
+    trailing_bytes: bool,
+    /// The response will be followed or retried, not delivered: its body is dropped.
+    discard_body: bool,
+}
+
+impl Attempt {
+    fn new(task: Task, now: Instant, fresh_only: bool) -> Attempt {
+        let k = task.knobs;
+        Attempt {
+            start: now,
+            phase_start: now,
+            connect_deadline: now + k.connect_timeout,
+            deadline: k.timeout.map(|t| now + t),
+            last_activity: now,
+            head: None,
+            body: Vec::new(),
+            body_len: 0,
+            timings: Timings::default(),
+            reused: false,
+            fresh_only,
+            trailing_bytes: false,
+            discard_body: false,
+            task,
+        }
+    }
+
+    fn receive_phase(&self) -> Phase {
+        if self.head.is_some() {
+            Phase::ReceiveBody
+        } else {
+            Phase::ReceiveHead
+        }
+    }
+
+    /// Body bytes from the exchange: counted against the limit, then sunk or kept.
+    fn on_body(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.body_len += data.len() as u64;
+        if self.body_len > self.task.knobs.max_body {
+            return Err(too_large_body(self.task.knobs.max_body));
+        }
+        if self.discard_body {
+            return Ok(());
+        }
+        match &mut self.task.sink {
+            Some(sink) => {
+                self.task.sink_used = true;
+                sink(data).map_err(|e| Error::io(ErrorKind::Io, Phase::ReceiveBody, e))?;
+            }
+            None => self.body.extend_from_slice(data),
+        }
+        Ok(())
+    }
+}
+
+fn too_large_body(max: u64) -> Error {
+    Error::new(
+        ErrorKind::TooLarge,
+        Phase::ReceiveBody,
+        format!("body exceeds the limit of {max} bytes"),
+    )
+}
+
+struct Slot {
+    generation: u32,
+    origin: Origin,
+    state: State,
+    transport: Option<Transport>,
+    remote: Option<SocketAddr>,
+    exchange: Option<Exchange>,
+    attempt: Option<Attempt>,
+    /// The earliest deadline already in the timer heap for this slot.
+    timer_at: Option<Instant>,
+}
+
+impl Slot {
+    /// The phase an error or timeout now belongs to.
+    fn phase(&self) -> Phase {
+        match &self.state {
+            State::Resolving => Phase::Resolve,
+            State::Connecting { .. } => Phase::Connect,
+            State::Idle { .. } => Phase::ReceiveHead,
+            State::Active => match &self.exchange {
+                Some(ex) if !ex.poll_transmit().is_empty() && !ex.received_any() => {
+                    Phase::SendRequest
+                }
+                _ if self.attempt.as_ref().is_some_and(|a| a.head.is_some()) => Phase::ReceiveBody,
+                _ => Phase::ReceiveHead,
+            },
+        }
+    }
+
+    fn deadline(&self, opts: &Options) -> Option<Instant> {
+        if let State::Idle { since } = self.state {
+            return Some(since + opts.pool_idle_timeout);
+        }
+        let a = self.attempt.as_ref()?;
+        let phase_deadline = match self.state {
+            State::Active => a.last_activity + a.task.knobs.idle_timeout,
+            _ => a.connect_deadline,
+        };
+        Some(a.deadline.map_or(phase_deadline, |d| d.min(phase_deadline)))
+    }
+
+    /// What a timeout means now.
+    fn timeout_error(&self, now: Instant) -> Error {
+        let phase = self.phase();
+        let msg = match (&self.state, &self.attempt) {
+            (_, Some(a)) if a.deadline.is_some_and(|d| d <= now) => format!(
+                "request took longer than {:?}",
+                a.task.knobs.timeout.unwrap_or_default()
+            ),
+            (State::Active, Some(a)) => {
+                format!("no data for {:?}", a.task.knobs.idle_timeout)
+            }
+            (_, Some(a)) => format!(
+                "could not connect within {:?}",
+                a.task.knobs.connect_timeout
+            ),
+            (_, None) => "timed out".to_owned(),
+        };
+        Error::new(ErrorKind::Timeout, phase, msg)
+    }
+}
+
+/// The outcome of moving bytes on an active connection.
+enum Step {
+    Wait,
+    Done,
+    Fail(Error),
+}
+
+pub(crate) struct Driver {
+    poll: Poll,
+    events: Events,
+    ready: Vec<(Token, Readiness)>,
+    slots: Slab<Slot>,
+    next_generation: u32,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    resolver: Resolver,
+    resolving: HashMap<String, Vec<(usize, u32)>>,
+    idle: HashMap<Origin, Vec<usize>>,
+    idle_count: usize,
+    buf: Vec<u8>,
+    opts: Arc<Options>,
+    finished: Vec<Finished>,
+    active: usize,
+}
+
+impl Driver {
+    pub(crate) fn new(opts: Arc<Options>) -> io::Result<Driver> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Driver {
+            poll,
+            events: Events::with_capacity(1024),
+            ready: Vec::with_capacity(1024),
+            slots: Slab::new(),
+            next_generation: 0,
+            timers: BinaryHeap::new(),
+            resolver: Resolver::new(waker, opts.resolver_threads),
+            resolving: HashMap::new(),
+            idle: HashMap::new(),
+            idle_count: 0,
+            buf: vec![0; READ_BUF],
+            opts,
+            finished: Vec::new(),
+            active: 0,
+        })
+    }
+
+    /// Attempts under way (not counting idle pooled connections).
+    pub(crate) fn active(&self) -> usize {
+        self.active
+    }
+
+    /// Finished attempts since the last call.
+    pub(crate) fn take_finished(&mut self) -> std::vec::Drain<'_, Finished> {
+        self.finished.drain(..)
+    }
+
+    pub(crate) fn has_finished(&self) -> bool {
+        !self.finished.is_empty()
+    }
+
+    /// Starts one attempt of `task`: on an idle pooled connection to its origin if there is
+    /// one, else on a new connection.
+    pub(crate) fn start(&mut self, mut task: Task, now: Instant) {
+        task.attempts += 1;
+        self.start_attempt(Attempt::new(task, now, false), now);
+    }
+
+    fn start_attempt(&mut self, mut attempt: Attempt, now: Instant) {
+        self.active += 1;
+        let origin = Origin::of(&attempt.task.url);
+        if !attempt.fresh_only {
+            if let Some(key) = self.take_idle(&origin) {
+                attempt.reused = true;
+                let slot = &mut self.slots[key];
+                slot.state = State::Active;
+                slot.attempt = Some(attempt);
+                self.begin_exchange(key, now);
+                return;
+            }
+        }
+        let generation = self.next_generation();
+        let key = self.slots.insert(Slot {
+            generation,
+            origin,
+            state: State::Resolving,
+            transport: None,
+            remote: None,
+            exchange: None,
+            attempt: Some(attempt),
+            timer_at: None,
+        });
+        self.schedule(key);
+        self.resolve(key, now);
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        // u32::MAX is left out: with key u32::MAX it would spell the waker's token.
+        self.next_generation = (self.next_generation + 1) % u32::MAX;
+        self.next_generation
+    }
+
+    fn resolve(&mut self, key: usize, now: Instant) {
+        let slot = &self.slots[key];
+        let (origin, generation) = (slot.origin.clone(), slot.generation);
+        if let Some(addrs) = self
+            .opts
+            .resolve_overrides
+            .get(&(origin.host.clone(), origin.port))
+        {
+            let addrs = addrs.clone();
+            return self.resolved(key, Ok(addrs), now);
+        }
+        if let Some(ip) = origin.ip_literal() {
+            return self.resolved(key, Ok(vec![SocketAddr::new(ip, origin.port)]), now);
+        }
+        match self.resolver.lookup(&origin.host, now) {
+            Lookup::Ready(answer) => {
+                let answer = answer.map(|ips| with_port(&ips, origin.port));
+                self.resolved(key, answer, now)
+            }
+            Lookup::Pending => {
+                self.resolving
+                    .entry(origin.host)
+                    .or_default()
+                    .push((key, generation));
+            }
+        }
+    }
+
+    fn resolved(&mut self, key: usize, answer: Result<Vec<SocketAddr>, String>, now: Instant) {
+        let slot = &mut self.slots[key];
+        let Some(a) = slot.attempt.as_mut() else {
+            return;
+        };
+        a.timings.resolve = now - a.phase_start;
+        a.phase_start = now;
+        match answer {
+            Ok(addrs) if !addrs.is_empty() => {
+                slot.state = State::Connecting {
+                    addrs,
+                    next: 0,
+                    last_err: None,
+                };
+                self.connect_next(key, now);
+            }
+            Ok(_) => self.fail(
+                key,
+                Error::new(ErrorKind::Dns, Phase::Resolve, "no addresses".to_owned()),
+                now,
+            ),
+            Err(msg) => self.fail(key, Error::new(ErrorKind::Dns, Phase::Resolve, msg), now),
+        }
+    }
+
+    /// Tries the next address; when none is left, fails with the last error seen.
+    fn connect_next(&mut self, key: usize, now: Instant) {
+        loop {
+            let registry = self.poll.registry();
+            let slot = &mut self.slots[key];
+            let generation = slot.generation;
+            if let Some(mut old) = slot.transport.take() {
+                old.deregister(registry);
+            }
+            let State::Connecting {
+                addrs,
+                next,
+                last_err,
+            } = &mut slot.state
+            else {
+                return;
+            };
+            let Some(&addr) = addrs.get(*next) else {
+                let detail = match last_err.take() {
+                    Some(e) => {
+                        let msg = format!("{}:{}: {e}", slot.origin.host, slot.origin.port);
+                        Error::new(ErrorKind::Connect, Phase::Connect, msg).with_source(e)
+                    }
+                    None => Error::new(ErrorKind::Connect, Phase::Connect, "no address worked"),
+                };
+                return self.fail(key, detail, now);
+            };
+            *next += 1;
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    let mut t = Transport::Plain(stream);
+                    match t.register(registry, token(key, generation)) {
+                        Ok(()) => {
+                            slot.transport = Some(t);
+                            slot.remote = Some(addr);
+                            return;
+                        }
+                        Err(e) => *last_err = Some(e),
+                    }
+                }
+                Err(e) => *last_err = Some(e),
+            }
+        }
+    }
+
+    /// A readiness event on a connecting socket: confirm the connect as mio documents it
+    /// (`take_error`, then `peer_addr`; `NotConnected` means not yet).
+    fn on_connect_event(&mut self, key: usize, now: Instant) {
+        let slot = &mut self.slots[key];
+        let Some(t) = slot.transport.as_mut() else {
+            return;
+        };
+        let failure = match t.tcp().take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match t.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failure {
+            if let State::Connecting { last_err, .. } = &mut slot.state {
+                *last_err = Some(e);
+            }
+            return self.connect_next(key, now);
+        }
+        let _ = t.tcp().set_nodelay(true);
+        if let Some(a) = slot.attempt.as_mut() {
+            a.timings.connect = now - a.phase_start;
+            a.phase_start = now;
+        }
+        slot.state = State::Active;
+        self.begin_exchange(key, now);
+    }
+
+    /// Encodes the request and starts writing it on an active connection.
+    fn begin_exchange(&mut self, key: usize, now: Instant) {
+        let slot = &mut self.slots[key];
+        let Some(a) = slot.attempt.as_mut() else {
+            return;
+        };
+        let t = &a.task;
+        let body_len = match &t.body {
+            Some(b) => Some(b.len() as u64),
+            None if matches!(t.method.as_str(), "POST" | "PUT" | "PATCH") => Some(0),
+            None => None,
+        };
+        let mut bytes = Vec::with_capacity(256 + t.body.as_ref().map_or(0, |b| b.len()));
+        if let Err(e) = encode_request(&mut bytes, &t.method, &t.url, &t.headers, body_len) {
+            let err = Error::proto(Phase::SendRequest, e);
+            return self.fail(key, err, now);
+        }
+        if let Some(b) = &t.body {
+            bytes.extend_from_slice(b);
+        }
+        let info = RequestInfo {
+            head_request: t.method.eq_ignore_ascii_case("HEAD"),
+            connection_close: !self.opts.keep_alive,
+        };
+        slot.exchange = Some(Exchange::new(bytes, info, self.opts.limits));
+        a.last_activity = now;
+        self.schedule(key);
+        // The socket is writable now (just connected, or idle): no need to wait for an event.
+        let r = Readiness {
+            readable: false,
+            writable: true,
+            closed: false,
+        };
+        self.pump(key, r, now);
+    }
+
+    /// Moves bytes on an active connection and acts on the outcome.
+    fn pump(&mut self, key: usize, r: Readiness, now: Instant) {
+        let slot = &mut self.slots[key];
+        let step = pump_slot(slot, &mut self.buf, r, now);
+        match step {
+            Step::Wait => {}
+            Step::Done => self.complete(key, now),
+            Step::Fail(e) => self.fail(key, e, now),
+        }
+    }
+
+    /// The response is complete: hand it back, and pool or close the connection.
+    fn complete(&mut self, key: usize, now: Instant) {
+        let slot = &mut self.slots[key];
+        let (Some(a), Some(ex)) = (slot.attempt.take(), slot.exchange.take()) else {
+            return;
+        };
+        self.active -= 1;
+        let Some(head) = a.head else {
+            // The exchange ended without a head: impossible by its contract; fail safe.
+            self.close_slot(key);
+            return self.finished.push(Finished {
+                result: Err(Error::new(
+                    ErrorKind::Malformed,
+                    Phase::ReceiveHead,
+                    "response ended without a head",
+                )),
+                task: a.task,
+            });
+        };
+        let reusable = self.opts.keep_alive && ex.close_reason().is_none() && !a.trailing_bytes;
+        let mut timings = a.timings;
+        timings.total = now - a.start;
+        let response = Response {
+            status: head.status,
+            reason: head.reason,
+            version: head.version,
+            headers: head.headers,
+            body: a.body,
+            body_len: a.body_len,
+            url: a.task.url.clone(),
+            remote_addr: slot.remote.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+            timings,
+            redirects: a.task.redirects,
+            attempts: a.task.attempts,
+            reused_connection: a.reused,
+            tls: None,
+        };
+        self.finished.push(Finished {
+            task: a.task,
+            result: Ok(response),
+        });
+        let origin_idle = self.idle.get(&slot.origin).map_or(0, Vec::len);
+        if reusable
+            && self.idle_count < self.opts.pool_max_idle
+            && origin_idle < self.opts.pool_max_idle_per_host
+        {
+            slot.state = State::Idle { since: now };
+            self.idle.entry(slot.origin.clone()).or_default().push(key);
+            self.idle_count += 1;
+            self.schedule(key);
+        } else {
+            self.close_slot(key);
+        }
+    }
+
+    /// The attempt failed: close its connection and hand the error back, or retry once on a
+    /// new connection when a reused one turned out stale before any response byte.
+    fn fail(&mut self, key: usize, err: Error, now: Instant) {
+        let slot = &mut self.slots[key];
+        let Some(a) = slot.attempt.take() else {
+            self.close_slot(key);
+            return;
+        };
+        let received = slot.exchange.as_ref().is_some_and(Exchange::received_any);
+        self.active -= 1;
+        self.close_slot(key);
+        let stale = a.reused
+            && !received
+            && !a.fresh_only
+            && is_idempotent(&a.task.method)
+            && matches!(err.kind(), ErrorKind::Truncated | ErrorKind::Io);
+        if stale {
+            // The classic keep-alive race: the server closed the idle connection as we
+            // reused it. One more try on a new connection, not counted as an attempt.
+            let mut retry = Attempt::new(a.task, now, true);
+            retry.start = a.start;
+            return self.start_attempt(retry, now);
+        }
+        self.finished.push(Finished {
+            task: a.task,
+            result: Err(err),
+        });
+    }
+
+    fn close_slot(&mut self, key: usize) {
+        let mut slot = self.slots.remove(key);
+        if let Some(t) = slot.transport.as_mut() {
+            t.deregister(self.poll.registry());
+        }
+        if let State::Idle { .. } = slot.state {
+            if let Some(keys) = self.idle.get_mut(&slot.origin) {
+                keys.retain(|&k| k != key);
+                if keys.is_empty() {
+                    self.idle.remove(&slot.origin);
+                }
+            }
+            self.idle_count -= 1;
+        }
+    }
+
+    /// Takes the most recently parked idle connection to `origin` (the warmest one).
+    fn take_idle(&mut self, origin: &Origin) -> Option<usize> {
+        let keys = self.idle.get_mut(origin)?;
+        let key = keys.pop();
+        if keys.is_empty() {
+            self.idle.remove(origin);
+        }
+        let key = key?;
+        self.idle_count -= 1;
+        Some(key)
+    }
+
+    /// A parked connection became readable: the server closed it or sent junk. Drop it.
+    fn on_idle_event(&mut self, key: usize) {
+        let slot = &mut self.slots[key];
+        let Some(t) = slot.transport.as_mut() else {
+            return self.close_slot(key);
+        };
+        match t.read(&mut self.buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            _ => self.close_slot(key),
+        }
+    }
+
+    /// Makes sure the timer heap holds this slot's earliest deadline.
+    fn schedule(&mut self, key: usize) {
+        let slot = &mut self.slots[key];
+        let Some(d) = slot.deadline(&self.opts) else {
+            return;
+        };
+        if slot.timer_at.is_none_or(|t| d < t) {
+            slot.timer_at = Some(d);
+            self.timers.push(Reverse((d, key, slot.generation)));
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            if slot.generation != generation || slot.timer_at != Some(at) {
+                continue; // stale: the slot was reused, or a later deadline replaced it
+            }
+            slot.timer_at = None;
+            match slot.deadline(&self.opts) {
+                Some(d) if d <= now => {
+                    if let State::Idle { .. } = slot.state {
+                        self.close_slot(key);
+                    } else {
+                        let err = slot.timeout_error(now);
+                        self.fail(key, err, now);
+                    }
+                }
+                Some(_) => self.schedule(key),
+                None => {}
+            }
+        }
+    }
+
+    /// How long `poll` may sleep: until the earliest deadline, capped by `max`.
+    fn poll_timeout(&self, now: Instant, max: Option<Duration>) -> Option<Duration> {
+        let timer = self
+            .timers
+            .peek()
+            .map(|Reverse((at, _, _))| at.saturating_duration_since(now));
+        match (timer, max) {
+            (Some(t), Some(m)) => Some(t.min(m)),
+            (t, m) => t.or(m),
+        }
+    }
+
+    /// One turn of the loop: wait for readiness (at most until the next deadline or
+    /// `max_wait`), handle every event, then fire due timers.
+    pub(crate) fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        let timeout = self.poll_timeout(Instant::now(), max_wait);
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let now = Instant::now();
+        self.ready.clear();
+        for ev in self.events.iter() {
+            let closed = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+            let r = Readiness {
+                readable: ev.is_readable() || closed,
+                writable: ev.is_writable(),
+                closed,
+            };
+            self.ready.push((ev.token(), r));
+        }
+        let mut wake = false;
+        for i in 0..self.ready.len() {
+            let (tok, r) = self.ready[i];
+            if tok == WAKER {
+                wake = true;
+                continue;
+            }
+            let (key, generation) = untoken(tok);
+            let Some(slot) = self.slots.get(key) else {
+                continue;
+            };
+            if slot.generation != generation {
+                continue; // an event for a connection that is gone
+            }
+            match slot.state {
+                State::Connecting { .. } => self.on_connect_event(key, now),
+                State::Active => self.pump(key, r, now),
+                State::Idle { .. } => self.on_idle_event(key),
+                State::Resolving => {}
+            }
+        }
+        if wake {
+            for (host, answer) in self.resolver.take_results(now) {
+                for (key, generation) in self.resolving.remove(&host).unwrap_or_default() {
+                    let live = self.slots.get(key).is_some_and(|s| {
+                        s.generation == generation && matches!(s.state, State::Resolving)
+                    });
+                    if live {
+                        let port = self.slots[key].origin.port;
+                        let answer = answer.clone().map(|ips| with_port(&ips, port));
+                        self.resolved(key, answer, now);
+                    }
+                }
+            }
+        }
+        self.fire_timers(now);
+        Ok(())
+    }
+}
+
+fn with_port(ips: &[IpAddr], port: u16) -> Vec<SocketAddr> {
+    ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()
+}
+
+/// What a readiness event said about a socket.
+#[derive(Clone, Copy, Debug)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    /// The peer closed (or the socket failed): its EOF is already pending, and no new edge
+    /// will announce it, so reads go on until they see it.
+    closed: bool,
+}
+
+/// Writes what the exchange has to send, then reads until `WouldBlock`. A short read means
+/// the socket was drained (with edge-triggered readiness new data brings a new edge), unless
+/// the event said the peer closed: then the EOF is pending and must be read now.
+fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Step {
+    let Readiness {
+        readable,
+        writable,
+        closed,
+    } = r;
+    let Slot {
+        transport,
+        exchange,
+        attempt,
+        ..
+    } = slot;
+    let (Some(t), Some(ex), Some(a)) = (transport.as_mut(), exchange.as_mut(), attempt.as_mut())
+    else {
+        return Step::Wait;
+    };
+    if writable {
+        while !ex.poll_transmit().is_empty() {
+            let data = ex.poll_transmit();
+            match t.write(data) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Step::Fail(Error::io(ErrorKind::Io, Phase::SendRequest, e));
+                }
+                Ok(n) => {
+                    let short = n < data.len();
+                    ex.handle_transmitted(n);
+                    if short {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The server may have answered early and closed: read what it said first.
+                Err(_) if ex.received_any() || readable => break,
+                Err(e) => return Step::Fail(Error::io(ErrorKind::Io, Phase::SendRequest, e)),
+            }
+        }
+    }
+    if !readable {
+        return Step::Wait;
+    }
+    loop {
+        match t.read(buf) {
+            Ok(0) => {
+                let phase = a.receive_phase();
+                return match ex.handle_eof() {
+                    Ok(_) if ex.is_done() => Step::Done,
+                    Ok(_) => Step::Fail(Error::new(
+                        ErrorKind::Truncated,
+                        phase,
+                        "connection closed early",
+                    )),
+                    Err(e) => Step::Fail(Error::proto(phase, e)),
+                };
+            }
+            Ok(n) => {
+                if !ex.received_any() {
+                    a.timings.first_byte = now - a.start;
+                }
+                a.last_activity = now;
+                match feed(ex, a, &buf[..n]) {
+                    Err(e) => return Step::Fail(e),
+                    Ok(true) => return Step::Done,
+                    Ok(false) if n < buf.len() && !closed => return Step::Wait,
+                    Ok(false) => {}
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let kind = if e.kind() == io::ErrorKind::UnexpectedEof {
+                    ErrorKind::Truncated
+                } else {
+                    ErrorKind::Io
+                };
+                return Step::Fail(Error::io(kind, a.receive_phase(), e));
+            }
+        }
+    }
+}
+
+/// Feeds received bytes to the exchange; `Ok(true)` when the response is complete.
+fn feed(ex: &mut Exchange, a: &mut Attempt, data: &[u8]) -> Result<bool, Error> {
+    let mut off = 0;
+    loop {
+        let phase = a.receive_phase();
+        let p = ex
+            .handle_input(&data[off..])
+            .map_err(|e| Error::proto(phase, e))?;
+        off += p.consumed;
+        match p.event {
+            None => return Ok(false),
+            Some(Event::Head(head)) => {
+                if let Some(Framing::Length(n)) = ex.framing() {
+                    if n > a.task.knobs.max_body {
+                        return Err(too_large_body(a.task.knobs.max_body));
+                    }
+                }
+                a.discard_body = is_intermediate(&a.task, head.status, &head.headers);
+                a.head = Some(head);
+            }
+            Some(Event::Body(b)) => a.on_body(b)?,
+            Some(Event::End) => {
+                a.trailing_bytes = off < data.len();
+                return Ok(true);
+            }
+        }
+    }
+}

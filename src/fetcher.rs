@@ -1,0 +1,450 @@
+//! The ParallelCurl API: start a request with a callback and a cookie, never more than N
+//! in flight; and the iterator form, [`fetch_all`].
+//!
+//! Owns callbacks, cookies and the caller-facing admission rule. It never sees a socket.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+
+use slab::Slab;
+
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Phase};
+use crate::options::Builder;
+use crate::request::{IntoRequest, Request};
+use crate::response::Response;
+
+type Callback<C> = Box<dyn FnOnce(Done<C>, &mut Queue<C>)>;
+
+/// A finished request, handed to its callback exactly once.
+#[non_exhaustive]
+pub struct Done<C> {
+    /// The URL as it was given to `start_request`.
+    pub url: String,
+    /// The response (any status), or why there is none.
+    pub result: Result<Response, Error>,
+    /// The caller's data given to `start_request`.
+    pub cookie: C,
+}
+
+impl<C: fmt::Debug> fmt::Debug for Done<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Done")
+            .field("url", &self.url)
+            .field("result", &self.result)
+            .field("cookie", &self.cookie)
+            .finish()
+    }
+}
+
+/// Lets a callback start follow-up requests (a crawler's discovered links) without
+/// re-entering the fetcher: they are accepted when the callback returns.
+pub struct Queue<C> {
+    items: Vec<(Request, Callback<C>, C)>,
+    max_in_flight: Option<usize>,
+}
+
+impl<C> Queue<C> {
+    fn new() -> Queue<C> {
+        Queue {
+            items: Vec::new(),
+            max_in_flight: None,
+        }
+    }
+
+    /// Starts a follow-up request once the callback returns. Follow-ups are never refused
+    /// for lack of room: they wait in the fetcher's queue for a slot.
+    ///
+    /// # Errors
+    /// A malformed URL, unsupported scheme or bad header is refused at once, as in
+    /// [`Fetcher::start_request`]; the callback is then not kept.
+    pub fn start_request<F>(
+        &mut self,
+        request: impl IntoRequest,
+        callback: F,
+        cookie: C,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce(Done<C>, &mut Queue<C>) + 'static,
+    {
+        let request = request.into_request();
+        crate::request::check_url(&request.target)?;
+        self.items.push((request, Box::new(callback), cookie));
+        Ok(())
+    }
+
+    /// Changes the fetcher's in-flight cap when the callback returns.
+    pub fn set_max_requests(&mut self, n: usize) {
+        self.max_in_flight = Some(n);
+    }
+
+    /// How many follow-ups this callback has queued.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether this callback has queued nothing.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+struct Pending<C> {
+    callback: Callback<C>,
+    cookie: C,
+    url: String,
+}
+
+/// Fetches many URLs at once from the calling thread, calling back as each finishes.
+///
+/// `start_request` returns at once while fewer than `max_in_flight` requests are accepted
+/// and unfinished (plus the builder's `backlog`, default 0); otherwise it runs the loop,
+/// delivering completions to their callbacks, until one finishes, then accepts the new one.
+/// Every accepted request gets exactly one callback.
+///
+/// Dropping a fetcher runs it until every accepted request is done (as `Drop` of the seed's
+/// ParallelCurl does); call [`Fetcher::finish_all_requests`] explicitly so the wait is
+/// visible in your code.
+///
+/// # Examples
+/// ```no_run
+/// use parafetch::{Done, Fetcher, Queue};
+///
+/// fn on_done(done: Done<usize>, _queue: &mut Queue<usize>) {
+///     match done.result {
+///         Ok(resp) => println!("#{} {} -> {} ({} bytes)", done.cookie, done.url, resp.status, resp.body.len()),
+///         Err(e) => println!("#{} {} failed: {e}", done.cookie, done.url),
+///     }
+/// }
+///
+/// let mut fetcher = Fetcher::new(10);
+/// for (i, url) in ["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"].iter().enumerate() {
+///     fetcher.start_request(*url, on_done, i).expect("valid url");
+/// }
+/// fetcher.finish_all_requests();
+/// ```
+pub struct Fetcher<C: 'static = ()> {
+    engine: Engine,
+    pending: Slab<Pending<C>>,
+    queue: Queue<C>,
+}
+
+impl Fetcher<()> {
+    /// A builder for a fetcher with options applied to every request.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+impl Builder {
+    /// Builds the fetcher.
+    ///
+    /// # Panics
+    /// When the OS refuses an event queue (out of file descriptors); see
+    /// [`Builder::try_build`].
+    pub fn build<C: 'static>(self) -> Fetcher<C> {
+        self.try_build()
+            .expect("parafetch: cannot create the event loop")
+    }
+
+    /// Builds the fetcher.
+    ///
+    /// # Errors
+    /// When the OS refuses an event queue or waker (out of file descriptors).
+    pub fn try_build<C: 'static>(self) -> io::Result<Fetcher<C>> {
+        Ok(Fetcher {
+            engine: Engine::new(self.opts)?,
+            pending: Slab::new(),
+            queue: Queue::new(),
+        })
+    }
+
+    /// An iterator fetching `urls` with this builder's options, yielding each result as it
+    /// finishes. See [`fetch_all`].
+    pub fn fetch_all<I>(self, urls: I) -> FetchAll<I::IntoIter>
+    where
+        I: IntoIterator,
+        I::Item: IntoRequest,
+    {
+        let engine = Engine::new(self.opts);
+        FetchAll {
+            engine: engine.map_err(Some),
+            urls: urls.into_iter(),
+            pending: Slab::new(),
+            ready: VecDeque::new(),
+        }
+    }
+}
+
+impl<C: 'static> Fetcher<C> {
+    /// A fetcher with default options and at most `max_in_flight` requests in flight.
+    ///
+    /// # Panics
+    /// When the OS refuses an event queue (out of file descriptors).
+    pub fn new(max_in_flight: usize) -> Fetcher<C> {
+        Fetcher::builder().max_in_flight(max_in_flight).build()
+    }
+
+    /// Starts fetching `request` (a URL or a [`Request`]); `callback` gets the outcome with
+    /// `cookie`. Returns at once while there is room; otherwise runs the loop until a
+    /// request finishes (calling back), then starts this one.
+    ///
+    /// # Errors
+    /// A malformed URL (`invalid_url`), a scheme other than http/https
+    /// (`unsupported_scheme`) or a bad method or header (`invalid_request`) is refused at
+    /// once; nothing is queued and the callback is not called.
+    pub fn start_request<F>(
+        &mut self,
+        request: impl IntoRequest,
+        callback: F,
+        cookie: C,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce(Done<C>, &mut Queue<C>) + 'static,
+    {
+        let request = request.into_request();
+        let url = request.url().to_owned();
+        let task = self.engine.prepare(request)?;
+        while self.pending.len() >= self.capacity() {
+            self.step(None);
+        }
+        self.accept(task, Box::new(callback), cookie, url);
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.engine.max_in_flight() + self.engine.options().backlog
+    }
+
+    fn accept(
+        &mut self,
+        mut task: crate::driver::Task,
+        callback: Callback<C>,
+        cookie: C,
+        url: String,
+    ) {
+        task.id = self.pending.insert(Pending {
+            callback,
+            cookie,
+            url,
+        });
+        self.engine.accept(task);
+    }
+
+    /// Changes the in-flight cap; takes effect at once for new starts (running requests
+    /// are never interrupted).
+    pub fn set_max_requests(&mut self, n: usize) {
+        self.engine.set_max_in_flight(n);
+    }
+
+    /// The in-flight cap.
+    pub fn max_requests(&self) -> usize {
+        self.engine.max_in_flight()
+    }
+
+    /// Requests accepted and not yet called back (running, queued or waiting to retry).
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Attempts on the wire right now (never more than the cap).
+    pub fn running(&self) -> usize {
+        self.engine.running()
+    }
+
+    /// Runs the loop until every accepted request, and every follow-up its callbacks
+    /// queued, has been called back.
+    pub fn finish_all_requests(&mut self) {
+        while !self.pending.is_empty() {
+            self.step(None);
+        }
+    }
+
+    /// Runs one turn of the loop, waiting at most `timeout` for something to happen, and
+    /// calls back what finished. Returns how many callbacks ran. For callers that
+    /// interleave fetching with other work.
+    pub fn poll(&mut self, timeout: Option<std::time::Duration>) -> usize {
+        self.step(timeout)
+    }
+
+    fn step(&mut self, timeout: Option<std::time::Duration>) -> usize {
+        if let Err(e) = self.engine.turn(timeout) {
+            self.abandon(e);
+            return 0;
+        }
+        let mut called = 0;
+        while let Some((id, result)) = self.engine.pop_done() {
+            let Some(p) = self.pending.try_remove(id) else {
+                continue;
+            };
+            let done = Done {
+                url: p.url,
+                result,
+                cookie: p.cookie,
+            };
+            (p.callback)(done, &mut self.queue);
+            called += 1;
+            self.drain_queue();
+        }
+        called
+    }
+
+    fn drain_queue(&mut self) {
+        if let Some(n) = self.queue.max_in_flight.take() {
+            self.engine.set_max_in_flight(n);
+        }
+        for (request, callback, cookie) in std::mem::take(&mut self.queue.items) {
+            let url = request.url().to_owned();
+            match self.engine.prepare(request) {
+                Ok(task) => self.accept(task, callback, cookie, url),
+                Err(e) => {
+                    // Queue::start_request checked the URL; a bad header lands here.
+                    let done = Done {
+                        url,
+                        result: Err(e),
+                        cookie,
+                    };
+                    callback(done, &mut self.queue);
+                }
+            }
+        }
+    }
+
+    /// The event loop itself failed (the OS refused `poll`): every accepted request is
+    /// called back with an `io` error, so none is lost, and a fresh loop takes over.
+    fn abandon(&mut self, err: io::Error) {
+        let opts = self.engine.options().clone();
+        if let Ok(engine) = Engine::new(opts) {
+            self.engine = engine;
+        }
+        let ids: Vec<usize> = self.pending.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let p = self.pending.remove(id);
+            let e = Error::new(
+                ErrorKind::Io,
+                Phase::Prepare,
+                format!("event loop failed: {err}"),
+            );
+            let done = Done {
+                url: p.url,
+                result: Err(e),
+                cookie: p.cookie,
+            };
+            (p.callback)(done, &mut self.queue);
+            self.drain_queue();
+        }
+    }
+}
+
+impl<C: 'static> Drop for Fetcher<C> {
+    /// Runs every accepted request to completion, like the seed's destructor.
+    fn drop(&mut self) {
+        // While unwinding from a panic (a callback's, say), running more callbacks could
+        // panic again and abort: let the pending requests go instead.
+        if !std::thread::panicking() {
+            self.finish_all_requests();
+        }
+    }
+}
+
+impl<C: 'static> fmt::Debug for Fetcher<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("max_requests", &self.max_requests())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// Fetches `urls` with at most `max_in_flight` at once, yielding `(url, result)` as each
+/// finishes (completion order, not input order). An invalid URL is yielded at once with its
+/// error.
+///
+/// # Examples
+/// ```no_run
+/// for (url, result) in parafetch::fetch_all(["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"], 20) {
+///     match result {
+///         Ok(resp) => println!("{url}: {}", resp.status),
+///         Err(e) => println!("{url}: {e}"),
+///     }
+/// }
+/// ```
+pub fn fetch_all<I>(urls: I, max_in_flight: usize) -> FetchAll<I::IntoIter>
+where
+    I: IntoIterator,
+    I::Item: IntoRequest,
+{
+    Fetcher::builder()
+        .max_in_flight(max_in_flight)
+        .fetch_all(urls)
+}
+
+/// The iterator returned by [`fetch_all`].
+pub struct FetchAll<I> {
+    engine: Result<Engine, Option<io::Error>>,
+    urls: I,
+    pending: Slab<String>,
+    ready: VecDeque<(String, Result<Response, Error>)>,
+}
+
+impl<I> Iterator for FetchAll<I>
+where
+    I: Iterator,
+    I::Item: IntoRequest,
+{
+    type Item = (String, Result<Response, Error>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            let engine = match &mut self.engine {
+                Ok(e) => e,
+                Err(e) => {
+                    // No loop could be made: every URL fails with the reason.
+                    let request = self.urls.next()?.into_request();
+                    let msg = match e {
+                        Some(e) => format!("cannot create the event loop: {e}"),
+                        None => "cannot create the event loop".to_owned(),
+                    };
+                    let err = Error::new(ErrorKind::Io, Phase::Prepare, msg);
+                    return Some((request.url().to_owned(), Err(err)));
+                }
+            };
+            while self.pending.len() < engine.max_in_flight() {
+                let Some(item) = self.urls.next() else {
+                    break;
+                };
+                let request = item.into_request();
+                let url = request.url().to_owned();
+                match engine.prepare(request) {
+                    Ok(mut task) => {
+                        task.id = self.pending.insert(url);
+                        engine.accept(task);
+                    }
+                    Err(e) => return Some((url, Err(e))),
+                }
+            }
+            if let Some((id, result)) = engine.pop_done() {
+                let url = self.pending.try_remove(id).unwrap_or_default();
+                return Some((url, result));
+            }
+            if self.pending.is_empty() {
+                return None;
+            }
+            if let Err(e) = engine.turn(None) {
+                for (_, url) in std::mem::take(&mut self.pending) {
+                    let err = Error::new(
+                        ErrorKind::Io,
+                        Phase::Prepare,
+                        format!("event loop failed: {e}"),
+                    );
+                    self.ready.push_back((url, Err(err)));
+                }
+                self.engine = Err(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! # parafetch
+//!
+//! Fetch many URLs at once from **one thread**: a single `mio` poll loop drives a slab of
+//! non-blocking connections, each a small state machine, with admission control capping how
+//! many requests are in flight. The Rust heir of ParallelCurl: "start this URL, call me back
+//! when it's done, never more than N at once". No async runtime, no libcurl, no thread per
+//! request.
+//!
+//! ```no_run
+//! use parafetch::{Done, Fetcher, Queue};
+//!
+//! fn on_done(done: Done<usize>, _queue: &mut Queue<usize>) {
+//!     match done.result {
+//!         Ok(resp) => println!("{} {} {}", done.cookie, resp.status, done.url),
+//!         Err(e) => println!("{} failed: {} ({})", done.cookie, e, e.kind().as_str()),
+//!     }
+//! }
+//!
+//! let mut fetcher = Fetcher::new(10); // at most 10 requests in flight
+//! for (i, url) in ["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"].iter().enumerate() {
+//!     fetcher.start_request(*url, on_done, i)?; // returns at once while there is room
+//! }
+//! fetcher.finish_all_requests(); // also done on drop
+//! # Ok::<(), parafetch::Error>(())
+//! ```
+//!
+//! Or as an iterator: [`fetch_all`]`(urls, 20)` yields `(url, Result<Response, Error>)` as
+//! each finishes.
+//!
+//! Layers (see DESIGN.md): [`proto`] is sans-IO HTTP/1.1 (bytes in, events out); the driver
+//! is the mio loop (sockets, timers, pool); the engine decides admission, redirects and
+//! retries; [`Fetcher`] is the API.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod demo;
+mod driver;
+mod engine;
+mod error;
+mod fetcher;
+mod headers;
+mod options;
+pub mod proto;
+mod request;
+mod response;
+
+pub use error::{Error, ErrorKind, Phase};
+pub use fetcher::{Done, FetchAll, Fetcher, Queue, fetch_all};
+pub use headers::Headers;
+pub use options::{
+    Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE,
+    DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RETRY_BACKOFF, DEFAULT_TIMEOUT, MAX_RETRY_AFTER,
+};
+pub use proto::HttpVersion;
+pub use request::{IntoRequest, Request};
+pub use response::{Response, Timings, TlsInfo};

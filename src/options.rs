@@ -1,0 +1,293 @@
+//! Options applied to every request of a fetcher (the seed's "array of curl options"), and
+//! the builder that sets them.
+//!
+//! Owns defaults and their documentation; it never does I/O.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::headers::Headers;
+use crate::proto::Limits;
+use crate::request::Overrides;
+
+/// The per-request knobs, after a request's overrides were applied to the fetcher's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Knobs {
+    pub timeout: Option<Duration>,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body: u64,
+    pub follow_redirects: bool,
+    pub max_redirects: u32,
+    pub decompress: bool,
+    pub retries: u32,
+}
+
+impl Knobs {
+    pub(crate) fn with(mut self, o: &Overrides) -> Knobs {
+        if let Some(t) = o.timeout {
+            self.timeout = t;
+        }
+        if let Some(t) = o.connect_timeout {
+            self.connect_timeout = t;
+        }
+        if let Some(t) = o.idle_timeout {
+            self.idle_timeout = t;
+        }
+        if let Some(b) = o.max_body {
+            self.max_body = b;
+        }
+        if let Some(f) = o.follow_redirects {
+            self.follow_redirects = f;
+        }
+        if let Some(m) = o.max_redirects {
+            self.max_redirects = m;
+        }
+        if let Some(d) = o.decompress {
+            self.decompress = d;
+        }
+        if let Some(r) = o.retries {
+            self.retries = r;
+        }
+        self
+    }
+}
+
+/// Default total time for one attempt.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time to resolve, connect and finish the TLS handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest silence while a response is awaited or read.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default largest body.
+pub const DEFAULT_MAX_BODY: u64 = 64 * 1024 * 1024;
+/// Default most redirects followed (when following is on).
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+/// Default time an idle keep-alive connection stays pooled.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default most idle connections kept per origin.
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 32;
+/// Default most idle connections kept in all.
+pub const DEFAULT_POOL_MAX_IDLE: usize = 1024;
+/// Default first retry delay (doubled each retry, with jitter).
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest `Retry-After` honoured; a longer one is capped to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Everything a fetcher applies to its requests.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub max_in_flight: usize,
+    pub backlog: usize,
+    pub knobs: Knobs,
+    pub limits: Limits,
+    pub user_agent: String,
+    pub headers: Headers,
+    pub keep_alive: bool,
+    pub allow_https_downgrade: bool,
+    pub retry_backoff: Duration,
+    pub per_host: Option<usize>,
+    pub host_delay: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub pool_max_idle: usize,
+    pub resolve_overrides: HashMap<(String, u16), Vec<SocketAddr>>,
+    pub resolver_threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_in_flight: 10,
+            backlog: 0,
+            knobs: Knobs {
+                timeout: Some(DEFAULT_TIMEOUT),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                max_body: DEFAULT_MAX_BODY,
+                follow_redirects: false,
+                max_redirects: DEFAULT_MAX_REDIRECTS,
+                decompress: false,
+                retries: 0,
+            },
+            limits: Limits::default(),
+            user_agent: concat!("parafetch/", env!("CARGO_PKG_VERSION")).to_owned(),
+            headers: Headers::new(),
+            keep_alive: true,
+            allow_https_downgrade: false,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+            per_host: None,
+            host_delay: Duration::ZERO,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            pool_max_idle: DEFAULT_POOL_MAX_IDLE,
+            resolve_overrides: HashMap::new(),
+            resolver_threads: 4,
+        }
+    }
+}
+
+/// Builds a [`Fetcher`](crate::Fetcher) (or a [`fetch_all`](crate::fetch_all) iterator) with
+/// options applied to every request. Every option has a default; see README's table.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let fetcher: parafetch::Fetcher<usize> = parafetch::Fetcher::builder()
+///     .max_in_flight(20)
+///     .timeout(Some(Duration::from_secs(10)))
+///     .per_host(2)
+///     .follow_redirects(true)
+///     .build();
+/// # drop(fetcher);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    pub(crate) opts: Options,
+}
+
+impl Builder {
+    /// Most requests in flight at once (the global cap; at least 1). Default 10.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.opts.max_in_flight = n.max(1);
+        self
+    }
+
+    /// How many accepted requests may wait beyond the in-flight cap before `start_request`
+    /// runs the loop to make room. Default 0: the seed's rule, `start_request` returns at
+    /// once only while fewer than `max_in_flight` requests are accepted. With per-host caps
+    /// a backlog lets requests for other hosts start while one host is saturated.
+    pub fn backlog(mut self, n: usize) -> Self {
+        self.opts.backlog = n;
+        self
+    }
+
+    /// Total time allowed for one attempt, connect to last body byte (`None`: no limit).
+    /// Default 60 s.
+    pub fn timeout(mut self, t: Option<Duration>) -> Self {
+        self.opts.knobs.timeout = t;
+        self
+    }
+
+    /// Time allowed to resolve, connect and finish the TLS handshake. Default 10 s.
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.opts.knobs.connect_timeout = t;
+        self
+    }
+
+    /// Longest silence allowed while a response is awaited or read (cuts slow-loris
+    /// servers; the total timeout cuts tricklers). Default 30 s.
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.opts.knobs.idle_timeout = t;
+        self
+    }
+
+    /// Largest body accepted, after decoding. Default 64 MiB.
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.opts.knobs.max_body = bytes;
+        self
+    }
+
+    /// Largest response head (status line and header fields). Default 64 KiB.
+    pub fn max_head(mut self, bytes: usize) -> Self {
+        self.opts.limits.max_head_bytes = bytes;
+        self
+    }
+
+    /// Most header fields in a response head. Default 100.
+    pub fn max_headers(mut self, n: usize) -> Self {
+        self.opts.limits.max_headers = n;
+        self
+    }
+
+    /// The `User-Agent` sent unless a request sets its own.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.opts.user_agent = ua.into();
+        self
+    }
+
+    /// A header sent with every request (a request's own field of the same name wins).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.opts.headers.append(name, value);
+        self
+    }
+
+    /// Whether to keep connections open for reuse. Off sends `Connection: close`.
+    /// Default on.
+    pub fn keep_alive(mut self, on: bool) -> Self {
+        self.opts.keep_alive = on;
+        self
+    }
+
+    /// Follow redirects (301, 302, 303, 307, 308). Default off, like curl.
+    pub fn follow_redirects(mut self, on: bool) -> Self {
+        self.opts.knobs.follow_redirects = on;
+        self
+    }
+
+    /// Most redirects followed for one request. Default 10.
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.opts.knobs.max_redirects = n;
+        self
+    }
+
+    /// Allow a redirect from `https` to `http`. Default off.
+    pub fn allow_https_downgrade(mut self, on: bool) -> Self {
+        self.opts.allow_https_downgrade = on;
+        self
+    }
+
+    /// Ask for gzip/deflate and decode bodies transparently. Default off.
+    pub fn decompress(mut self, on: bool) -> Self {
+        self.opts.knobs.decompress = on;
+        self
+    }
+
+    /// Retry transient failures (connect errors, timeouts, resets, 429, 502, 503, 504) up
+    /// to `n` times with exponential backoff and jitter, honouring `Retry-After`.
+    /// Default 0.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.opts.knobs.retries = n;
+        self
+    }
+
+    /// The first retry delay (doubled each time, with jitter). Default 250 ms.
+    pub fn retry_backoff(mut self, t: Duration) -> Self {
+        self.opts.retry_backoff = t;
+        self
+    }
+
+    /// Most requests in flight to one host at once. Default: no per-host cap.
+    pub fn per_host(mut self, n: usize) -> Self {
+        self.opts.per_host = Some(n.max(1));
+        self
+    }
+
+    /// Least time between the starts of two requests to the same host. Default 0.
+    pub fn host_delay(mut self, t: Duration) -> Self {
+        self.opts.host_delay = t;
+        self
+    }
+
+    /// How long an idle keep-alive connection is kept. Default 30 s.
+    pub fn pool_idle_timeout(mut self, t: Duration) -> Self {
+        self.opts.pool_idle_timeout = t;
+        self
+    }
+
+    /// Most idle connections kept per origin (default 32) and in all (default 1024).
+    pub fn pool_max_idle(mut self, per_host: usize, total: usize) -> Self {
+        self.opts.pool_max_idle_per_host = per_host;
+        self.opts.pool_max_idle = total;
+        self
+    }
+
+    /// Pins `host:port` to addresses, skipping resolution (like curl's `--resolve`).
+    pub fn resolve(mut self, host: &str, port: u16, addrs: &[SocketAddr]) -> Self {
+        self.opts
+            .resolve_overrides
+            .insert((host.to_ascii_lowercase(), port), addrs.to_vec());
+        self
+    }
+}

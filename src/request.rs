@@ -1,0 +1,303 @@
+//! A request as the caller describes it: method, URL, headers, body, per-request overrides,
+//! and where its body should go.
+//!
+//! Owns validation of caller input (URL, scheme, method, headers) so a bad request is an
+//! `Err` from `start_request`, before anything is queued. Never does I/O.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::{Error, ErrorKind, Phase};
+use crate::headers::Headers;
+
+/// A body sink: receives each piece of the (decoded) body as it arrives.
+pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()>>;
+
+/// One request: method, URL, headers, optional body and per-request options.
+///
+/// `start_request` also takes a plain `&str`, `String` or [`Url`] (a GET).
+///
+/// # Examples
+/// ```
+/// use parafetch::Request;
+/// use std::time::Duration;
+/// let req = Request::post("http://127.0.0.1:8080/submit")
+///     .header("Content-Type", "application/json")
+///     .body(br#"{"a":1}"#.to_vec())
+///     .timeout(Duration::from_secs(5));
+/// assert_eq!(req.method(), "POST");
+/// ```
+pub struct Request {
+    pub(crate) method: String,
+    pub(crate) target: Target,
+    pub(crate) headers: Headers,
+    pub(crate) body: Option<Arc<[u8]>>,
+    pub(crate) overrides: Overrides,
+    pub(crate) sink: Option<Sink>,
+}
+
+/// The URL as given: parsed already, or text still to check.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    Url(Url),
+    Text(String),
+}
+
+impl Target {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Target::Url(u) => u.as_str(),
+            Target::Text(s) => s,
+        }
+    }
+}
+
+/// The options a single request may override; `None` takes the fetcher's value.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Overrides {
+    pub timeout: Option<Option<Duration>>,
+    pub connect_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub max_body: Option<u64>,
+    pub follow_redirects: Option<bool>,
+    pub max_redirects: Option<u32>,
+    pub decompress: Option<bool>,
+    pub retries: Option<u32>,
+}
+
+impl Request {
+    /// A request with any method. The URL is checked when the request is started.
+    pub fn new(method: impl Into<String>, url: impl IntoRequest) -> Request {
+        let mut r = url.into_request();
+        r.method = method.into();
+        r
+    }
+
+    /// A GET request.
+    pub fn get(url: impl IntoRequest) -> Request {
+        Request::new("GET", url)
+    }
+
+    /// A HEAD request: the response has no body.
+    pub fn head(url: impl IntoRequest) -> Request {
+        Request::new("HEAD", url)
+    }
+
+    /// A POST request (add a body with [`Request::body`]).
+    pub fn post(url: impl IntoRequest) -> Request {
+        Request::new("POST", url)
+    }
+
+    /// A PUT request.
+    pub fn put(url: impl IntoRequest) -> Request {
+        Request::new("PUT", url)
+    }
+
+    /// A DELETE request.
+    pub fn delete(url: impl IntoRequest) -> Request {
+        Request::new("DELETE", url)
+    }
+
+    /// Adds a header field (after the fetcher's defaults; a field named here replaces a
+    /// default of the same name).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The request body; `Content-Length` is sent for it.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Request {
+        self.body = Some(Arc::from(body.into()));
+        self
+    }
+
+    /// Total time allowed for one attempt (connect to last body byte); `None` for no limit.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Request {
+        self.overrides.timeout = Some(timeout);
+        self
+    }
+
+    /// Time allowed to resolve, connect and finish the TLS handshake.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Request {
+        self.overrides.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Longest silence allowed while waiting for response bytes.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Request {
+        self.overrides.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Largest body accepted (after decoding); more is a `too_large` error.
+    pub fn max_body(mut self, bytes: u64) -> Request {
+        self.overrides.max_body = Some(bytes);
+        self
+    }
+
+    /// Whether to follow redirects, and how many at most.
+    pub fn follow_redirects(mut self, follow: bool, max: u32) -> Request {
+        self.overrides.follow_redirects = Some(follow);
+        self.overrides.max_redirects = Some(max);
+        self
+    }
+
+    /// Whether to ask for gzip/deflate and decode the body.
+    pub fn decompress(mut self, on: bool) -> Request {
+        self.overrides.decompress = Some(on);
+        self
+    }
+
+    /// How many times to retry transient failures (0: never).
+    pub fn retries(mut self, n: u32) -> Request {
+        self.overrides.retries = Some(n);
+        self
+    }
+
+    /// Streams the body to `f`, piece by piece, instead of buffering it in the response.
+    /// An error from `f` fails the request with kind `io`.
+    pub fn on_body(mut self, f: impl FnMut(&[u8]) -> io::Result<()> + 'static) -> Request {
+        self.sink = Some(Box::new(f));
+        self
+    }
+
+    /// Streams the body into `w` (a file, say) instead of buffering it in the response.
+    pub fn write_to(self, mut w: impl Write + 'static) -> Request {
+        self.on_body(move |b| w.write_all(b))
+    }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        self.target.as_str()
+    }
+
+    /// The header fields set on this request.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.target.as_str())
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.as_ref().map(|b| b.len()))
+            .finish()
+    }
+}
+
+/// What `start_request` accepts: a URL (`&str`, `String`, [`Url`]) or a [`Request`].
+pub trait IntoRequest {
+    /// Converts into a request (a GET for a bare URL).
+    fn into_request(self) -> Request;
+}
+
+impl IntoRequest for Request {
+    fn into_request(self) -> Request {
+        self
+    }
+}
+
+fn from_target(target: Target) -> Request {
+    Request {
+        method: "GET".into(),
+        target,
+        headers: Headers::new(),
+        body: None,
+        overrides: Overrides::default(),
+        sink: None,
+    }
+}
+
+impl IntoRequest for &str {
+    fn into_request(self) -> Request {
+        from_target(Target::Text(self.to_owned()))
+    }
+}
+
+impl IntoRequest for String {
+    fn into_request(self) -> Request {
+        from_target(Target::Text(self))
+    }
+}
+
+impl IntoRequest for &String {
+    fn into_request(self) -> Request {
+        from_target(Target::Text(self.clone()))
+    }
+}
+
+impl IntoRequest for Url {
+    fn into_request(self) -> Request {
+        from_target(Target::Url(self))
+    }
+}
+
+impl IntoRequest for &Url {
+    fn into_request(self) -> Request {
+        from_target(Target::Url(self.clone()))
+    }
+}
+
+/// Parses and checks a URL: it must parse, be `http` or `https`, and have a host.
+///
+/// # Errors
+/// `invalid_url` or `unsupported_scheme`, in phase `prepare`.
+pub(crate) fn check_url(target: &Target) -> Result<Url, Error> {
+    let url = match target {
+        Target::Url(u) => u.clone(),
+        Target::Text(s) => Url::parse(s.trim()).map_err(|e| {
+            Error::new(ErrorKind::InvalidUrl, Phase::Prepare, format!("{s:?}: {e}")).with_source(e)
+        })?,
+    };
+    check_parsed(url)
+}
+
+pub(crate) fn check_parsed(url: Url) -> Result<Url, Error> {
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(Error::new(
+                ErrorKind::UnsupportedScheme,
+                Phase::Prepare,
+                format!("scheme {other:?} is not supported (only http and https)"),
+            ));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::new(
+            ErrorKind::InvalidUrl,
+            Phase::Prepare,
+            format!("{:?} has no host", url.as_str()),
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_checks() {
+        let ok = check_url(&Target::Text("http://example.com/a?b#c".into())).unwrap();
+        assert_eq!(ok.host_str(), Some("example.com"));
+        let bad = check_url(&Target::Text("not a url".into())).unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::InvalidUrl);
+        let ftp = check_url(&Target::Text("ftp://example.com/".into())).unwrap_err();
+        assert_eq!(ftp.kind(), ErrorKind::UnsupportedScheme);
+        let mailto = check_url(&Target::Text("mailto:a@example.com".into())).unwrap_err();
+        assert_eq!(mailto.kind(), ErrorKind::UnsupportedScheme);
+    }
+}

@@ -1,0 +1,83 @@
+//! What a finished request hands back: status, headers, body, where it came from, how long
+//! each phase took.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::headers::Headers;
+use crate::proto::HttpVersion;
+
+/// A complete HTTP response. Any status, 404 and 500 included, is a `Response`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Response {
+    /// The status code, e.g. 200.
+    pub status: u16,
+    /// The reason phrase as sent (may be empty).
+    pub reason: String,
+    /// The HTTP version of the response.
+    pub version: HttpVersion,
+    /// The header fields as received, in order, repeats kept.
+    pub headers: Headers,
+    /// The body (decoded when content decoding is on). Empty when the request had a sink.
+    pub body: Vec<u8>,
+    /// How many body bytes were delivered (to `body` or to the sink).
+    pub body_len: u64,
+    /// The URL that produced this response (after redirects).
+    pub url: Url,
+    /// The address of the server that answered.
+    pub remote_addr: SocketAddr,
+    /// How long each phase of the final attempt took.
+    pub timings: Timings,
+    /// How many redirects were followed.
+    pub redirects: u32,
+    /// How many attempts were made (1 without retries).
+    pub attempts: u32,
+    /// Whether the final attempt reused a pooled keep-alive connection.
+    pub reused_connection: bool,
+    /// The negotiated TLS parameters, for `https` responses.
+    pub tls: Option<TlsInfo>,
+}
+
+impl Response {
+    /// The body as text, decoded as UTF-8 with invalid sequences replaced.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// How long each phase took. A phase that did not happen (a reused connection needs no
+/// resolve, connect or handshake; plain http needs no TLS) is zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timings {
+    /// Resolving the host name.
+    pub resolve: Duration,
+    /// Opening the TCP connection (all addresses tried).
+    pub connect: Duration,
+    /// The TLS handshake.
+    pub tls: Duration,
+    /// From the start of the attempt to the first response byte.
+    pub first_byte: Duration,
+    /// From the start of the attempt to the end of the response.
+    pub total: Duration,
+}
+
+/// The negotiated parameters of a TLS connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// e.g. `"TLSv1_3"`.
+    pub protocol_version: String,
+    /// e.g. `"TLS13_AES_128_GCM_SHA256"`.
+    pub cipher_suite: String,
+    /// The ALPN protocol agreed on, if any.
+    pub alpn: Option<String>,
+}
