@@ -43,6 +43,7 @@ mod options;
 pub mod proto;
 mod request;
 mod response;
+mod tls;
 
 pub use error::{Error, ErrorKind, Phase};
 pub use fetcher::{Done, FetchAll, Fetcher, Queue, fetch_all};
@@ -55,3 +56,5 @@ pub use options::{
 pub use proto::HttpVersion;
 pub use request::{IntoRequest, Request};
 pub use response::{Response, Timings, TlsInfo};
+/// The TLS library parafetch uses, for [`Builder::tls_config`].
+pub use rustls;

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::error::Error;
 use crate::headers::Headers;
 use crate::proto::Limits;
 use crate::request::Overrides;
+use crate::tls::{TlsOptions, parse_pem_certs};
 
 /// The per-request knobs, after a request's overrides were applied to the fetcher's.
 #[derive(Clone, Copy, Debug)]
@@ -94,6 +96,7 @@ pub(crate) struct Options {
     pub pool_max_idle: usize,
     pub resolve_overrides: HashMap<(String, u16), Vec<SocketAddr>>,
     pub resolver_threads: usize,
+    pub tls: TlsOptions,
 }
 
 impl Default for Options {
@@ -124,6 +127,7 @@ impl Default for Options {
             pool_max_idle: DEFAULT_POOL_MAX_IDLE,
             resolve_overrides: HashMap::new(),
             resolver_threads: 4,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -288,6 +292,37 @@ impl Builder {
         self.opts
             .resolve_overrides
             .insert((host.to_ascii_lowercase(), port), addrs.to_vec());
+        self
+    }
+
+    /// Trusts the certificates in a PEM bundle (a private CA, say) in addition to the
+    /// default roots.
+    ///
+    /// # Errors
+    /// Kind `tls` when the bundle holds no certificate or a malformed one.
+    pub fn tls_roots_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
+        self.opts.tls.extra_roots.extend(parse_pem_certs(pem)?);
+        Ok(self)
+    }
+
+    /// Whether to trust Mozilla's roots (the `webpki-roots` feature, on by default).
+    /// Off: only the roots added with [`Builder::tls_roots_pem`] are trusted.
+    pub fn tls_default_roots(mut self, on: bool) -> Self {
+        self.opts.tls.no_default_roots = !on;
+        self
+    }
+
+    /// Uses this rustls configuration for every `https` connection, as is (roots,
+    /// verifier, ALPN, versions: all yours). Shared by all connections, so sessions resume.
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.opts.tls.custom = Some(config);
+        self
+    }
+
+    /// **Dangerous: for testing only.** Accepts any server certificate for any name, so
+    /// anyone on the path can read and change the traffic. Never the default.
+    pub fn danger_accept_invalid_certs(mut self, on: bool) -> Self {
+        self.opts.tls.danger_accept_invalid_certs = on;
         self
     }
 }

@@ -80,4 +80,6 @@ pub struct TlsInfo {
     pub cipher_suite: String,
     /// The ALPN protocol agreed on, if any.
     pub alpn: Option<String>,
+    /// Whether the handshake resumed an earlier session (no full handshake).
+    pub resumed: bool,
 }

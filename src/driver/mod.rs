@@ -2,9 +2,9 @@
 //! idle-connection pool. Each slab entry is one connection's state machine:
 //!
 //! ```text
-//!  Resolving ──► Connecting ──► Active ──► Idle (pooled) ──► Active ...
-//!      │             │            │           │
-//!      └─────────────┴────────────┴───────────┴──► closed (slot freed)
+//!  Resolving ──► Connecting ──► [Handshaking] ──► Active ──► Idle (pooled) ──► Active ...
+//!      │             │               │              │           │
+//!      └─────────────┴───────────────┴──────────────┴───────────┴──► closed (slot freed)
 //! ```
 //!
 //! Owns sockets, readiness, timers and attempts (one HTTP exchange of a task). It moves
@@ -32,7 +32,8 @@ use crate::headers::Headers;
 use crate::options::{Knobs, Options};
 use crate::proto::{Event, Exchange, Framing, RequestInfo, ResponseHead, encode_request};
 use crate::request::Sink;
-use crate::response::{Response, Timings};
+use crate::response::{Response, Timings, TlsInfo};
+use crate::tls::{TlsStream, client_config, server_name, tls_cause};
 
 use resolve::{Lookup, Resolver};
 use transport::Transport;
@@ -110,6 +111,7 @@ enum State {
         next: usize,
         last_err: Option<io::Error>,
     },
+    Handshaking,
     Active,
     Idle {
         since: Instant,
@@ -202,6 +204,7 @@ struct Slot {
     remote: Option<SocketAddr>,
     exchange: Option<Exchange>,
     attempt: Option<Attempt>,
+    tls: Option<TlsInfo>,
     /// The earliest deadline already in the timer heap for this slot.
     timer_at: Option<Instant>,
 }
@@ -212,6 +215,7 @@ impl Slot {
         match &self.state {
             State::Resolving => Phase::Resolve,
             State::Connecting { .. } => Phase::Connect,
+            State::Handshaking => Phase::Tls,
             State::Idle { .. } => Phase::ReceiveHead,
             State::Active => match &self.exchange {
                 Some(ex) if !ex.poll_transmit().is_empty() && !ex.received_any() => {
@@ -246,6 +250,10 @@ impl Slot {
             (State::Active, Some(a)) => {
                 format!("no data for {:?}", a.task.knobs.idle_timeout)
             }
+            (State::Handshaking, Some(a)) => format!(
+                "tls handshake did not finish within the connect timeout of {:?}",
+                a.task.knobs.connect_timeout
+            ),
             (_, Some(a)) => format!(
                 "could not connect within {:?}",
                 a.task.knobs.connect_timeout
@@ -276,6 +284,8 @@ pub(crate) struct Driver {
     idle_count: usize,
     buf: Vec<u8>,
     opts: Arc<Options>,
+    /// Built on the first https connection, then shared (sessions resume across it).
+    tls_config: Option<Arc<rustls::ClientConfig>>,
     finished: Vec<Finished>,
     active: usize,
 }
@@ -297,6 +307,7 @@ impl Driver {
             idle_count: 0,
             buf: vec![0; READ_BUF],
             opts,
+            tls_config: None,
             finished: Vec::new(),
             active: 0,
         })
@@ -345,6 +356,7 @@ impl Driver {
             remote: None,
             exchange: None,
             attempt: Some(attempt),
+            tls: None,
             timer_at: None,
         });
         self.schedule(key);
@@ -481,8 +493,69 @@ impl Driver {
             a.timings.connect = now - a.phase_start;
             a.phase_start = now;
         }
+        if slot.origin.https {
+            return self.start_tls(key, now);
+        }
         slot.state = State::Active;
         self.begin_exchange(key, now);
+    }
+
+    /// Wraps the connected socket in a TLS client and starts the handshake.
+    fn start_tls(&mut self, key: usize, now: Instant) {
+        let config = match &self.tls_config {
+            Some(c) => Arc::clone(c),
+            None => match client_config(&self.opts.tls) {
+                Ok(c) => Arc::clone(self.tls_config.insert(c)),
+                Err(e) => {
+                    let err = Error::new(ErrorKind::Tls, Phase::Tls, e.to_string()).with_source(e);
+                    return self.fail(key, err, now);
+                }
+            },
+        };
+        let slot = &mut self.slots[key];
+        let name = match server_name(&slot.origin.host) {
+            Ok(n) => n,
+            Err(e) => return self.fail(key, e, now),
+        };
+        let Some(Transport::Plain(tcp)) = slot.transport.take() else {
+            return;
+        };
+        match TlsStream::new(tcp, config, name) {
+            Ok(tls) => {
+                slot.transport = Some(Transport::Tls(Box::new(tls)));
+                slot.state = State::Handshaking;
+                self.on_handshake_event(key, now);
+            }
+            Err(e) => self.fail(key, e, now),
+        }
+    }
+
+    /// Advances the TLS handshake; when it completes, the exchange begins.
+    fn on_handshake_event(&mut self, key: usize, now: Instant) {
+        let slot = &mut self.slots[key];
+        let Some(Transport::Tls(t)) = slot.transport.as_mut() else {
+            return;
+        };
+        match t.handshake() {
+            Ok(false) => {}
+            Ok(true) => {
+                slot.tls = Some(t.info());
+                if let Some(a) = slot.attempt.as_mut() {
+                    a.timings.tls = now - a.phase_start;
+                    a.phase_start = now;
+                }
+                slot.state = State::Active;
+                self.begin_exchange(key, now);
+            }
+            Err(e) => {
+                let msg = match tls_cause(&e) {
+                    Some(cause) => cause.to_string(),
+                    None => format!("tls handshake failed: {e}"),
+                };
+                let err = Error::new(ErrorKind::Tls, Phase::Tls, msg).with_source(e);
+                self.fail(key, err, now);
+            }
+        }
     }
 
     /// Encodes the request and starts writing it on an active connection.
@@ -567,7 +640,7 @@ impl Driver {
             redirects: a.task.redirects,
             attempts: a.task.attempts,
             reused_connection: a.reused,
-            tls: None,
+            tls: slot.tls.clone(),
         };
         self.finished.push(Finished {
             task: a.task,
@@ -744,6 +817,7 @@ impl Driver {
             }
             match slot.state {
                 State::Connecting { .. } => self.on_connect_event(key, now),
+                State::Handshaking => self.on_handshake_event(key, now),
                 State::Active => self.pump(key, r, now),
                 State::Idle { .. } => self.on_idle_event(key),
                 State::Resolving => {}
@@ -765,6 +839,14 @@ impl Driver {
         }
         self.fire_timers(now);
         Ok(())
+    }
+}
+
+/// An I/O error on an established connection: TLS failures are `tls`, the rest `io`.
+fn io_failure(e: io::Error, phase: Phase) -> Error {
+    match tls_cause(&e) {
+        Some(cause) => Error::new(ErrorKind::Tls, phase, cause.to_string()).with_source(e),
+        None => Error::io(ErrorKind::Io, phase, e),
     }
 }
 
@@ -802,6 +884,10 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
         return Step::Wait;
     };
     if writable {
+        // TLS records left over from an earlier write go first.
+        if let Err(e) = t.flush() {
+            return Step::Fail(io_failure(e, Phase::SendRequest));
+        }
         while !ex.poll_transmit().is_empty() {
             let data = ex.poll_transmit();
             match t.write(data) {
@@ -810,9 +896,12 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
                     return Step::Fail(Error::io(ErrorKind::Io, Phase::SendRequest, e));
                 }
                 Ok(n) => {
-                    let short = n < data.len();
+                    // A short TCP write means the socket buffer is full (a writable edge
+                    // follows); TLS takes less when its record buffer is full, and says
+                    // WouldBlock itself when the socket is.
+                    let full = n < data.len() && !t.is_tls();
                     ex.handle_transmitted(n);
-                    if short {
+                    if full {
                         break;
                     }
                 }
@@ -820,7 +909,7 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The server may have answered early and closed: read what it said first.
                 Err(_) if ex.received_any() || readable => break,
-                Err(e) => return Step::Fail(Error::io(ErrorKind::Io, Phase::SendRequest, e)),
+                Err(e) => return Step::Fail(io_failure(e, Phase::SendRequest)),
             }
         }
     }
@@ -849,20 +938,30 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
                 match feed(ex, a, &buf[..n]) {
                     Err(e) => return Step::Fail(e),
                     Ok(true) => return Step::Done,
-                    Ok(false) if n < buf.len() && !closed => return Step::Wait,
+                    // TLS plaintext comes a record at a time: only TCP may take the shortcut.
+                    Ok(false) if n < buf.len() && !closed && !t.is_tls() => return Step::Wait,
                     Ok(false) => {}
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let kind = if e.kind() == io::ErrorKind::UnexpectedEof {
-                    ErrorKind::Truncated
-                } else {
-                    ErrorKind::Io
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && t.is_tls() => {
+                // TCP closed without close_notify. A length or chunked body knows its end
+                // (the exchange says truncated or not); a close-delimited one cannot be
+                // trusted complete: an attacker could have cut it. We refuse it.
+                let phase = a.receive_phase();
+                let err = match ex.handle_eof() {
+                    Err(pe) => Error::proto(phase, pe),
+                    Ok(_) => Error::new(
+                        ErrorKind::Truncated,
+                        phase,
+                        "server closed the tls connection without close_notify: \
+                         the close-delimited body may be truncated",
+                    ),
                 };
-                return Step::Fail(Error::io(kind, a.receive_phase(), e));
+                return Step::Fail(err.with_source(e));
             }
+            Err(e) => return Step::Fail(io_failure(e, a.receive_phase())),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The byte pipe under one connection: plain TCP (TLS joins as another variant).
+//! The byte pipe under one connection: plain TCP or TLS over TCP, one small enum (wrk's
+//! table of operations).
 //!
 //! Owns the socket and moves bytes; it must not parse HTTP.
 
@@ -8,14 +9,18 @@ use std::net::SocketAddr;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::tls::TlsStream;
+
 pub(crate) enum Transport {
     Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Transport {
     pub(crate) fn tcp(&mut self) -> &mut TcpStream {
         match self {
             Transport::Plain(s) => s,
+            Transport::Tls(t) => &mut t.sock,
         }
     }
 
@@ -27,18 +32,32 @@ impl Transport {
         let _ = registry.deregister(self.tcp());
     }
 
-    /// Reads decrypted (or plain) bytes. `Ok(0)` is the end of the stream.
+    /// Reads plaintext. `Ok(0)` is the end of the stream (for TLS: a clean `close_notify`).
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(buf),
+            Transport::Tls(t) => t.read(buf),
         }
     }
 
-    /// Writes application bytes; returns how many were taken.
+    /// Writes plaintext; returns how many bytes were taken.
     pub(crate) fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write(data),
+            Transport::Tls(t) => t.write(data),
         }
+    }
+
+    /// Sends bytes buffered below the application (TLS records); plain TCP has none.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            Transport::Tls(t) => t.flush(),
+        }
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
     }
 
     pub(crate) fn peer_addr(&mut self) -> io::Result<SocketAddr> {

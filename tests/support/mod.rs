@@ -1124,3 +1124,5 @@ pub fn python_http_server(dir: &Path) -> Option<PythonServer> {
         }
     }
 }
+pub mod nginx;
+pub mod pki;

@@ -1,0 +1,109 @@
+//! Interop with a server no one here wrote: nginx on loopback, plain and TLS. Skipped (with
+//! a message) when nginx is not installed; `.ci/run` installs it.
+
+mod support;
+
+use parafetch::{ErrorKind, Fetcher, Request};
+use support::nginx::Nginx;
+use support::pki::pki;
+
+fn body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn start() -> Option<Nginx> {
+    let good = &pki().good;
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("1k.bin", body(1024)),
+        ("1m.bin", body(1 << 20)),
+        ("page.html", b"<html>hello</html>".repeat(200)),
+    ];
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    let n = Nginx::start(&good.chain_pem, &good.key_pem, &refs);
+    if n.is_none() {
+        eprintln!("nginx not installed: skipping (apt-get install nginx-light)");
+    }
+    n
+}
+
+#[test]
+fn nginx_plain_and_tls() {
+    let Some(ng) = start() else { return };
+    let trusting = || {
+        Fetcher::builder()
+            .tls_default_roots(false)
+            .tls_roots_pem(pki().ca_pem.as_bytes())
+            .unwrap()
+    };
+    for url in [ng.url("/1k.bin"), ng.https_url("/1k.bin")] {
+        let r = trusting()
+            .fetch_all([url.clone()])
+            .next()
+            .unwrap()
+            .1
+            .unwrap();
+        assert_eq!((r.status, r.body.clone()), (200, body(1024)), "{url}");
+        assert_eq!(
+            r.headers.get("server").map(|s| s.starts_with("nginx")),
+            Some(true)
+        );
+    }
+    for url in [ng.url("/1m.bin"), ng.https_url("/1m.bin")] {
+        let r = trusting()
+            .fetch_all([url.clone()])
+            .next()
+            .unwrap()
+            .1
+            .unwrap();
+        assert!(r.body == body(1 << 20), "{url}");
+    }
+    let r = trusting()
+        .fetch_all([ng.url("/missing")])
+        .next()
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let r = trusting()
+        .fetch_all([Request::head(ng.https_url("/1m.bin"))])
+        .next()
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.headers.get("content-length"), Some("1048576"));
+    // Untrusted by default.
+    let e = Fetcher::builder()
+        .fetch_all([ng.https_url("/1k.bin")])
+        .next()
+        .unwrap()
+        .1
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Tls);
+}
+
+#[test]
+fn nginx_keep_alive_many_requests() {
+    let Some(ng) = start() else { return };
+    let urls: Vec<String> = (0..500)
+        .map(|i| {
+            if i % 2 == 0 {
+                ng.url("/1k.bin")
+            } else {
+                ng.https_url("/page.html")
+            }
+        })
+        .collect();
+    let b = Fetcher::builder()
+        .max_in_flight(8)
+        .tls_default_roots(false)
+        .tls_roots_pem(pki().ca_pem.as_bytes())
+        .unwrap();
+    let mut reused = 0;
+    for (url, r) in b.fetch_all(urls) {
+        let r = r.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(r.status, 200);
+        reused += r.reused_connection as usize;
+    }
+    assert!(reused > 400, "keep-alive reused {reused} of 500");
+}
