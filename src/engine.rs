@@ -91,7 +91,12 @@ impl Engine {
     /// `invalid_url`, `unsupported_scheme` or `invalid_request`, in phase `prepare`.
     pub(crate) fn prepare(&self, req: Request) -> Result<Task, Error> {
         let url = check_url(&req.target)?;
-        let knobs = self.opts.knobs.with(&req.overrides);
+        let mut knobs = self.opts.knobs.with(&req.overrides);
+        if req.sink.is_some() && req.overrides.max_body.is_none() {
+            // The body limit bounds memory; a streamed body uses none, so only a limit set
+            // on the request itself applies.
+            knobs.max_body = u64::MAX;
+        }
         let mut headers = Headers::new();
         if !req.headers.contains("user-agent") && !self.opts.headers.contains("user-agent") {
             headers.append("User-Agent", self.opts.user_agent.clone());
@@ -279,7 +284,13 @@ impl Engine {
                     self.retries.push(Reverse((now + delay, self.retry_seq)));
                     self.retry_tasks.insert(self.retry_seq, task);
                 }
-                None => self.done.push_back((task.id, result)),
+                None => {
+                    let result = result.map_err(|mut e| {
+                        e.set_attempts(task.attempts);
+                        e
+                    });
+                    self.done.push_back((task.id, result));
+                }
             },
         }
     }
@@ -300,7 +311,8 @@ impl Engine {
             return None;
         }
         let retry_after = match result {
-            Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => {
+            // The server may have acted on a non-idempotent request before failing.
+            Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) && is_idempotent(&task.method) => {
                 r.headers.get("retry-after").and_then(parse_retry_after)
             }
             Ok(_) => return None,
@@ -368,7 +380,9 @@ pub(crate) fn is_redirect_status(status: u16) -> bool {
 /// discarded, never streamed to the caller's sink).
 pub(crate) fn is_intermediate(task: &Task, status: u16, headers: &crate::Headers) -> bool {
     (task.knobs.follow_redirects && is_redirect_status(status) && headers.contains("location"))
-        || (matches!(status, 429 | 502 | 503 | 504) && task.attempts <= task.knobs.retries)
+        || (matches!(status, 429 | 502 | 503 | 504)
+            && task.attempts <= task.knobs.retries
+            && is_idempotent(&task.method))
 }
 
 fn follows_redirect(task: &Task, resp: &Response) -> bool {

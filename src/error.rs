@@ -116,6 +116,7 @@ pub struct Error {
     kind: ErrorKind,
     phase: Phase,
     message: String,
+    attempts: u32,
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -125,6 +126,7 @@ impl Error {
             kind,
             phase,
             message: message.into(),
+            attempts: 0,
             source: None,
         }
     }
@@ -172,6 +174,16 @@ impl Error {
     /// A lowercase, human-readable description (without kind and phase).
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// How many attempts were made (more than 1 only with retries); 0 when the request
+    /// was refused before any attempt.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    pub(crate) fn set_attempts(&mut self, n: u32) {
+        self.attempts = n;
     }
 
     /// Whether this is a timeout (of any phase).

@@ -28,7 +28,7 @@ pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()>>;
 /// let req = Request::post("http://127.0.0.1:8080/submit")
 ///     .header("Content-Type", "application/json")
 ///     .body(br#"{"a":1}"#.to_vec())
-///     .timeout(Duration::from_secs(5));
+///     .timeout(Some(Duration::from_secs(5)));
 /// assert_eq!(req.method(), "POST");
 /// ```
 pub struct Request {
@@ -159,7 +159,8 @@ impl Request {
     }
 
     /// Streams the body to `f`, piece by piece, instead of buffering it in the response.
-    /// An error from `f` fails the request with kind `io`.
+    /// An error from `f` fails the request with kind `io`. The fetcher's `max_body` bounds
+    /// memory and so does not apply to a streamed body; [`Request::max_body`] still does.
     pub fn on_body(mut self, f: impl FnMut(&[u8]) -> io::Result<()> + 'static) -> Request {
         self.sink = Some(Box::new(f));
         self

@@ -30,7 +30,9 @@ use crate::engine::{is_idempotent, is_intermediate};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::headers::Headers;
 use crate::options::{Knobs, Options};
-use crate::proto::{Event, Exchange, Framing, RequestInfo, ResponseHead, encode_request};
+use crate::proto::{
+    ContentDecoder, Event, Exchange, Framing, RequestInfo, ResponseHead, decode, encode_request,
+};
 use crate::request::Sink;
 use crate::response::{Response, Timings, TlsInfo};
 use crate::tls::{TlsStream, client_config, server_name, tls_cause};
@@ -133,10 +135,13 @@ struct Attempt {
     reused: bool,
     /// A stale pooled connection already failed this attempt once: use a new one.
     fresh_only: bool,
-    /// Bytes arrived after the response ended: the connection is not reusable.
-    trailing_bytes: bool,
+    /// Bytes arrived after the response ended, or the peer had already closed: the
+    /// connection is not reusable.
+    spent: bool,
     /// The response will be followed or retried, not delivered: its body is dropped.
     discard_body: bool,
+    /// Decodes a gzip/deflate body when content decoding is on.
+    decoder: Option<ContentDecoder>,
 }
 
 impl Attempt {
@@ -154,8 +159,9 @@ impl Attempt {
             timings: Timings::default(),
             reused: false,
             fresh_only,
-            trailing_bytes: false,
+            spent: false,
             discard_body: false,
+            decoder: None,
             task,
         }
     }
@@ -168,8 +174,60 @@ impl Attempt {
         }
     }
 
-    /// Body bytes from the exchange: counted against the limit, then sunk or kept.
+    /// The final head arrived: decide what happens to the body.
+    fn on_head(&mut self, head: ResponseHead, framing: Option<Framing>) -> Result<(), Error> {
+        if let Some(Framing::Length(n)) = framing {
+            if n > self.task.knobs.max_body {
+                return Err(too_large_body(self.task.knobs.max_body));
+            }
+        }
+        self.discard_body = is_intermediate(&self.task, head.status, &head.headers);
+        if self.task.knobs.decompress && !matches!(framing, Some(Framing::NoBody) | None) {
+            self.decoder = head
+                .headers
+                .get("content-encoding")
+                .and_then(ContentDecoder::for_encoding);
+        }
+        self.head = Some(head);
+        Ok(())
+    }
+
+    /// Body bytes from the exchange: decoded if asked (in small steps, so a bomb stops at
+    /// the limit), then delivered.
     fn on_body(&mut self, data: &[u8]) -> Result<(), Error> {
+        let Some(mut d) = self.decoder.take() else {
+            return self.deliver(data);
+        };
+        let mut result = Ok(());
+        for piece in data.chunks(decode::STEP) {
+            result = match d.push(piece) {
+                Ok(out) => self.deliver(out),
+                Err(e) => Err(bad_encoding(e)),
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        self.decoder = Some(d);
+        result
+    }
+
+    /// The body ended: flush the decoder.
+    fn on_end(&mut self) -> Result<(), Error> {
+        match self.decoder.take() {
+            Some(mut d) => match d.finish() {
+                Ok(out) => self.deliver(out),
+                Err(e) => Err(bad_encoding(e)),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Counted against the limit, then sunk, kept or (for an intermediate response) dropped.
+    fn deliver(&mut self, data: &[u8]) -> Result<(), Error> {
+        if data.is_empty() {
+            return Ok(());
+        }
         self.body_len += data.len() as u64;
         if self.body_len > self.task.knobs.max_body {
             return Err(too_large_body(self.task.knobs.max_body));
@@ -186,6 +244,11 @@ impl Attempt {
         }
         Ok(())
     }
+}
+
+fn bad_encoding(e: io::Error) -> Error {
+    let msg = format!("cannot decode the body's content-encoding: {e}");
+    Error::new(ErrorKind::Malformed, Phase::ReceiveBody, msg).with_source(e)
 }
 
 fn too_large_body(max: u64) -> Error {
@@ -624,7 +687,7 @@ impl Driver {
                 task: a.task,
             });
         };
-        let reusable = self.opts.keep_alive && ex.close_reason().is_none() && !a.trailing_bytes;
+        let reusable = self.opts.keep_alive && ex.close_reason().is_none() && !a.spent;
         let mut timings = a.timings;
         timings.total = now - a.start;
         let response = Response {
@@ -921,7 +984,10 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
             Ok(0) => {
                 let phase = a.receive_phase();
                 return match ex.handle_eof() {
-                    Ok(_) if ex.is_done() => Step::Done,
+                    Ok(_) if ex.is_done() => match a.on_end() {
+                        Ok(()) => Step::Done,
+                        Err(e) => Step::Fail(e),
+                    },
                     Ok(_) => Step::Fail(Error::new(
                         ErrorKind::Truncated,
                         phase,
@@ -937,7 +1003,13 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
                 a.last_activity = now;
                 match feed(ex, a, &buf[..n]) {
                     Err(e) => return Step::Fail(e),
-                    Ok(true) => return Step::Done,
+                    Ok(true) => {
+                        // The event said the peer closed: its EOF is pending behind the
+                        // response and no new edge will announce it. Pooling this
+                        // connection would hand the next request a dead socket.
+                        a.spent |= closed;
+                        return Step::Done;
+                    }
                     // TLS plaintext comes a record at a time: only TCP may take the shortcut.
                     Ok(false) if n < buf.len() && !closed && !t.is_tls() => return Step::Wait,
                     Ok(false) => {}
@@ -977,18 +1049,11 @@ fn feed(ex: &mut Exchange, a: &mut Attempt, data: &[u8]) -> Result<bool, Error> 
         off += p.consumed;
         match p.event {
             None => return Ok(false),
-            Some(Event::Head(head)) => {
-                if let Some(Framing::Length(n)) = ex.framing() {
-                    if n > a.task.knobs.max_body {
-                        return Err(too_large_body(a.task.knobs.max_body));
-                    }
-                }
-                a.discard_body = is_intermediate(&a.task, head.status, &head.headers);
-                a.head = Some(head);
-            }
+            Some(Event::Head(head)) => a.on_head(head, ex.framing())?,
             Some(Event::Body(b)) => a.on_body(b)?,
             Some(Event::End) => {
-                a.trailing_bytes = off < data.len();
+                a.spent |= off < data.len();
+                a.on_end()?;
                 return Ok(true);
             }
         }

@@ -61,12 +61,14 @@
 //! ```
 
 pub mod chunked;
+pub mod decode;
 pub mod error;
 pub mod exchange;
 pub mod framing;
 pub mod head;
 pub mod request;
 
+pub use decode::ContentDecoder;
 pub use error::ProtoError;
 pub use exchange::{CloseReason, Event, Exchange, Limits, Progress, RequestInfo};
 pub use framing::Framing;

@@ -1,0 +1,570 @@
+//! Crawler-grade behaviour: keep-alive pool, per-host politeness, redirects, content
+//! decoding, streaming, retries.
+
+mod support;
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use flate2::Compression;
+use flate2::write::{GzEncoder, ZlibEncoder};
+use parafetch::{Builder, Done, ErrorKind, Fetcher, Phase, Queue, Request, Response};
+use support::{Conn, Gate, TestServer};
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn one(b: Builder, req: impl parafetch::IntoRequest) -> Result<Response, parafetch::Error> {
+    b.fetch_all([req.into_request()]).next().unwrap().1
+}
+
+// ---------------------------------------------------------------- keep-alive pool
+
+#[test]
+fn thousand_requests_four_in_flight_open_at_most_four_connections() {
+    let s = TestServer::start(support::ok_body(b"pooled"));
+    let urls: Vec<String> = (0..1000).map(|i| s.url(&format!("/{i}"))).collect();
+    let mut n = 0;
+    let mut reused = 0;
+    for (url, r) in Fetcher::builder().max_in_flight(4).fetch_all(urls) {
+        let r = r.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(
+            (r.status, &r.body[..], r.attempts),
+            (200, &b"pooled"[..], 1)
+        );
+        reused += r.reused_connection as usize;
+        n += 1;
+    }
+    assert_eq!(n, 1000);
+    assert!(s.accepts() <= 4, "{} connections", s.accepts());
+    assert_eq!(reused, 1000 - s.accepts());
+}
+
+#[test]
+fn server_closing_idle_connections_fails_no_request() {
+    // Answers one request per connection and closes it without saying `Connection: close`:
+    // every pooled connection is dead by the time it is reused (or closing as it is).
+    let s = TestServer::start(|c: &mut Conn| {
+        if c.read_request()?.is_some() {
+            c.respond(200, &[], b"once")?;
+        }
+        c.close();
+        Ok(())
+    });
+    let urls: Vec<String> = (0..200).map(|i| s.url(&format!("/{i}"))).collect();
+    for (url, r) in Fetcher::builder().max_in_flight(4).fetch_all(urls) {
+        let r = r.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!((r.status, r.attempts), (200, 1));
+    }
+    assert_eq!(s.request_count(), 200);
+}
+
+#[test]
+fn connection_close_and_http10_are_not_reused() {
+    let s = TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|req, c| {
+            if req.target == "/close" {
+                c.respond(200, &[("Connection", "close")], b"x")
+            } else {
+                c.send(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\ny")
+            }
+        })
+    });
+    let urls = vec![
+        s.url("/close"),
+        s.url("/close"),
+        s.url("/ten"),
+        s.url("/ten"),
+    ];
+    for (_, r) in Fetcher::builder().max_in_flight(1).fetch_all(urls) {
+        assert!(!r.unwrap().reused_connection);
+    }
+    assert_eq!(s.accepts(), 4);
+}
+
+#[test]
+fn keep_alive_off_sends_connection_close() {
+    let s = TestServer::start(support::ok_body(b"x"));
+    let urls: Vec<String> = (0..3).map(|i| s.url(&format!("/{i}"))).collect();
+    let all: Vec<_> = Fetcher::builder()
+        .max_in_flight(1)
+        .keep_alive(false)
+        .fetch_all(urls)
+        .collect();
+    assert!(all.iter().all(|(_, r)| r.as_ref().unwrap().status == 200));
+    assert_eq!(s.accepts(), 3);
+    assert!(
+        s.requests()
+            .iter()
+            .all(|r| r.header("connection") == Some("close"))
+    );
+}
+
+// ---------------------------------------------------------------- per-host politeness
+
+/// Three hosts (127.0.0.1, .2, .3), per-host cap 2: each server holds requests at a gate of
+/// 2, so each must see 2 at once (cap reached) and its peak must stay 2 (never exceeded).
+#[test]
+fn per_host_cap_is_reached_and_never_exceeded() {
+    let servers: Vec<TestServer> = (1..=3)
+        .map(|last| {
+            let gate = Gate::new(2);
+            TestServer::start_on(
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)),
+                move |c: &mut Conn| {
+                    c.serve_keep_alive(|_r, c| {
+                        let ok = gate.arrive_and_wait(LONG);
+                        c.respond(if ok { 200 } else { 500 }, &[], b"")
+                    })
+                },
+            )
+        })
+        .collect();
+    let urls: Vec<String> = (0..30)
+        .map(|i| servers[i % 3].url(&format!("/{i}")))
+        .collect();
+    let b = Fetcher::builder().max_in_flight(6).per_host(2).backlog(100);
+    for (url, r) in b.fetch_all(urls) {
+        assert_eq!(r.unwrap().status, 200, "{url}");
+    }
+    for s in &servers {
+        assert_eq!(s.in_handler_peak(), 2, "{}", s.addr());
+    }
+}
+
+/// A host that hangs must not stall the others: its requests wait on a release that only
+/// the fast host's last completion triggers.
+#[test]
+fn slow_host_does_not_stall_fast_hosts() {
+    let release = Arc::new((Mutex::new(false), Condvar::new()));
+    let r2 = release.clone();
+    // Per-host caps count by host name, so the slow host gets an address of its own.
+    let slow = TestServer::start_on(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        move |c: &mut Conn| {
+            c.serve_keep_alive(|_r, c| {
+                let (lock, cv) = &*r2;
+                let guard = cv
+                    .wait_timeout_while(lock.lock().unwrap(), LONG, |released| !*released)
+                    .unwrap();
+                let status = if *guard.0 { 200 } else { 504 };
+                drop(guard);
+                c.respond(status, &[], b"slow")
+            })
+        },
+    );
+    let fast = TestServer::start(support::ok_body(b"fast"));
+    let fast_done = Rc::new(Cell::new(0));
+    let results: Rc<RefCell<Vec<(String, u16)>>> = Rc::default();
+    let mut f: Fetcher<&'static str> = Fetcher::builder()
+        .max_in_flight(4)
+        .per_host(2)
+        .backlog(100)
+        .build();
+    let cb = |fast_done: Rc<Cell<usize>>,
+              results: Rc<RefCell<Vec<(String, u16)>>>,
+              release: Arc<(Mutex<bool>, Condvar)>| {
+        move |d: Done<&'static str>, _q: &mut Queue<&'static str>| {
+            let status = d.result.map(|r| r.status).unwrap_or(0);
+            results.borrow_mut().push((d.cookie.to_string(), status));
+            if d.cookie == "fast" {
+                fast_done.set(fast_done.get() + 1);
+                if fast_done.get() == 20 {
+                    *release.0.lock().unwrap() = true;
+                    release.1.notify_all();
+                }
+            }
+        }
+    };
+    for i in 0..6 {
+        f.start_request(
+            slow.url(&format!("/{i}")),
+            cb(fast_done.clone(), results.clone(), release.clone()),
+            "slow",
+        )
+        .unwrap();
+    }
+    for i in 0..20 {
+        f.start_request(
+            fast.url(&format!("/{i}")),
+            cb(fast_done.clone(), results.clone(), release.clone()),
+            "fast",
+        )
+        .unwrap();
+    }
+    f.finish_all_requests();
+    let results = results.borrow();
+    assert_eq!(results.len(), 26);
+    assert!(results.iter().all(|(_, st)| *st == 200), "{results:?}");
+    // Every fast request finished before any slow one.
+    let first_slow = results.iter().position(|(w, _)| w == "slow").unwrap();
+    assert_eq!(first_slow, 20, "{results:?}");
+}
+
+#[test]
+fn per_host_delay_is_respected_from_the_server_side() {
+    let s = TestServer::start(support::ok_body(b"x"));
+    let urls: Vec<String> = (0..5).map(|i| s.url(&format!("/{i}"))).collect();
+    let delay = Duration::from_millis(80);
+    let b = Fetcher::builder().max_in_flight(5).host_delay(delay);
+    assert_eq!(b.fetch_all(urls).filter(|(_, r)| r.is_ok()).count(), 5);
+    let mut times: Vec<_> = s.requests().iter().map(|r| r.received_at).collect();
+    times.sort();
+    for w in times.windows(2) {
+        // Starts are spaced by the delay; arrival jitter on loopback is far below 10 ms.
+        assert!(
+            w[1] - w[0] >= delay - Duration::from_millis(10),
+            "{:?}",
+            w[1] - w[0]
+        );
+    }
+}
+
+// ---------------------------------------------------------------- redirects
+
+fn redirector() -> TestServer {
+    TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|req, c| {
+            let t = req.target.clone();
+            if let Some(rest) = t.strip_prefix("/r/") {
+                // /r/<code>/<location...>
+                let (code, loc) = rest.split_once('/').unwrap();
+                let loc = format!("/{loc}");
+                c.respond(code.parse().unwrap(), &[("Location", &loc)], b"moved")
+            } else if t == "/loop" {
+                c.respond(302, &[("Location", "/loop")], b"")
+            } else if t == "/ftp" {
+                c.respond(302, &[("Location", "ftp://example.com/x")], b"")
+            } else if t == "/relative" {
+                c.respond(301, &[("Location", "final?x=1")], b"")
+            } else {
+                let body = format!(
+                    "{} {} body={}",
+                    req.method,
+                    t,
+                    String::from_utf8_lossy(&req.body)
+                );
+                c.respond(200, &[], body.as_bytes())
+            }
+        })
+    })
+}
+
+#[test]
+fn redirects_follow_each_code_with_the_right_method() {
+    let s = redirector();
+    let b = || Fetcher::builder().follow_redirects(true);
+    for (code, method_after) in [
+        (301, "GET"),
+        (302, "GET"),
+        (303, "GET"),
+        (307, "POST"),
+        (308, "POST"),
+    ] {
+        let req = Request::post(s.url(&format!("/r/{code}/final"))).body("data");
+        let r = one(b(), req).unwrap();
+        let want_body = if method_after == "POST" { "data" } else { "" };
+        assert_eq!(
+            r.text(),
+            format!("{method_after} /final body={want_body}"),
+            "{code}"
+        );
+        assert_eq!((r.redirects, r.url.path()), (1, "/final"));
+    }
+    // GET stays GET through every code.
+    for code in [301, 302, 303, 307, 308] {
+        let r = one(b(), s.url(&format!("/r/{code}/final"))).unwrap();
+        assert_eq!(r.text(), "GET /final body=", "{code}");
+    }
+    let r = one(b(), s.url("/r/302/relative")).unwrap();
+    assert_eq!(
+        (r.redirects, r.url.path(), r.url.query()),
+        (2, "/final", Some("x=1"))
+    );
+}
+
+#[test]
+fn redirects_are_off_by_default_and_limited() {
+    let s = redirector();
+    let r = one(Fetcher::builder(), s.url("/r/302/final")).unwrap();
+    assert_eq!((r.status, r.headers.get("location")), (302, Some("/final")));
+    let e = one(
+        Fetcher::builder().follow_redirects(true).max_redirects(5),
+        s.url("/loop"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.phase()),
+        (ErrorKind::TooManyRedirects, Phase::Redirect)
+    );
+    let e = one(Fetcher::builder().follow_redirects(true), s.url("/ftp")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadRedirect);
+    // A per-request override turns following on for that request only.
+    let r = one(
+        Fetcher::builder(),
+        Request::get(s.url("/r/307/final")).follow_redirects(true, 3),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn credentials_are_dropped_when_a_redirect_leaves_the_origin() {
+    let other = TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|req, c| {
+            let leaked: Vec<&str> = ["authorization", "cookie", "proxy-authorization"]
+                .into_iter()
+                .filter(|h| req.header(h).is_some())
+                .collect();
+            c.respond(
+                200,
+                &[],
+                format!("leaked={leaked:?} x-custom={:?}", req.header("x-custom")).as_bytes(),
+            )
+        })
+    });
+    let target = other.url("/landing");
+    let first = TestServer::start(move |c: &mut Conn| {
+        let target = target.clone();
+        c.serve_keep_alive(move |req, c| {
+            if req.target == "/same" {
+                c.respond(302, &[("Location", "/echo")], b"")
+            } else if req.target == "/echo" {
+                c.respond(
+                    200,
+                    &[],
+                    format!("auth={:?}", req.header("authorization")).as_bytes(),
+                )
+            } else {
+                c.respond(302, &[("Location", &target)], b"")
+            }
+        })
+    });
+    let req = |path: &str| {
+        Request::get(first.url(path))
+            .header("Authorization", "Bearer secret")
+            .header("Cookie", "session=1")
+            .header("Proxy-Authorization", "Basic x")
+            .header("X-Custom", "kept")
+    };
+    let b = || Fetcher::builder().follow_redirects(true);
+    let r = one(b(), req("/away")).unwrap();
+    assert_eq!(r.text(), r#"leaked=[] x-custom=Some("kept")"#);
+    // Same origin: credentials stay.
+    let r = one(b(), req("/same")).unwrap();
+    assert_eq!(r.text(), r#"auth=Some("Bearer secret")"#);
+}
+
+// ---------------------------------------------------------------- content decoding
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = ZlibEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn gzip_and_deflate_bodies_decode() {
+    let plain: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| format!("{i},").into_bytes())
+        .collect();
+    let (gz, zl) = (gzip(&plain), zlib(&plain));
+    let s = TestServer::start(move |c: &mut Conn| {
+        let (gz, zl) = (gz.clone(), zl.clone());
+        c.serve_keep_alive(move |req, c| {
+            assert_eq!(req.header("accept-encoding"), Some("gzip, deflate"));
+            match req.target.as_str() {
+                "/gzip" => c.respond(200, &[("Content-Encoding", "gzip")], &gz),
+                "/deflate" => c.respond_chunked(
+                    200,
+                    &[("Content-Encoding", "deflate")],
+                    &[&zl[..10], &zl[10..]],
+                ),
+                _ => c.respond(200, &[("Content-Encoding", "gzip")], b"not gzip"),
+            }
+        })
+    });
+    for path in ["/gzip", "/deflate"] {
+        let r = one(Fetcher::builder().decompress(true), s.url(path)).unwrap();
+        assert!(r.body == plain, "{path}");
+        assert_eq!(r.body_len, plain.len() as u64);
+    }
+    let e = one(Fetcher::builder().decompress(true), s.url("/corrupt")).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.phase()),
+        (ErrorKind::Malformed, Phase::ReceiveBody)
+    );
+}
+
+/// A body that would decode to 1 GiB, produced lazily by the server: the client must stop
+/// at its decoded-size limit (`too_large`) long before.
+#[test]
+fn decompression_bomb_stops_at_the_limit() {
+    let sent = Arc::new(Mutex::new(0usize));
+    let sent2 = sent.clone();
+    let s = TestServer::start(move |c: &mut Conn| {
+        c.read_request()?;
+        c.send(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        for _ in 0..1024 {
+            enc.write_all(&zeros)?;
+            enc.flush()?;
+            let out = std::mem::take(enc.get_mut());
+            *sent2.lock().unwrap() += out.len();
+            c.send(format!("{:x}\r\n", out.len()).as_bytes())?;
+            c.send(&out)?;
+            c.send(b"\r\n")?;
+        }
+        Ok(())
+    });
+    let limit = 8 << 20;
+    let e = one(
+        Fetcher::builder().decompress(true).max_body(limit),
+        s.url("/bomb"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.phase()),
+        (ErrorKind::TooLarge, Phase::ReceiveBody),
+        "{e}"
+    );
+    let sent = *sent.lock().unwrap();
+    assert!(
+        sent < 1 << 20,
+        "the server got to send {sent} compressed bytes"
+    );
+}
+
+// ---------------------------------------------------------------- streaming
+
+#[test]
+fn body_streams_to_a_sink_and_a_writer() {
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 241) as u8).collect();
+    let big2 = big.clone();
+    let s = TestServer::start(move |c: &mut Conn| {
+        let big = big2.clone();
+        c.serve_keep_alive(move |_r, c| c.respond(200, &[], &big))
+    });
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let pieces = Rc::new(Cell::new(0));
+    let (g, p) = (got.clone(), pieces.clone());
+    let req = Request::get(s.url("/big")).on_body(move |b| {
+        g.borrow_mut().extend_from_slice(b);
+        p.set(p.get() + 1);
+        Ok(())
+    });
+    let r = one(Fetcher::builder(), req).unwrap();
+    assert!(r.body.is_empty(), "streamed bodies are not buffered");
+    assert_eq!(r.body_len, big.len() as u64);
+    assert!(*got.borrow() == big);
+    assert!(pieces.get() > 1);
+
+    let path = std::env::temp_dir().join(format!("parafetch-sink-{}.bin", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let r = one(
+        Fetcher::builder(),
+        Request::get(s.url("/big")).write_to(file),
+    )
+    .unwrap();
+    assert_eq!(r.body_len, big.len() as u64);
+    assert!(std::fs::read(&path).unwrap() == big);
+    let _ = std::fs::remove_file(&path);
+
+    // A sink error fails the request with kind io.
+    let req = Request::get(s.url("/big")).on_body(|_| Err(io::Error::other("disk full")));
+    let e = one(Fetcher::builder(), req).unwrap_err();
+    assert_eq!((e.kind(), e.phase()), (ErrorKind::Io, Phase::ReceiveBody));
+}
+
+// ---------------------------------------------------------------- retries
+
+#[test]
+fn retries_transient_statuses_with_backoff() {
+    let n = Arc::new(Mutex::new(0));
+    let n2 = n.clone();
+    let s = TestServer::start(move |c: &mut Conn| {
+        let n2 = n2.clone();
+        c.serve_keep_alive(move |_req, c| {
+            let mut k = n2.lock().unwrap();
+            *k += 1;
+            if *k <= 2 {
+                c.respond(503, &[], b"busy")
+            } else {
+                c.respond(200, &[], b"ok")
+            }
+        })
+    });
+    let b = Fetcher::builder()
+        .retries(3)
+        .retry_backoff(Duration::from_millis(5));
+    let r = one(b, s.url("/flaky")).unwrap();
+    assert_eq!((r.status, r.attempts, &r.body[..]), (200, 3, &b"ok"[..]));
+    assert_eq!(*n.lock().unwrap(), 3);
+}
+
+#[test]
+fn retry_budget_runs_out_and_post_is_not_retried_on_status() {
+    let s =
+        TestServer::start(|c: &mut Conn| c.serve_keep_alive(|_r, c| c.respond(503, &[], b"busy")));
+    let b = || {
+        Fetcher::builder()
+            .retries(2)
+            .retry_backoff(Duration::from_millis(5))
+    };
+    let r = one(b(), s.url("/always")).unwrap();
+    assert_eq!((r.status, r.attempts), (503, 3));
+    let r = one(b(), Request::post(s.url("/post")).body("x")).unwrap();
+    assert_eq!((r.status, r.attempts), (503, 1));
+    assert_eq!(s.request_count(), 4);
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let s = TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|_r, c| {
+            if c.index() == 0 {
+                c.respond(
+                    429,
+                    &[("Retry-After", "1"), ("Connection", "close")],
+                    b"slow down",
+                )
+            } else {
+                c.respond(200, &[], b"ok")
+            }
+        })
+    });
+    let b = Fetcher::builder()
+        .retries(1)
+        .retry_backoff(Duration::from_millis(1));
+    let r = one(b, s.url("/")).unwrap();
+    assert_eq!((r.status, r.attempts), (200, 2));
+    let reqs = s.requests();
+    let gap = reqs[1].received_at - reqs[0].received_at;
+    assert!(gap >= Duration::from_millis(990), "retried after {gap:?}");
+}
+
+#[test]
+fn connect_errors_are_retried_then_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let b = Fetcher::builder()
+        .retries(2)
+        .retry_backoff(Duration::from_millis(1));
+    let e = one(b, format!("http://127.0.0.1:{port}/")).unwrap_err();
+    assert_eq!((e.kind(), e.attempts()), (ErrorKind::Connect, 3));
+    let e = one(Fetcher::builder(), format!("http://127.0.0.1:{port}/")).unwrap_err();
+    assert_eq!((e.kind(), e.attempts()), (ErrorKind::Connect, 1));
+}

@@ -1,0 +1,52 @@
+//! A 1 GiB body streamed to a sink keeps the process's peak RSS small. Its own test binary
+//! (one test), so the process's high-water mark measures this fetch and nothing else.
+
+mod support;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use parafetch::{Fetcher, Request};
+use support::{Conn, TestServer};
+
+const GIB: u64 = 1 << 30;
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn one_gib_streams_with_bounded_memory() {
+    let s = TestServer::start(|c: &mut Conn| {
+        c.read_request()?;
+        c.send(format!("HTTP/1.1 200 OK\r\nContent-Length: {GIB}\r\n\r\n").as_bytes())?;
+        let block = vec![b'x'; 256 * 1024];
+        for _ in 0..(GIB / block.len() as u64) {
+            c.send(&block)?;
+        }
+        Ok(())
+    });
+    let seen = Rc::new(Cell::new(0u64));
+    let s2 = seen.clone();
+    // No max_body: the fetcher's default (64 MiB) bounds buffered bodies, not streamed ones.
+    let req = Request::get(s.url("/huge")).on_body(move |b| {
+        s2.set(s2.get() + b.len() as u64);
+        Ok(())
+    });
+    let r = Fetcher::builder()
+        .fetch_all([req])
+        .next()
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!((r.body_len, seen.get(), r.body.len()), (GIB, GIB, 0));
+    if let Some(kib) = peak_rss_kib() {
+        eprintln!(
+            "peak RSS while streaming 1 GiB: {:.1} MiB",
+            kib as f64 / 1024.0
+        );
+        assert!(kib < 32 * 1024, "peak RSS {kib} KiB");
+    }
+}
