@@ -6,12 +6,16 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
-use support::{Conn, TestServer};
+use support::{Conn, Gate, TestServer};
+
+const LONG: Duration = Duration::from_secs(10);
 
 /// Runs the built binary with `args`, feeding `stdin` (or nothing), and waits for it.
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -438,6 +442,41 @@ fn head_and_redirects() {
     let out = parafetch(&["--jsonl", "-q", "-I", &s.url("/new")]);
     assert_eq!(records(&out)[0]["body_bytes"], 0);
     assert_eq!(s.requests().last().unwrap().method, "HEAD");
+}
+
+#[test]
+fn stops_starting_requests_when_stdout_is_closed() {
+    // One at a time; /1 is held until the test has closed its end of the pipe, so the
+    // binary's write of record 1 fails and nothing after it may start.
+    let gate = Gate::new(2);
+    let held = Arc::clone(&gate);
+    let s = TestServer::start(move |conn: &mut Conn| {
+        let held = Arc::clone(&held);
+        conn.serve_keep_alive(move |req, conn| {
+            if req.target == "/1" {
+                held.arrive_and_wait(LONG);
+            }
+            conn.respond(200, &[], b"x")
+        })
+    });
+    let urls: Vec<String> = (0..10).map(|i| s.url(&format!("/{i}"))).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parafetch"))
+        .args(["-n", "1", "--jsonl"])
+        .args(&urls)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run parafetch");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first record").unwrap();
+    assert!(first.contains(r#""index":0"#), "{first}");
+    drop(lines);
+    assert!(gate.arrive_and_wait(LONG), "request /1 arrived");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("not fetched: 8"), "{}", stderr(&out));
+    assert_eq!(s.request_count(), 2);
 }
 
 #[test]

@@ -85,7 +85,20 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
     };
     let reporter = Rc::new(RefCell::new(Reporter::new(mode, entries.len())));
     let mut fetcher: Fetcher<usize> = builder.build();
+    let total = entries.len();
+    let mut skipped = 0;
     for (index, entry) in entries.into_iter().enumerate() {
+        // Make room first, so start_request returns at once and `now` below is when this
+        // request was accepted (the library may begin connecting inside start_request), and
+        // so at most `capacity` output files are open.
+        while fetcher.in_flight() >= capacity {
+            fetcher.poll(None);
+        }
+        // The reader of our stdout is gone (`| head`): finish what runs, start no more.
+        if reporter.borrow().stdout_closed() {
+            skipped = total - index;
+            break;
+        }
         let refuse = |failure: Failure| {
             let mut r = reporter.borrow_mut();
             r.note(&format!(
@@ -130,11 +143,6 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
                 elapsed,
             });
         };
-        // Make room first, so start_request returns at once and `now` is when this request
-        // was accepted (the library may begin connecting inside start_request).
-        while fetcher.in_flight() >= capacity {
-            fetcher.poll(None);
-        }
         let now = Instant::now();
         match fetcher.start_request(request, on_done, index) {
             Ok(()) => reporter.borrow_mut().accepted(index, now),
@@ -149,8 +157,8 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
     fetcher.finish_all_requests();
     drop(fetcher);
 
-    let stats = reporter.borrow_mut().close();
-    Ok(if stats.failed() == 0 {
+    let stats = reporter.borrow_mut().close(skipped);
+    Ok(if stats.failed() == 0 && skipped == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

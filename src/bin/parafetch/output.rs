@@ -197,12 +197,12 @@ impl Reporter {
             let bar =
                 ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{elapsed_precise} [{wide_bar}] {pos}/{len} done, {msg}, {per_sec}",
+                "{elapsed_precise} [{wide_bar}] {pos}/{len} done, {msg}",
             )
             .expect("a valid progress template")
             .progress_chars("=> ");
             bar.set_style(style);
-            bar.set_message("0 failed, 0 in flight");
+            bar.set_message("0 failed, 0 in flight, 0.0/s");
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
@@ -283,16 +283,23 @@ impl Reporter {
 
     fn update_progress(&self) {
         if let Some(bar) = &self.progress {
+            let done = self.stats.responses() + self.stats.failed();
             bar.set_message(format!(
-                "{} failed, {} in flight",
+                "{} failed, {} in flight, {:.1}/s",
                 self.stats.failed(),
-                self.accepted - self.finished
+                self.accepted - self.finished,
+                done as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
             ));
         }
     }
 
+    /// Whether stdout went away (the reader of a pipe exited): nothing more can be shown.
+    pub fn stdout_closed(&self) -> bool {
+        self.stdout_closed
+    }
+
     /// Clears the progress bar, prints the summary on stderr and returns the counts.
-    pub fn close(&mut self) -> Stats {
+    pub fn close(&mut self, skipped: usize) -> Stats {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
@@ -318,6 +325,11 @@ impl Reporter {
         if !self.stats.by_kind.is_empty() {
             let kinds = list(&mut self.stats.by_kind.iter().map(|(k, n)| (k.to_string(), *n)));
             out.push_str(&format!(" ({kinds})"));
+        }
+        if skipped > 0 {
+            out.push_str(&format!(
+                "\n  not fetched: {skipped} (writing to stdout failed)"
+            ));
         }
         eprintln!("{out}");
         std::mem::take(&mut self.stats)
