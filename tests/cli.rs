@@ -6,13 +6,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::pki::{Leaf, pki, server_config};
 use support::{Conn, Gate, TestServer};
 
 const LONG: Duration = Duration::from_secs(10);
@@ -239,7 +241,7 @@ fn usage_errors_exit_2_and_fetch_nothing() {
         vec!["--resolve", "example.com:80", &url],
         vec!["--timeout", "soon", &url],
         vec!["-i", missing.to_str().unwrap(), &url],
-        vec!["-k", &url],
+        vec!["--dns-server", "127.0.0.1", &url],
         vec![],
     ];
     for args in &cases {
@@ -253,7 +255,7 @@ fn usage_errors_exit_2_and_fetch_nothing() {
         assert_eq!(stdout(&out), "", "{args:?}");
     }
     assert!(stderr(&parafetch(&["-i", missing.to_str().unwrap()])).contains("no-such-list.txt"));
-    assert!(stderr(&parafetch(&["-k", &url])).contains("not supported yet"));
+    assert!(stderr(&parafetch(&["--dns-server", "127.0.0.1", &url])).contains("not supported yet"));
     assert_eq!(s.request_count(), 0, "nothing was fetched");
 }
 
@@ -477,6 +479,74 @@ fn stops_starting_requests_when_stdout_is_closed() {
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     assert!(stderr(&out).contains("not fetched: 8"), "{}", stderr(&out));
     assert_eq!(s.request_count(), 2);
+}
+
+/// A loopback HTTPS server presenting `leaf`: one request per connection, answered "ok".
+/// A handshake the client refuses just ends that connection's thread.
+fn https_server(leaf: &Leaf) -> SocketAddr {
+    let config = server_config(leaf);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = Arc::clone(&config);
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match tls.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = tls.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn cacert_and_insecure_over_https() {
+    let dir = scratch("tls");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki().ca_pem).unwrap();
+    let good = format!("https://{}/", https_server(&pki().good));
+    let self_signed = format!("https://{}/", https_server(&pki().self_signed));
+
+    let out = parafetch(&["--jsonl", "-q", "--cacert", ca.to_str().unwrap(), &good]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(records(&out)[0]["status"], 200);
+    assert!(records(&out)[0]["timings"]["tls_ms"].as_f64().unwrap() > 0.0);
+
+    let out = parafetch(&["--jsonl", "-q", &good]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "our test CA is not a default root"
+    );
+    assert_eq!(records(&out)[0]["error"]["kind"], "tls");
+
+    let out = parafetch(&["--jsonl", "-q", "-k", &self_signed]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(records(&out)[0]["status"], 200);
+    assert!(
+        stderr(&out).contains("warning: -k/--insecure"),
+        "{}",
+        stderr(&out)
+    );
+
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let out = parafetch(&["--cacert", junk.to_str().unwrap(), &good]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("--cacert"), "{}", stderr(&out));
 }
 
 #[test]

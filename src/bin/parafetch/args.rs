@@ -154,12 +154,10 @@ pub struct FetchArgs {
     #[arg(short = 'A', long, value_name = "NAME", help_heading = "Request")]
     pub user_agent: Option<String>,
 
-    /// Trust the PEM certificates in FILE instead of the built-in roots. (Not supported yet
-    /// in this build: exits with status 2.)
+    /// Trust the PEM certificates in FILE instead of the built-in roots (as curl does).
     #[arg(long, value_name = "FILE", help_heading = "Network")]
     pub cacert: Option<PathBuf>,
-    /// Accept any server certificate (dangerous: a warning is printed). (Not supported yet
-    /// in this build: exits with status 2.)
+    /// Accept any server certificate for any name (dangerous: a warning is printed).
     #[arg(short = 'k', long, help_heading = "Network")]
     pub insecure: bool,
     /// Use ADDR[,ADDR...] for HOST:PORT instead of resolving it (repeatable); IPv6 in

@@ -209,18 +209,13 @@ fn template(args: &FetchArgs) -> Result<Template, Usage> {
 /// The fetcher's options from the command line, and how many requests it accepts before
 /// `start_request` would block (in-flight cap plus backlog).
 fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
-    // Not in the library yet: refuse rather than silently fetch without them. When the
-    // builder grows `tls_roots_pem`, `danger_accept_invalid_certs` and `dns_servers`,
-    // wire them here (and warn on -k).
-    let unsupported = [
-        (args.cacert.is_some(), "--cacert"),
-        (args.insecure, "-k/--insecure"),
-        (!args.dns_server.is_empty(), "--dns-server"),
-    ];
-    if let Some((_, name)) = unsupported.iter().find(|(given, _)| *given) {
-        return Err(Usage(format!(
-            "{name} is not supported yet in this build (the library has no such option yet)"
-        )));
+    // Not in the library yet: refuse rather than silently use the system resolver. When the
+    // builder grows `dns_servers`, wire it here.
+    if !args.dns_server.is_empty() {
+        return Err(Usage(
+            "--dns-server is not supported yet in this build (the library has no such option yet)"
+                .into(),
+        ));
     }
 
     let mut b = Fetcher::builder().max_in_flight(args.max_in_flight);
@@ -273,6 +268,22 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
     }
     for r in &args.resolve {
         b = b.resolve(&r.host, r.port, &r.addrs);
+    }
+    if let Some(path) = &args.cacert {
+        // Like curl: the file replaces the built-in roots rather than adding to them.
+        let pem = std::fs::read(path)
+            .map_err(|e| Usage(format!("cannot read --cacert {}: {e}", path.display())))?;
+        b = b
+            .tls_roots_pem(&pem)
+            .map_err(|e| Usage(format!("--cacert {}: {}", path.display(), e.message())))?
+            .tls_default_roots(false);
+    }
+    if args.insecure {
+        eprintln!(
+            "parafetch: warning: -k/--insecure: server certificates are not checked; anyone on \
+             the path can read and change the traffic"
+        );
+        b = b.danger_accept_invalid_certs(true);
     }
     Ok((b, args.max_in_flight.saturating_add(backlog)))
 }
