@@ -100,7 +100,7 @@ pub struct FetchArgs {
         help_heading = "Limits"
     )]
     pub timeout: Option<Duration>,
-    /// Time allowed to resolve and connect, in seconds. Default 10.
+    /// Time allowed to resolve, connect and finish the TLS handshake, in seconds. Default 10.
     #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Limits")]
     pub connect_timeout: Option<Duration>,
     /// Largest body accepted; larger is a too_large error. Suffixes K, M, G (x1024).
