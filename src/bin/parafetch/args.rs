@@ -1,0 +1,340 @@
+//! The command line: clap definitions and the value parsers that turn option text into
+//! typed values, so a malformed value is a usage error (exit 2) before anything is fetched.
+//!
+//! Owns parsing and validation only; it never opens a socket and never reads the URL list.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Fetch many URLs at once from one thread (a mio loop), curl-style options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "parafetch",
+    version,
+    about = "Fetch many URLs at once from one thread, never more than N in flight.",
+    args_conflicts_with_subcommands = true,
+    after_help = "\
+Exit status: 0 when every URL produced a response (any HTTP status), 1 when any request \
+failed (invalid URL, DNS, connect, timeout, ...), 2 for usage errors (nothing is fetched).
+
+Try `parafetch demo` first: it runs offline against a built-in local server."
+)]
+pub struct Cli {
+    /// What to do; without a subcommand, fetch the URLs given.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The options of a fetch run.
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Offline demo: fetch from a built-in loopback server that answers each request after a
+    /// delay, once per concurrency level, and print the times and the speed-up.
+    Demo(DemoArgs),
+}
+
+/// Options of `parafetch demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many URLs each run fetches.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = positive)]
+    pub count: usize,
+    /// How long the server waits before answering each request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub delay_ms: u64,
+    /// The in-flight caps to compare, comma-separated; speed-ups are relative to the first.
+    #[arg(
+        long,
+        value_name = "N,N,...",
+        value_delimiter = ',',
+        default_values_t = [1, 20],
+        value_parser = positive
+    )]
+    pub compare: Vec<usize>,
+}
+
+/// Options of a fetch run, named like curl's where curl has one.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// URLs to fetch; they come before those of --input.
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+
+    /// Read URLs from FILE, one per line ('-' for stdin); blank lines and lines starting
+    /// with '#' are skipped. The whole list is read before fetching starts.
+    #[arg(short = 'i', long, value_name = "FILE", help_heading = "Input")]
+    pub input: Option<PathBuf>,
+
+    /// Most requests in flight at once.
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = positive,
+        help_heading = "Concurrency"
+    )]
+    pub max_in_flight: usize,
+    /// Most requests in flight to one host at once. Requests for a saturated host wait in a
+    /// backlog of 4 x --max-in-flight, so other hosts keep going meanwhile.
+    #[arg(long, value_name = "N", value_parser = positive, help_heading = "Concurrency")]
+    pub per_host: Option<usize>,
+    /// Least time between the starts of two requests to the same host (politeness), in
+    /// milliseconds. Uses the same backlog as --per-host.
+    #[arg(long, value_name = "MS", help_heading = "Concurrency")]
+    pub delay_ms: Option<u64>,
+
+    /// Total time allowed for one attempt, in seconds (fractions allowed; 0: no limit).
+    /// Default 60.
+    #[arg(
+        long,
+        visible_alias = "max-time",
+        value_name = "SECS",
+        value_parser = seconds,
+        help_heading = "Limits"
+    )]
+    pub timeout: Option<Duration>,
+    /// Time allowed to resolve, connect and finish the TLS handshake, in seconds. Default 10.
+    #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Limits")]
+    pub connect_timeout: Option<Duration>,
+    /// Largest body accepted; larger is a too_large error. Suffixes K, M, G (x1024).
+    /// Default 64M.
+    #[arg(
+        long,
+        visible_alias = "max-filesize",
+        value_name = "BYTES",
+        value_parser = bytes,
+        help_heading = "Limits"
+    )]
+    pub max_body: Option<u64>,
+    /// Largest response head (status line and header fields). Suffixes K, M. Default 64K.
+    #[arg(long, value_name = "BYTES", value_parser = bytes, help_heading = "Limits")]
+    pub max_head: Option<u64>,
+    /// Retry transient failures (connect errors, timeouts, resets, 429, 502, 503, 504) up to
+    /// N times, with backoff, honouring Retry-After. A body already partly saved is not
+    /// retried.
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub retry: Option<u32>,
+
+    /// Follow redirects (301, 302, 303, 307, 308).
+    #[arg(short = 'L', long, help_heading = "Request")]
+    pub location: bool,
+    /// Most redirects followed per URL with -L. Default 10.
+    #[arg(long, value_name = "N", help_heading = "Request")]
+    pub max_redirs: Option<u32>,
+    /// Ask for gzip/deflate and decode bodies (saved and counted decoded).
+    #[arg(long, help_heading = "Request")]
+    pub compressed: bool,
+    /// Extra header sent with every request, "Name: value" (repeatable).
+    #[arg(
+        short = 'H',
+        long,
+        value_name = "NAME: VALUE",
+        value_parser = header,
+        help_heading = "Request"
+    )]
+    pub header: Vec<(String, String)>,
+    /// Request method. Default GET (HEAD with -I, POST with --data).
+    #[arg(short = 'X', long, value_name = "METHOD", value_parser = method, help_heading = "Request")]
+    pub request: Option<String>,
+    /// Send HEAD requests (no bodies).
+    #[arg(short = 'I', long, conflicts_with = "data", help_heading = "Request")]
+    pub head: bool,
+    /// Request body sent with every request ('@FILE' reads it from a file, as is). Implies
+    /// POST and, unless -H sets one, Content-Type: application/x-www-form-urlencoded.
+    #[arg(short = 'd', long, value_name = "DATA", help_heading = "Request")]
+    pub data: Option<String>,
+    /// User-Agent header. Default parafetch/<version>.
+    #[arg(short = 'A', long, value_name = "NAME", help_heading = "Request")]
+    pub user_agent: Option<String>,
+
+    /// Trust the PEM certificates in FILE instead of the built-in roots (as curl does).
+    #[arg(long, value_name = "FILE", help_heading = "Network")]
+    pub cacert: Option<PathBuf>,
+    /// Accept any server certificate for any name (dangerous: a warning is printed).
+    #[arg(short = 'k', long, help_heading = "Network")]
+    pub insecure: bool,
+    /// Use ADDR[,ADDR...] for HOST:PORT instead of resolving it (repeatable); IPv6 in
+    /// brackets, e.g. example.com:80:[::1].
+    #[arg(
+        long,
+        value_name = "HOST:PORT:ADDR",
+        value_parser = resolve,
+        help_heading = "Network"
+    )]
+    pub resolve: Vec<Resolve>,
+    /// Ask this DNS server (IP[:PORT]) instead of the system resolver (repeatable). (Not
+    /// supported yet in this build: exits with status 2.)
+    #[arg(long, value_name = "ADDR", help_heading = "Network")]
+    pub dns_server: Vec<String>,
+
+    /// Write one JSON object per finished URL to stdout, in completion order.
+    #[arg(long, help_heading = "Output")]
+    pub jsonl: bool,
+    /// Save each body as DIR/<index>.body, streamed to disk as it arrives (DIR is created if
+    /// missing). A file is created when its request starts; a failed request's file is
+    /// removed.
+    #[arg(short = 'o', long, value_name = "DIR", help_heading = "Output")]
+    pub output_dir: Option<PathBuf>,
+    /// No per-URL lines and no progress bar (JSON lines, when asked for, still go to
+    /// stdout; the final summary still goes to stderr).
+    #[arg(short = 'q', long, help_heading = "Output")]
+    pub quiet: bool,
+}
+
+/// One `--resolve` entry: `host:port` pinned to addresses.
+#[derive(Clone, Debug)]
+pub struct Resolve {
+    /// The host name as given (the library compares it case-insensitively).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// Where to connect instead.
+    pub addrs: Vec<SocketAddr>,
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Seconds as a decimal number; 0 stands for "no limit" where the option allows it.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a number of seconds"))
+}
+
+/// Bytes, with an optional binary suffix: `4096`, `64K`, `10M`, `1G`.
+fn bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("{s:?}: unknown suffix (use K, M or G)")),
+    };
+    // Digits only: "+5".parse::<u64>() would succeed.
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?} is not a byte count"));
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// RFC 9110 §5.6.2 token characters, for header names and methods.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected \"Name: value\""))?;
+    if !is_token(name) {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!("the value of {name:?} has a line break or NUL"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+fn method(s: &str) -> Result<String, String> {
+    if is_token(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a valid method"))
+    }
+}
+
+/// `HOST:PORT:ADDR[,ADDR...]`, as curl's `--resolve`.
+fn resolve(s: &str) -> Result<Resolve, String> {
+    let bad = || format!("{s:?}: expected HOST:PORT:ADDR[,ADDR...]");
+    let (host, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (port, addrs) = rest.split_once(':').ok_or_else(bad)?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?}: {port:?} is not a port"))?;
+    let addrs = addrs
+        .split(',')
+        .map(|a| {
+            let ip = a.trim().trim_start_matches('[').trim_end_matches(']');
+            ip.parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, port))
+                .map_err(|_| format!("{s:?}: {a:?} is not an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Resolve {
+        host: host.to_owned(),
+        port,
+        addrs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(bytes("4096"), Ok(4096));
+        assert_eq!(bytes("64k"), Ok(64 << 10));
+        assert_eq!(bytes("10M"), Ok(10 << 20));
+        assert!(bytes("+5").is_err());
+        assert!(bytes("5X").is_err());
+        assert!(bytes("M").is_err());
+        assert!(bytes("99999999999G").is_err());
+    }
+
+    #[test]
+    fn resolve_entries() {
+        let r = resolve("example.com:80:127.0.0.1,[::1]").unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("example.com", 80));
+        assert_eq!(r.addrs.len(), 2);
+        assert!(r.addrs[1].is_ipv6());
+        assert!(resolve("example.com:80").is_err());
+        assert!(resolve("example.com:http:127.0.0.1").is_err());
+        assert!(resolve("example.com:80:localhost").is_err());
+    }
+
+    #[test]
+    fn headers_and_methods() {
+        assert_eq!(header("X-A:  1 "), Ok(("X-A".into(), "1".into())));
+        assert!(header("no colon").is_err());
+        assert!(header("Bad Name: 1").is_err());
+        assert!(method("GET").is_ok());
+        assert!(method("G T").is_err());
+    }
+
+    #[test]
+    fn seconds_values() {
+        assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(seconds("-1").is_err());
+        assert!(seconds("soon").is_err());
+    }
+}

@@ -1,0 +1,289 @@
+//! `parafetch`: fetch many URLs at once from one thread, with curl-style options.
+//!
+//! ```text
+//! parafetch [OPTIONS] [URL]...        fetch; see --help
+//! parafetch -i urls.txt --jsonl -q    one JSON object per URL on stdout
+//! parafetch demo                      the offline concurrency demo
+//! ```
+//!
+//! Built with `--features cli` so the library keeps its lean dependency list. Every URL goes
+//! through the library's callback API (`Fetcher<usize>`, the input index as the cookie);
+//! callbacks hand outcomes to one [`output::Reporter`]. Exit status: 0 when every URL got a
+//! response, 1 when any failed, 2 for usage errors (nothing fetched then).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod args;
+mod demo;
+mod input;
+mod output;
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use parafetch::{Builder, Done, Fetcher, Queue, Request};
+
+use args::{Cli, Command, FetchArgs};
+use output::{Failure, Mode, Outcome, Reporter};
+
+/// Exit status for usage errors, as clap uses.
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Demo(args)) => demo::run(&args),
+        None => match fetch(cli.fetch) {
+            Ok(code) => code,
+            Err(Usage(msg)) => {
+                eprintln!("parafetch: error: {msg}\n\nFor more information, try '--help'.");
+                ExitCode::from(USAGE)
+            }
+        },
+    }
+}
+
+/// A usage error: reported before anything is fetched, exit status 2.
+struct Usage(String);
+
+/// Everything every request shares, beyond the builder: method, body, output directory.
+struct Template {
+    method: String,
+    body: Option<Vec<u8>>,
+    output_dir: Option<PathBuf>,
+}
+
+fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
+    let (builder, capacity) = builder(&args)?;
+    let template = template(&args)?;
+    if args.urls.is_empty() && args.input.is_none() {
+        return Err(Usage(
+            "no URLs given: pass URLs, or -i FILE ('-' for stdin); try 'parafetch demo'".into(),
+        ));
+    }
+    let entries = input::read(&args.urls, args.input.as_deref()).map_err(|e| {
+        let name = args.input.as_deref().unwrap_or(Path::new("-")).display();
+        Usage(format!("cannot read the URL list {name}: {e}"))
+    })?;
+    if let Some(dir) = &template.output_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Usage(format!(
+                "cannot create the output directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+
+    let mode = Mode {
+        jsonl: args.jsonl,
+        quiet: args.quiet,
+    };
+    let reporter = Rc::new(RefCell::new(Reporter::new(mode, entries.len())));
+    let mut fetcher: Fetcher<usize> = builder.build();
+    let total = entries.len();
+    let mut skipped = 0;
+    for (index, entry) in entries.into_iter().enumerate() {
+        // Make room first, so start_request returns at once and `now` below is when this
+        // request was accepted (the library may begin connecting inside start_request), and
+        // so at most `capacity` output files are open.
+        while fetcher.in_flight() >= capacity {
+            fetcher.poll(None);
+        }
+        // The reader of our stdout is gone (`| head`): finish what runs, start no more.
+        if reporter.borrow().stdout_closed() {
+            skipped = total - index;
+            break;
+        }
+        let refuse = |failure: Failure| {
+            let mut r = reporter.borrow_mut();
+            r.note(&format!(
+                "parafetch: {}: {}: {}",
+                entry.origin, failure.kind, failure.message
+            ));
+            r.finish(Outcome {
+                index,
+                url: entry.url.clone(),
+                result: Err(failure),
+                file: None,
+                elapsed: Duration::ZERO,
+            });
+        };
+        let (request, file) = match request(&template, &entry.url, index) {
+            Ok(r) => r,
+            Err(failure) => {
+                refuse(failure);
+                continue;
+            }
+        };
+        let rep = Rc::clone(&reporter);
+        let saved = file.clone();
+        let on_done = move |done: Done<usize>, _: &mut Queue<usize>| {
+            let mut rep = rep.borrow_mut();
+            let elapsed = rep.since_accepted(done.cookie);
+            let (result, file) = match done.result {
+                Ok(resp) => (Ok(resp), saved),
+                Err(e) => {
+                    // A failed body is no body: do not leave a partial file behind.
+                    if let Some(path) = &saved {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    (Err(Failure::from(&e)), None)
+                }
+            };
+            rep.finish(Outcome {
+                index: done.cookie,
+                url: done.url,
+                result,
+                file,
+                elapsed,
+            });
+        };
+        let now = Instant::now();
+        match fetcher.start_request(request, on_done, index) {
+            Ok(()) => reporter.borrow_mut().accepted(index, now),
+            Err(e) => {
+                if let Some(path) = &file {
+                    let _ = std::fs::remove_file(path);
+                }
+                refuse(Failure::from(&e));
+            }
+        }
+    }
+    fetcher.finish_all_requests();
+    drop(fetcher);
+
+    let stats = reporter.borrow_mut().close(skipped);
+    Ok(if stats.failed() == 0 && skipped == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The request for one URL, and the file its body streams to (`-o`), created now.
+fn request(t: &Template, url: &str, index: usize) -> Result<(Request, Option<PathBuf>), Failure> {
+    let mut req = Request::new(t.method.clone(), url);
+    if let Some(body) = &t.body {
+        req = req.body(body.clone());
+    }
+    let Some(dir) = &t.output_dir else {
+        // Count the body and drop it: without -o nothing needs it in memory.
+        return Ok((req.on_body(|_| Ok(())), None));
+    };
+    let path = dir.join(format!("{index}.body"));
+    let file = File::create(&path).map_err(|e| Failure {
+        kind: "io",
+        phase: "prepare",
+        message: format!("cannot create {}: {e}", path.display()),
+    })?;
+    Ok((req.write_to(file), Some(path)))
+}
+
+fn template(args: &FetchArgs) -> Result<Template, Usage> {
+    let body = match args.data.as_deref() {
+        Some(d) => Some(match d.strip_prefix('@') {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| Usage(format!("cannot read --data file {path}: {e}")))?,
+            None => d.as_bytes().to_vec(),
+        }),
+        None => None,
+    };
+    let method = match (&args.request, args.head, &body) {
+        (Some(m), _, _) => m.clone(),
+        (None, true, _) => "HEAD".into(),
+        (None, false, Some(_)) => "POST".into(),
+        (None, false, None) => "GET".into(),
+    };
+    Ok(Template {
+        method,
+        body,
+        output_dir: args.output_dir.clone(),
+    })
+}
+
+/// The fetcher's options from the command line, and how many requests it accepts before
+/// `start_request` would block (in-flight cap plus backlog).
+fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
+    // Not in the library yet: refuse rather than silently use the system resolver. When the
+    // builder grows `dns_servers`, wire it here.
+    if !args.dns_server.is_empty() {
+        return Err(Usage(
+            "--dns-server is not supported yet in this build (the library has no such option yet)"
+                .into(),
+        ));
+    }
+
+    let mut b = Fetcher::builder().max_in_flight(args.max_in_flight);
+    if let Some(n) = args.per_host {
+        b = b.per_host(n);
+    }
+    if let Some(ms) = args.delay_ms {
+        b = b.host_delay(Duration::from_millis(ms));
+    }
+    let mut backlog = 0;
+    if args.per_host.is_some() || args.delay_ms.is_some() {
+        // With the default backlog of 0, a URL for a saturated (or delayed) host blocks
+        // start_request and so every URL after it; a backlog lets later hosts start.
+        backlog = args.max_in_flight.saturating_mul(4);
+        b = b.backlog(backlog);
+    }
+    if let Some(t) = args.timeout {
+        b = b.timeout((!t.is_zero()).then_some(t));
+    }
+    if let Some(t) = args.connect_timeout {
+        b = b.connect_timeout(t);
+    }
+    if let Some(n) = args.max_body {
+        b = b.max_body(n);
+    }
+    if let Some(n) = args.max_head {
+        let n = usize::try_from(n).map_err(|_| Usage("--max-head is too large".into()))?;
+        b = b.max_head(n);
+    }
+    if let Some(n) = args.retry {
+        b = b.retries(n);
+    }
+    b = b.follow_redirects(args.location);
+    if let Some(n) = args.max_redirs {
+        b = b.max_redirects(n);
+    }
+    b = b.decompress(args.compressed);
+    for (name, value) in &args.header {
+        b = b.header(name.clone(), value.clone());
+    }
+    let has_content_type = args
+        .header
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    if args.data.is_some() && !has_content_type {
+        b = b.header("Content-Type", "application/x-www-form-urlencoded");
+    }
+    if let Some(ua) = &args.user_agent {
+        b = b.user_agent(ua.clone());
+    }
+    for r in &args.resolve {
+        b = b.resolve(&r.host, r.port, &r.addrs);
+    }
+    if let Some(path) = &args.cacert {
+        // Like curl: the file replaces the built-in roots rather than adding to them.
+        let pem = std::fs::read(path)
+            .map_err(|e| Usage(format!("cannot read --cacert {}: {e}", path.display())))?;
+        b = b
+            .tls_roots_pem(&pem)
+            .map_err(|e| Usage(format!("--cacert {}: {}", path.display(), e.message())))?
+            .tls_default_roots(false);
+    }
+    if args.insecure {
+        eprintln!(
+            "parafetch: warning: -k/--insecure: server certificates are not checked; anyone on \
+             the path can read and change the traffic"
+        );
+        b = b.danger_accept_invalid_certs(true);
+    }
+    Ok((b, args.max_in_flight.saturating_add(backlog)))
+}
