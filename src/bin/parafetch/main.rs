@@ -56,6 +56,9 @@ struct Template {
     method: String,
     body: Option<Vec<u8>>,
     output_dir: Option<PathBuf>,
+    /// The library bounds only buffered bodies by default; the command bounds every body
+    /// (saved or counted) by --max-body, as its help says.
+    max_body: u64,
 }
 
 fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
@@ -167,7 +170,7 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
 
 /// The request for one URL, and the file its body streams to (`-o`), created now.
 fn request(t: &Template, url: &str, index: usize) -> Result<(Request, Option<PathBuf>), Failure> {
-    let mut req = Request::new(t.method.clone(), url);
+    let mut req = Request::new(t.method.clone(), url).max_body(t.max_body);
     if let Some(body) = &t.body {
         req = req.body(body.clone());
     }
@@ -180,6 +183,7 @@ fn request(t: &Template, url: &str, index: usize) -> Result<(Request, Option<Pat
         kind: "io",
         phase: "prepare",
         message: format!("cannot create {}: {e}", path.display()),
+        attempts: 0,
     })?;
     Ok((req.write_to(file), Some(path)))
 }
@@ -203,6 +207,7 @@ fn template(args: &FetchArgs) -> Result<Template, Usage> {
         method,
         body,
         output_dir: args.output_dir.clone(),
+        max_body: args.max_body.unwrap_or(parafetch::DEFAULT_MAX_BODY),
     })
 }
 

@@ -22,6 +22,8 @@ pub struct Failure {
     pub phase: &'static str,
     /// Lowercase, human-readable.
     pub message: String,
+    /// Attempts made before giving up (0: refused before any attempt).
+    pub attempts: u32,
 }
 
 impl From<&parafetch::Error> for Failure {
@@ -30,6 +32,7 @@ impl From<&parafetch::Error> for Failure {
             kind: e.kind().as_str(),
             phase: e.phase().as_str(),
             message: e.message().to_owned(),
+            attempts: e.attempts(),
         }
     }
 }
@@ -82,7 +85,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "reused_connection": r.reused_connection,
             "error": null,
         }),
-        // The library's Error carries no final URL, timings, redirect or attempt counts.
+        // The library's Error carries no final URL, timings or redirect count.
         Err(f) => json!({
             "index": o.index,
             "url": o.url,
@@ -96,7 +99,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "elapsed_ms": ms(o.elapsed),
             "timings": null,
             "redirects": null,
-            "attempts": null,
+            "attempts": f.attempts,
             "reused_connection": null,
             "error": {"kind": f.kind, "phase": f.phase, "message": f.message},
         }),
