@@ -610,3 +610,48 @@ fn exactly_once_under_a_random_mix() {
     assert_eq!(outcomes.borrow().values().sum::<usize>(), N);
     eprintln!("outcomes: {:?}", outcomes.borrow());
 }
+
+/// Happy Eyeballs (RFC 8305): the first address swallows SYNs (a full accept queue), so
+/// without racing the request would wait for its connect timeout; the second address
+/// starts 250 ms later and wins.
+#[test]
+fn happy_eyeballs_races_past_a_silent_address() {
+    let s = TestServer::start(support::ok_body(b"raced"));
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.2:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let silent = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(f) = std::net::TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
+            fillers.push(f);
+        }
+    }
+    let b = Fetcher::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .resolve("dual.test", 80, &[silent, s.addr()]);
+    let r = fetch_with(b, "http://dual.test/").unwrap();
+    assert_eq!((r.status, r.remote_addr), (200, s.addr()));
+    assert!(
+        r.timings.connect >= Duration::from_millis(240),
+        "{:?}",
+        r.timings.connect
+    );
+
+    // A refused first address moves on at once, without waiting for the attempt delay.
+    let refused: std::net::SocketAddr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
+    let b = Fetcher::builder().resolve("dual.test", 80, &[refused, s.addr()]);
+    let r = fetch_with(b, "http://dual.test/").unwrap();
+    assert_eq!(r.remote_addr, s.addr());
+    assert!(
+        r.timings.connect < Duration::from_millis(240),
+        "{:?}",
+        r.timings.connect
+    );
+}

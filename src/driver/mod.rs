@@ -45,17 +45,26 @@ compile_error!("parafetch packs a slab key and a generation into a mio Token: 64
 
 /// The token of the resolver's waker; no slot can have it (its generation is never used).
 const WAKER: Token = Token(usize::MAX);
+/// Generations wrap at 24 bits (a stale event would need 16 million reuses of one slot).
+const GENERATION_MASK: u32 = (1 << 24) - 1;
+/// RFC 8305 §5 "Connection Attempt Delay": start the next address after this long.
+const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// One read buffer for the whole loop: connections own no read buffer of their own.
 const READ_BUF: usize = 64 * 1024;
 
-/// A token carries the slab key and the slot's generation, so an event for a closed
-/// connection can never touch the connection that reused its slab entry.
-fn token(key: usize, generation: u32) -> Token {
-    Token(key | ((generation as usize) << 32))
+/// A token carries the slab key (bits 0–31), the slot's generation (bits 32–55), so an
+/// event for a closed connection can never touch the connection that reused its slab
+/// entry, and the lane (bits 56–61) of a racing connection attempt.
+fn token(key: usize, generation: u32, lane: u8) -> Token {
+    Token(key | ((generation as usize) << 32) | ((lane as usize & 0x3f) << 56))
 }
 
-fn untoken(t: Token) -> (usize, u32) {
-    (t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32)
+fn untoken(t: Token) -> (usize, u32, u8) {
+    (
+        t.0 & 0xFFFF_FFFF,
+        (t.0 >> 32) as u32 & GENERATION_MASK,
+        (t.0 >> 56) as u8 & 0x3f,
+    )
 }
 
 /// One logical request as the driver runs it; moved in by the engine, handed back finished.
@@ -108,16 +117,28 @@ impl Origin {
 
 enum State {
     Resolving,
+    /// Happy Eyeballs (RFC 8305): attempts race, a new one starting every 250 ms (or at
+    /// once when all running ones failed) while addresses remain; the first to connect wins.
     Connecting {
         addrs: Vec<SocketAddr>,
         next: usize,
+        racing: Vec<Racer>,
+        next_race_at: Option<Instant>,
         last_err: Option<io::Error>,
+        lanes: u8,
     },
     Handshaking,
     Active,
     Idle {
         since: Instant,
     },
+}
+
+/// One connection attempt of a Happy Eyeballs race.
+struct Racer {
+    lane: u8,
+    stream: TcpStream,
+    addr: SocketAddr,
 }
 
 /// One attempt: a task on its way through one connection.
@@ -295,8 +316,12 @@ impl Slot {
             return Some(since + opts.pool_idle_timeout);
         }
         let a = self.attempt.as_ref()?;
-        let phase_deadline = match self.state {
+        let phase_deadline = match &self.state {
             State::Active => a.last_activity + a.task.knobs.idle_timeout,
+            State::Connecting {
+                next_race_at: Some(t),
+                ..
+            } => a.connect_deadline.min(*t),
             _ => a.connect_deadline,
         };
         Some(a.deadline.map_or(phase_deadline, |d| d.min(phase_deadline)))
@@ -427,8 +452,7 @@ impl Driver {
     }
 
     fn next_generation(&mut self) -> u32 {
-        // u32::MAX is left out: with key u32::MAX it would spell the waker's token.
-        self.next_generation = (self.next_generation + 1) % u32::MAX;
+        self.next_generation = (self.next_generation + 1) & GENERATION_MASK;
         self.next_generation
     }
 
@@ -472,7 +496,10 @@ impl Driver {
                 slot.state = State::Connecting {
                     addrs,
                     next: 0,
+                    racing: Vec::new(),
+                    next_race_at: None,
                     last_err: None,
+                    lanes: 0,
                 };
                 self.connect_next(key, now);
             }
@@ -485,73 +512,100 @@ impl Driver {
         }
     }
 
-    /// Tries the next address; when none is left, fails with the last error seen.
+    /// Starts a connection attempt to the next address that takes one. With none left and
+    /// none running, fails with the last error seen.
     fn connect_next(&mut self, key: usize, now: Instant) {
-        loop {
-            let registry = self.poll.registry();
-            let slot = &mut self.slots[key];
-            let generation = slot.generation;
-            if let Some(mut old) = slot.transport.take() {
-                old.deregister(registry);
-            }
-            let State::Connecting {
-                addrs,
-                next,
-                last_err,
-            } = &mut slot.state
-            else {
-                return;
-            };
-            let Some(&addr) = addrs.get(*next) else {
-                let detail = match last_err.take() {
-                    Some(e) => {
-                        let msg = format!("{}:{}: {e}", slot.origin.host, slot.origin.port);
-                        Error::new(ErrorKind::Connect, Phase::Connect, msg).with_source(e)
-                    }
-                    None => Error::new(ErrorKind::Connect, Phase::Connect, "no address worked"),
-                };
-                return self.fail(key, detail, now);
-            };
+        let registry = self.poll.registry();
+        let slot = &mut self.slots[key];
+        let generation = slot.generation;
+        let State::Connecting {
+            addrs,
+            next,
+            racing,
+            next_race_at,
+            last_err,
+            lanes,
+        } = &mut slot.state
+        else {
+            return;
+        };
+        while let Some(&addr) = addrs.get(*next) {
             *next += 1;
-            match TcpStream::connect(addr) {
+            let lane = *lanes % 64;
+            *lanes = lanes.wrapping_add(1);
+            let started = TcpStream::connect(addr).and_then(|mut stream| {
+                registry
+                    .register(
+                        &mut stream,
+                        token(key, generation, lane),
+                        mio::Interest::READABLE | mio::Interest::WRITABLE,
+                    )
+                    .map(|()| stream)
+            });
+            match started {
                 Ok(stream) => {
-                    let mut t = Transport::Plain(stream);
-                    match t.register(registry, token(key, generation)) {
-                        Ok(()) => {
-                            slot.transport = Some(t);
-                            slot.remote = Some(addr);
-                            return;
-                        }
-                        Err(e) => *last_err = Some(e),
-                    }
+                    racing.push(Racer { lane, stream, addr });
+                    *next_race_at = (*next < addrs.len()).then(|| now + CONNECTION_ATTEMPT_DELAY);
+                    self.schedule(key);
+                    return;
                 }
                 Err(e) => *last_err = Some(e),
             }
         }
+        *next_race_at = None;
+        if racing.is_empty() {
+            let msg = match last_err.as_ref() {
+                Some(e) => format!("{}:{}: {e}", slot.origin.host, slot.origin.port),
+                None => "no address worked".to_owned(),
+            };
+            let mut err = Error::new(ErrorKind::Connect, Phase::Connect, msg);
+            if let Some(e) = last_err.take() {
+                err = err.with_source(e);
+            }
+            self.fail(key, err, now);
+        }
     }
 
-    /// A readiness event on a connecting socket: confirm the connect as mio documents it
-    /// (`take_error`, then `peer_addr`; `NotConnected` means not yet).
-    fn on_connect_event(&mut self, key: usize, now: Instant) {
+    /// A readiness event on a racing attempt: confirm the connect as mio documents it
+    /// (`take_error`, then `peer_addr`; `NotConnected` means not yet). The first attempt to
+    /// connect wins; the others are dropped.
+    fn on_connect_event(&mut self, key: usize, lane: u8, now: Instant) {
+        let registry = self.poll.registry();
         let slot = &mut self.slots[key];
-        let Some(t) = slot.transport.as_mut() else {
+        let State::Connecting {
+            racing, last_err, ..
+        } = &mut slot.state
+        else {
             return;
         };
-        let failure = match t.tcp().take_error() {
+        let Some(i) = racing.iter().position(|r| r.lane == lane) else {
+            return; // an attempt already dropped
+        };
+        let stream = &racing[i].stream;
+        let failure = match stream.take_error() {
             Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => match t.peer_addr() {
+            Ok(None) => match stream.peer_addr() {
                 Ok(_) => None,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => Some(e),
             },
         };
+        let mut won = racing.swap_remove(i);
         if let Some(e) = failure {
-            if let State::Connecting { last_err, .. } = &mut slot.state {
-                *last_err = Some(e);
+            let _ = registry.deregister(&mut won.stream);
+            *last_err = Some(e);
+            if racing.is_empty() {
+                // Nothing left running: the next address starts now, not in 250 ms.
+                self.connect_next(key, now);
             }
-            return self.connect_next(key, now);
+            return;
         }
-        let _ = t.tcp().set_nodelay(true);
+        for mut loser in racing.drain(..) {
+            let _ = registry.deregister(&mut loser.stream);
+        }
+        let _ = won.stream.set_nodelay(true);
+        slot.transport = Some(Transport::Plain(won.stream));
+        slot.remote = Some(won.addr);
         if let Some(a) = slot.attempt.as_mut() {
             a.timings.connect = now - a.phase_start;
             a.phase_start = now;
@@ -757,6 +811,11 @@ impl Driver {
         if let Some(t) = slot.transport.as_mut() {
             t.deregister(self.poll.registry());
         }
+        if let State::Connecting { racing, .. } = &mut slot.state {
+            for r in racing.iter_mut() {
+                let _ = self.poll.registry().deregister(&mut r.stream);
+            }
+        }
         if let State::Idle { .. } = slot.state {
             if let Some(keys) = self.idle.get_mut(&slot.origin) {
                 keys.retain(|&k| k != key);
@@ -817,10 +876,17 @@ impl Driver {
                 continue; // stale: the slot was reused, or a later deadline replaced it
             }
             slot.timer_at = None;
+            let race_due =
+                matches!(slot.state, State::Connecting { next_race_at: Some(t), .. } if t <= now);
             match slot.deadline(&self.opts) {
                 Some(d) if d <= now => {
+                    let expired = slot.attempt.as_ref().is_some_and(|a| {
+                        a.connect_deadline <= now || a.deadline.is_some_and(|t| t <= now)
+                    });
                     if let State::Idle { .. } = slot.state {
                         self.close_slot(key);
+                    } else if race_due && !expired {
+                        self.connect_next(key, now);
                     } else {
                         let err = slot.timeout_error(now);
                         self.fail(key, err, now);
@@ -871,7 +937,7 @@ impl Driver {
                 wake = true;
                 continue;
             }
-            let (key, generation) = untoken(tok);
+            let (key, generation, lane) = untoken(tok);
             let Some(slot) = self.slots.get(key) else {
                 continue;
             };
@@ -879,7 +945,7 @@ impl Driver {
                 continue; // an event for a connection that is gone
             }
             match slot.state {
-                State::Connecting { .. } => self.on_connect_event(key, now),
+                State::Connecting { .. } => self.on_connect_event(key, lane, now),
                 State::Handshaking => self.on_handshake_event(key, now),
                 State::Active => self.pump(key, r, now),
                 State::Idle { .. } => self.on_idle_event(key),

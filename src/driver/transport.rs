@@ -4,10 +4,9 @@
 //! Owns the socket and moves bytes; it must not parse HTTP.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 
+use mio::Registry;
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
 
 use crate::tls::TlsStream;
 
@@ -22,10 +21,6 @@ impl Transport {
             Transport::Plain(s) => s,
             Transport::Tls(t) => &mut t.sock,
         }
-    }
-
-    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(self.tcp(), token, Interest::READABLE | Interest::WRITABLE)
     }
 
     pub(crate) fn deregister(&mut self, registry: &Registry) {
@@ -58,9 +53,5 @@ impl Transport {
 
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Transport::Tls(_))
-    }
-
-    pub(crate) fn peer_addr(&mut self) -> io::Result<SocketAddr> {
-        self.tcp().peer_addr()
     }
 }
