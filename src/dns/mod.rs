@@ -9,11 +9,13 @@
 
 pub mod conf;
 mod error;
+pub mod hosts;
 pub mod message;
 mod name;
 mod tcp;
 
 pub use conf::ResolvConf;
+pub use hosts::Hosts;
 pub use message::{
     Answer, DnsError, QType, Rcode, TcpFrameReader, encode_query, frame_tcp, parse_response,
 };
