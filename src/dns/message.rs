@@ -747,6 +747,7 @@ mod tests {
                 m[i] = v;
                 let _ = parse(&m);
                 let _ = parse_response(&m, ID, QNAME, QType::Aaaa);
+                super::super::fuzz_parse(&m);
             }
         }
     }
