@@ -34,6 +34,9 @@
 #![deny(missing_docs)]
 
 pub mod demo;
+// Sans-IO DNS. Public only so fuzz targets and tests can reach it; not supported API (yet).
+#[doc(hidden)]
+pub mod dns;
 mod driver;
 mod engine;
 mod error;
