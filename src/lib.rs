@@ -41,6 +41,8 @@ mod driver;
 mod engine;
 mod error;
 mod fetcher;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod options;
 pub mod proto;

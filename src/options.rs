@@ -96,7 +96,37 @@ pub(crate) struct Options {
     pub pool_max_idle: usize,
     pub resolve_overrides: HashMap<(String, u16), Vec<SocketAddr>>,
     pub resolver_threads: usize,
+    pub dns: DnsOptions,
     pub tls: TlsOptions,
+}
+
+/// How names are resolved: the in-loop stub (default) or the system resolver on threads.
+#[derive(Clone, Debug)]
+pub(crate) struct DnsOptions {
+    pub system: bool,
+    pub servers: Option<Vec<SocketAddr>>,
+    pub search: Option<(Vec<String>, u8)>,
+    pub timeout: Option<(Duration, u8)>,
+    pub ttl_floor: Duration,
+    pub ttl_ceiling: Duration,
+}
+
+/// Default shortest time a DNS answer is cached (a TTL of 0 would re-ask per request).
+pub const DEFAULT_DNS_TTL_FLOOR: Duration = Duration::from_secs(1);
+/// Default longest time a DNS answer is cached, whatever its TTL says.
+pub const DEFAULT_DNS_TTL_CEILING: Duration = Duration::from_secs(3600);
+
+impl Default for DnsOptions {
+    fn default() -> Self {
+        DnsOptions {
+            system: false,
+            servers: None,
+            search: None,
+            timeout: None,
+            ttl_floor: DEFAULT_DNS_TTL_FLOOR,
+            ttl_ceiling: DEFAULT_DNS_TTL_CEILING,
+        }
+    }
 }
 
 impl Default for Options {
@@ -127,6 +157,7 @@ impl Default for Options {
             pool_max_idle: DEFAULT_POOL_MAX_IDLE,
             resolve_overrides: HashMap::new(),
             resolver_threads: 4,
+            dns: DnsOptions::default(),
             tls: TlsOptions::default(),
         }
     }
@@ -292,6 +323,45 @@ impl Builder {
         self.opts
             .resolve_overrides
             .insert((host.to_ascii_lowercase(), port), addrs.to_vec());
+        self
+    }
+
+    /// Resolve names with the system resolver (`getaddrinfo`) on `threads` helper threads
+    /// that wake the loop, instead of the in-loop DNS client. For setups the stub cannot
+    /// serve (NSS modules such as mDNS or LDAP). Default off: no thread is ever started.
+    pub fn system_resolver(mut self, threads: usize) -> Self {
+        self.opts.dns.system = true;
+        self.opts.resolver_threads = threads.max(1);
+        self
+    }
+
+    /// Ask these nameservers (UDP, then TCP on truncation) instead of those of
+    /// `/etc/resolv.conf`. A bare IP means port 53.
+    pub fn dns_servers(mut self, servers: &[SocketAddr]) -> Self {
+        self.opts.dns.servers = Some(servers.to_vec());
+        self
+    }
+
+    /// The search list and `ndots` (instead of `/etc/resolv.conf`'s): a name with fewer
+    /// than `ndots` dots is tried with each suffix first.
+    pub fn dns_search(mut self, domains: &[&str], ndots: u8) -> Self {
+        let domains = domains.iter().map(|d| d.to_string()).collect();
+        self.opts.dns.search = Some((domains, ndots));
+        self
+    }
+
+    /// Time per DNS try and how many rounds over the nameservers (instead of
+    /// `/etc/resolv.conf`'s `options timeout:` and `attempts:`).
+    pub fn dns_timeout(mut self, per_try: Duration, attempts: u8) -> Self {
+        self.opts.dns.timeout = Some((per_try, attempts.max(1)));
+        self
+    }
+
+    /// Bounds on how long DNS answers are cached (defaults 1 s and 1 h): the record's TTL
+    /// (or, for NXDOMAIN, the SOA's) is clamped into `[floor, ceiling]`.
+    pub fn dns_cache_ttl(mut self, floor: Duration, ceiling: Duration) -> Self {
+        self.opts.dns.ttl_floor = floor;
+        self.opts.dns.ttl_ceiling = ceiling.max(floor);
         self
     }
 

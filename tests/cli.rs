@@ -241,7 +241,7 @@ fn usage_errors_exit_2_and_fetch_nothing() {
         vec!["--resolve", "example.com:80", &url],
         vec!["--timeout", "soon", &url],
         vec!["-i", missing.to_str().unwrap(), &url],
-        vec!["--dns-server", "127.0.0.1", &url],
+        vec!["--dns-server", "resolver.example", &url],
         vec![],
     ];
     for args in &cases {
@@ -255,7 +255,6 @@ fn usage_errors_exit_2_and_fetch_nothing() {
         assert_eq!(stdout(&out), "", "{args:?}");
     }
     assert!(stderr(&parafetch(&["-i", missing.to_str().unwrap()])).contains("no-such-list.txt"));
-    assert!(stderr(&parafetch(&["--dns-server", "127.0.0.1", &url])).contains("not supported yet"));
     assert_eq!(s.request_count(), 0, "nothing was fetched");
 }
 
@@ -571,4 +570,24 @@ fn demo_compares_concurrency_levels() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no speed-up in {text}"));
     assert!(speedup >= 10.0, "speed-up only {speedup}x:\n{text}");
+}
+
+#[test]
+fn dns_server_option_resolves_through_the_given_nameserver() {
+    let s = echo_server();
+    let dns = support::dns::FakeDns::start(support::dns::zone(
+        &[("cli-host.test", &[std::net::Ipv4Addr::LOCALHOST], &[])],
+        60,
+    ));
+    let url = format!("http://cli-host.test:{}/named", s.port());
+    let out = parafetch(&[
+        "--dns-server",
+        &dns.addr().to_string(),
+        "--jsonl",
+        "-q",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"status\":200"), "{}", stdout(&out));
+    assert!(dns.count_for("cli-host.test", support::dns::QType::A) >= 1);
 }

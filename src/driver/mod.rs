@@ -12,12 +12,13 @@
 //! does not decide about redirects, retries or admission (the engine does).
 
 pub(crate) mod resolve;
+pub(crate) mod stub;
 pub(crate) mod transport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,8 @@ use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 use url::Url;
 
+use crate::dns::conf::ResolvConf;
+use crate::dns::hosts::Hosts;
 use crate::engine::{is_idempotent, is_intermediate};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::headers::Headers;
@@ -38,6 +41,7 @@ use crate::response::{Response, Timings, TlsInfo};
 use crate::tls::{TlsStream, client_config, server_name, tls_cause};
 
 use resolve::{Lookup, Resolver};
+use stub::{DNS_TOKEN_BIT, Stub, StubOptions};
 use transport::Transport;
 
 #[cfg(not(target_pointer_width = "64"))]
@@ -366,10 +370,14 @@ pub(crate) struct Driver {
     slots: Slab<Slot>,
     next_generation: u32,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
-    resolver: Resolver,
+    names: Names,
     resolving: HashMap<String, Vec<(usize, u32)>>,
     idle: HashMap<Origin, Vec<usize>>,
     idle_count: usize,
+    /// Connecting slots waiting for a file descriptor (the process hit its limit).
+    fd_waiters: Vec<(usize, u32)>,
+    /// A socket closed this turn: waiters may try again.
+    fd_freed: bool,
     buf: Vec<u8>,
     opts: Arc<Options>,
     /// Built on the first https connection, then shared (sessions resume across it).
@@ -389,10 +397,12 @@ impl Driver {
             slots: Slab::new(),
             next_generation: 0,
             timers: BinaryHeap::new(),
-            resolver: Resolver::new(waker, opts.resolver_threads),
+            names: Names::new(&opts, waker),
             resolving: HashMap::new(),
             idle: HashMap::new(),
             idle_count: 0,
+            fd_waiters: Vec::new(),
+            fd_freed: false,
             buf: vec![0; READ_BUF],
             opts,
             tls_config: None,
@@ -470,12 +480,32 @@ impl Driver {
         if let Some(ip) = origin.ip_literal() {
             return self.resolved(key, Ok(vec![SocketAddr::new(ip, origin.port)]), now);
         }
-        match self.resolver.lookup(&origin.host, now) {
-            Lookup::Ready(answer) => {
+        if origin.host == "localhost" || origin.host.ends_with(".localhost") {
+            // RFC 6761 §6.3: localhost names are loopback without asking anyone. IPv4
+            // first: local servers far more often listen there only.
+            let ips = [
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ];
+            return self.resolved(key, Ok(with_port(&ips, origin.port)), now);
+        }
+        if let Some(waiters) = self.resolving.get_mut(&origin.host) {
+            // Coalesced: one lookup in flight serves every request for the host.
+            return waiters.push((key, generation));
+        }
+        let ready = match &mut self.names {
+            Names::System(r) => match r.lookup(&origin.host, now) {
+                Lookup::Ready(answer) => Some(answer),
+                Lookup::Pending => None,
+            },
+            Names::Stub(s) => s.lookup(&origin.host, now, self.poll.registry()),
+        };
+        match ready {
+            Some(answer) => {
                 let answer = answer.map(|ips| with_port(&ips, origin.port));
                 self.resolved(key, answer, now)
             }
-            Lookup::Pending => {
+            None => {
                 self.resolving
                     .entry(origin.host)
                     .or_default()
@@ -547,6 +577,19 @@ impl Driver {
                     racing.push(Racer { lane, stream, addr });
                     *next_race_at = (*next < addrs.len()).then(|| now + CONNECTION_ATTEMPT_DELAY);
                     self.schedule(key);
+                    return;
+                }
+                Err(e) if out_of_descriptors(&e) => {
+                    // Not this address's fault: try it again when a descriptor frees up.
+                    // An idle pooled connection is the cheapest one to give back.
+                    *next -= 1;
+                    *last_err = Some(e);
+                    if racing.is_empty() {
+                        self.fd_waiters.push((key, generation));
+                    }
+                    if let Some(idle) = self.any_idle() {
+                        self.close_slot(idle);
+                    }
                     return;
                 }
                 Err(e) => *last_err = Some(e),
@@ -810,6 +853,7 @@ impl Driver {
         let mut slot = self.slots.remove(key);
         if let Some(t) = slot.transport.as_mut() {
             t.deregister(self.poll.registry());
+            self.fd_freed = true;
         }
         if let State::Connecting { racing, .. } = &mut slot.state {
             for r in racing.iter_mut() {
@@ -824,6 +868,26 @@ impl Driver {
                 }
             }
             self.idle_count -= 1;
+        }
+    }
+
+    /// Some idle pooled connection, to close when descriptors run out.
+    fn any_idle(&self) -> Option<usize> {
+        self.idle.values().find_map(|keys| keys.first().copied())
+    }
+
+    /// Connecting slots parked for lack of descriptors try again after sockets closed.
+    fn retry_fd_waiters(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.fd_freed) || self.fd_waiters.is_empty() {
+            return;
+        }
+        for (key, generation) in std::mem::take(&mut self.fd_waiters) {
+            let live = self.slots.get(key).is_some_and(|s| {
+                s.generation == generation && matches!(s.state, State::Connecting { .. })
+            });
+            if live {
+                self.connect_next(key, now);
+            }
         }
     }
 
@@ -900,10 +964,18 @@ impl Driver {
 
     /// How long `poll` may sleep: until the earliest deadline, capped by `max`.
     fn poll_timeout(&self, now: Instant, max: Option<Duration>) -> Option<Duration> {
+        let dns = match &self.names {
+            Names::Stub(s) => s.next_deadline(),
+            Names::System(_) => None,
+        };
         let timer = self
             .timers
             .peek()
-            .map(|Reverse((at, _, _))| at.saturating_duration_since(now));
+            .map(|Reverse((at, _, _))| *at)
+            .into_iter()
+            .chain(dns)
+            .min()
+            .map(|at| at.saturating_duration_since(now));
         match (timer, max) {
             (Some(t), Some(m)) => Some(t.min(m)),
             (t, m) => t.or(m),
@@ -937,6 +1009,12 @@ impl Driver {
                 wake = true;
                 continue;
             }
+            if tok.0 & DNS_TOKEN_BIT != 0 {
+                if let Names::Stub(s) = &mut self.names {
+                    s.on_event(tok, now, self.poll.registry());
+                }
+                continue;
+            }
             let (key, generation, lane) = untoken(tok);
             let Some(slot) = self.slots.get(key) else {
                 continue;
@@ -952,8 +1030,16 @@ impl Driver {
                 State::Resolving => {}
             }
         }
-        if wake {
-            for (host, answer) in self.resolver.take_results(now) {
+        let answers = match &mut self.names {
+            Names::Stub(s) => {
+                s.fire_timers(now, self.poll.registry());
+                s.take_done()
+            }
+            Names::System(r) if wake => r.take_results(now),
+            Names::System(_) => Vec::new(),
+        };
+        {
+            for (host, answer) in answers {
                 for (key, generation) in self.resolving.remove(&host).unwrap_or_default() {
                     let live = self.slots.get(key).is_some_and(|s| {
                         s.generation == generation && matches!(s.state, State::Resolving)
@@ -967,6 +1053,7 @@ impl Driver {
             }
         }
         self.fire_timers(now);
+        self.retry_fd_waiters(now);
         Ok(())
     }
 }
@@ -977,6 +1064,43 @@ fn io_failure(e: io::Error, phase: Phase) -> Error {
         Some(cause) => Error::new(ErrorKind::Tls, phase, cause.to_string()).with_source(e),
         None => Error::io(ErrorKind::Io, phase, e),
     }
+}
+
+/// Where names are resolved: the in-loop stub, or the system resolver on helper threads.
+enum Names {
+    Stub(Box<Stub>),
+    System(Resolver),
+}
+
+impl Names {
+    fn new(opts: &Options, waker: Arc<Waker>) -> Names {
+        if opts.dns.system {
+            return Names::System(Resolver::new(waker, opts.resolver_threads));
+        }
+        let mut conf = ResolvConf::system();
+        if let Some(servers) = &opts.dns.servers {
+            conf.nameservers = servers.clone();
+        }
+        if let Some((search, ndots)) = &opts.dns.search {
+            conf.search = search.clone();
+            conf.ndots = *ndots;
+        }
+        if let Some((timeout, attempts)) = opts.dns.timeout {
+            conf.timeout = timeout;
+            conf.attempts = attempts;
+        }
+        Names::Stub(Box::new(Stub::new(StubOptions {
+            conf,
+            hosts: Hosts::system(),
+            ttl_floor: opts.dns.ttl_floor,
+            ttl_ceiling: opts.dns.ttl_ceiling,
+        })))
+    }
+}
+
+/// EMFILE or ENFILE: the process or the system is out of file descriptors.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
 }
 
 fn with_port(ips: &[IpAddr], port: u16) -> Vec<SocketAddr> {

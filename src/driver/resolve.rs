@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -22,7 +22,7 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 /// The outcome of starting a lookup.
 pub(crate) enum Lookup {
-    /// Known now (literal, `localhost`, cached).
+    /// Known now (cached).
     Ready(Result<Vec<IpAddr>, String>),
     /// Asked; the answer arrives through [`Resolver::take_results`] after a wake-up.
     Pending,
@@ -52,15 +52,6 @@ impl Resolver {
     /// Starts resolving `host` (a name, not an IP literal). The caller coalesces: it asks
     /// once per host however many requests wait for it.
     pub(crate) fn lookup(&mut self, host: &str, now: Instant) -> Lookup {
-        if host.eq_ignore_ascii_case("localhost")
-            || host.to_ascii_lowercase().ends_with(".localhost")
-        {
-            // RFC 6761 §6.3: localhost names resolve to loopback without asking anyone.
-            return Lookup::Ready(Ok(vec![
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ]));
-        }
         if let Some((answer, expires)) = self.cache.get(host) {
             if *expires > now {
                 return Lookup::Ready(answer.clone());

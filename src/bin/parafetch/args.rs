@@ -169,10 +169,10 @@ pub struct FetchArgs {
         help_heading = "Network"
     )]
     pub resolve: Vec<Resolve>,
-    /// Ask this DNS server (IP[:PORT]) instead of the system resolver (repeatable). (Not
-    /// supported yet in this build: exits with status 2.)
-    #[arg(long, value_name = "ADDR", help_heading = "Network")]
-    pub dns_server: Vec<String>,
+    /// Ask this DNS server (IP, IP:PORT or [IPv6]:PORT; port 53 by default) instead of the
+    /// nameservers of /etc/resolv.conf (repeatable; tried in order).
+    #[arg(long, value_name = "ADDR", value_parser = dns_server, help_heading = "Network")]
+    pub dns_server: Vec<SocketAddr>,
 
     /// Write one JSON object per finished URL to stdout, in completion order.
     #[arg(long, help_heading = "Output")]
@@ -270,6 +270,16 @@ fn method(s: &str) -> Result<String, String> {
 }
 
 /// `HOST:PORT:ADDR[,ADDR...]`, as curl's `--resolve`.
+fn dns_server(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let ip = s.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?}: expected IP, IP:PORT or [IPv6]:PORT"))
+}
+
 fn resolve(s: &str) -> Result<Resolve, String> {
     let bad = || format!("{s:?}: expected HOST:PORT:ADDR[,ADDR...]");
     let (host, rest) = s.split_once(':').ok_or_else(bad)?;
@@ -320,6 +330,18 @@ mod tests {
         assert!(resolve("example.com:80").is_err());
         assert!(resolve("example.com:http:127.0.0.1").is_err());
         assert!(resolve("example.com:80:localhost").is_err());
+    }
+
+    #[test]
+    fn dns_server_addresses() {
+        assert_eq!(dns_server("10.0.0.1"), Ok("10.0.0.1:53".parse().unwrap()));
+        assert_eq!(
+            dns_server("127.0.0.1:5353"),
+            Ok("127.0.0.1:5353".parse().unwrap())
+        );
+        assert_eq!(dns_server("[::1]:54"), Ok("[::1]:54".parse().unwrap()));
+        assert_eq!(dns_server("::1"), Ok("[::1]:53".parse().unwrap()));
+        assert!(dns_server("resolver.example").is_err());
     }
 
     #[test]

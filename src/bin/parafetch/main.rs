@@ -214,16 +214,10 @@ fn template(args: &FetchArgs) -> Result<Template, Usage> {
 /// The fetcher's options from the command line, and how many requests it accepts before
 /// `start_request` would block (in-flight cap plus backlog).
 fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
-    // Not in the library yet: refuse rather than silently use the system resolver. When the
-    // builder grows `dns_servers`, wire it here.
-    if !args.dns_server.is_empty() {
-        return Err(Usage(
-            "--dns-server is not supported yet in this build (the library has no such option yet)"
-                .into(),
-        ));
-    }
-
     let mut b = Fetcher::builder().max_in_flight(args.max_in_flight);
+    if !args.dns_server.is_empty() {
+        b = b.dns_servers(&args.dns_server);
+    }
     if let Some(n) = args.per_host {
         b = b.per_host(n);
     }

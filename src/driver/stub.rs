@@ -1,0 +1,631 @@
+//! The in-loop DNS stub resolver: A and AAAA queries over UDP (TCP when a reply is
+//! truncated) to the configured nameservers, driven by the same mio loop as the
+//! connections. No thread, no blocking call.
+//!
+//! Owns its sockets, query timers, the answer cache and lookup coalescing. The wire format
+//! lives in [`crate::dns`] (sans-IO); this module only moves datagrams and decides what to
+//! try next. It must never block and never parse HTTP.
+//!
+//! Security: every query uses a fresh random ID and a fresh socket bound to a random port
+//! and *connected* to the nameserver (the kernel drops datagrams from any other address);
+//! a reply counts only if its ID and question match ours, else it is ignored and the query
+//! keeps waiting; only records owned by the queried name (after CNAMEs) are used.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasher;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpStream, UdpSocket};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use crate::dns::conf::ResolvConf;
+use crate::dns::hosts::Hosts;
+use crate::dns::message::{
+    Answer, QType, Rcode, TcpFrameReader, encode_query, frame_tcp, parse_response,
+};
+
+/// Tokens of DNS sockets have this bit set; the rest is the query's key and generation.
+pub(crate) const DNS_TOKEN_BIT: usize = 1 << 62;
+/// How long a failed lookup (timeout, SERVFAIL) is remembered.
+const FAILURE_TTL: Duration = Duration::from_secs(5);
+/// Largest reply read over UDP (EDNS0 advertises 1232; servers may send up to this).
+const UDP_BUF: usize = 4096;
+
+/// Stub resolver settings (from `/etc/resolv.conf` and the builder).
+#[derive(Clone, Debug)]
+pub(crate) struct StubOptions {
+    pub conf: ResolvConf,
+    pub hosts: Hosts,
+    pub ttl_floor: Duration,
+    pub ttl_ceiling: Duration,
+}
+
+/// What became of a lookup.
+pub(crate) type Outcome = Result<Vec<IpAddr>, String>;
+
+/// The answer for one address family of one candidate name.
+#[derive(Clone, Debug)]
+enum Part {
+    Pending,
+    Addrs(Vec<IpAddr>, u32),
+    NoData(Option<u32>),
+    NxDomain(Option<u32>),
+    Failed(String),
+}
+
+struct Lookup {
+    candidates: Vec<String>,
+    index: usize,
+    v4: Part,
+    v6: Part,
+}
+
+enum Wire {
+    Udp(UdpSocket),
+    Tcp {
+        stream: TcpStream,
+        out: Vec<u8>,
+        sent: usize,
+        reader: TcpFrameReader,
+    },
+}
+
+struct Query {
+    generation: u32,
+    host: String,
+    name: String,
+    qtype: QType,
+    id: u16,
+    server: usize,
+    tries: usize,
+    deadline: Instant,
+    wire: Wire,
+}
+
+pub(crate) struct Stub {
+    opts: StubOptions,
+    lookups: HashMap<String, Lookup>,
+    cache: HashMap<String, (Outcome, Instant)>,
+    queries: Slab<Query>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    next_generation: u32,
+    random: RandomState,
+    counter: u64,
+    rotate_cursor: usize,
+    done: Vec<(String, Outcome)>,
+    buf: Vec<u8>,
+}
+
+fn dns_token(key: usize, generation: u32) -> Token {
+    Token(DNS_TOKEN_BIT | key | ((generation as usize & 0xFF_FFFF) << 32))
+}
+
+/// The key and generation of a DNS token (the caller checked [`DNS_TOKEN_BIT`]).
+pub(crate) fn dns_untoken(t: Token) -> (usize, u32) {
+    (t.0 & 0xFFFF_FFFF, ((t.0 >> 32) & 0xFF_FFFF) as u32)
+}
+
+impl Stub {
+    pub(crate) fn new(opts: StubOptions) -> Stub {
+        Stub {
+            opts,
+            lookups: HashMap::new(),
+            cache: HashMap::new(),
+            queries: Slab::new(),
+            timers: BinaryHeap::new(),
+            next_generation: 0,
+            random: RandomState::new(),
+            counter: 0,
+            rotate_cursor: 0,
+            done: Vec::new(),
+            buf: vec![0; UDP_BUF],
+        }
+    }
+
+    /// Unpredictable 16 bits: keyed SipHash (random keys per process) of a counter.
+    fn random_u16(&mut self) -> u16 {
+        self.counter += 1;
+        (self.random.hash_one(self.counter) >> 24) as u16
+    }
+
+    /// Answers from `/etc/hosts` or the cache at once; otherwise starts (or joins) a
+    /// lookup whose outcome arrives through [`Stub::take_done`].
+    pub(crate) fn lookup(
+        &mut self,
+        host: &str,
+        now: Instant,
+        registry: &Registry,
+    ) -> Option<Outcome> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(addrs) = self.opts.hosts.lookup(&host) {
+            return Some(Ok(addrs.to_vec()));
+        }
+        if let Some((outcome, expires)) = self.cache.get(&host) {
+            if *expires > now {
+                return Some(outcome.clone());
+            }
+        }
+        if self.lookups.contains_key(&host) {
+            return None; // coalesced: one lookup serves every request for this host
+        }
+        let candidates = self.opts.conf.candidates(&host);
+        if candidates.is_empty() || self.opts.conf.nameservers.is_empty() {
+            return Some(Err(format!("{host}: no nameserver to ask")));
+        }
+        self.lookups.insert(
+            host.clone(),
+            Lookup {
+                candidates,
+                index: 0,
+                v4: Part::Pending,
+                v6: Part::Pending,
+            },
+        );
+        self.start_candidate(&host, now, registry);
+        None
+    }
+
+    /// Outcomes of lookups finished since the last call.
+    pub(crate) fn take_done(&mut self) -> Vec<(String, Outcome)> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// The earliest query deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    fn start_candidate(&mut self, host: &str, now: Instant, registry: &Registry) {
+        let Some(l) = self.lookups.get_mut(host) else {
+            return;
+        };
+        l.v4 = Part::Pending;
+        l.v6 = Part::Pending;
+        let name = l.candidates[l.index].clone();
+        let server = if self.opts.conf.rotate {
+            self.rotate_cursor = self.rotate_cursor.wrapping_add(1);
+            self.rotate_cursor % self.opts.conf.nameservers.len()
+        } else {
+            0
+        };
+        for qtype in [QType::A, QType::Aaaa] {
+            self.send(
+                host.to_owned(),
+                name.clone(),
+                qtype,
+                server,
+                0,
+                now,
+                registry,
+            );
+        }
+    }
+
+    /// Sends one try of a query over UDP on a fresh socket with a fresh ID.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        host: String,
+        name: String,
+        qtype: QType,
+        server: usize,
+        tries: usize,
+        now: Instant,
+        registry: &Registry,
+    ) {
+        let id = self.random_u16();
+        let mut msg = Vec::with_capacity(64);
+        if let Err(e) = encode_query(id, &name, qtype, &mut msg) {
+            let part = Part::Failed(format!("{name}: cannot be asked for: {e}"));
+            return self.part_done(&host, qtype, part, now, registry);
+        }
+        let addr = self.opts.conf.nameservers[server];
+        self.next_generation = (self.next_generation + 1) & 0xFF_FFFF;
+        let generation = self.next_generation;
+        let entry = self.queries.vacant_entry();
+        let key = entry.key();
+        let sent = udp_socket(addr).and_then(|mut sock| {
+            sock.send(&msg)?;
+            registry.register(&mut sock, dns_token(key, generation), Interest::READABLE)?;
+            Ok(sock)
+        });
+        match sent {
+            Ok(sock) => {
+                let deadline = now + self.opts.conf.timeout;
+                entry.insert(Query {
+                    generation,
+                    host,
+                    name,
+                    qtype,
+                    id,
+                    server,
+                    tries,
+                    deadline,
+                    wire: Wire::Udp(sock),
+                });
+                self.timers.push(Reverse((deadline, key, generation)));
+            }
+            Err(e) => {
+                // No socket (out of descriptors, no route to the server): this try failed.
+                let reason = format!("cannot reach nameserver {addr}: {e}");
+                self.retry_or_fail(host, name, qtype, server, tries, reason, now, registry);
+            }
+        }
+    }
+
+    /// After a failed try: the next nameserver, until `attempts` rounds over all of them
+    /// are used up; then the query's part fails with `reason`.
+    #[allow(clippy::too_many_arguments)]
+    fn retry_or_fail(
+        &mut self,
+        host: String,
+        name: String,
+        qtype: QType,
+        server: usize,
+        tries: usize,
+        reason: String,
+        now: Instant,
+        registry: &Registry,
+    ) {
+        let n = self.opts.conf.nameservers.len();
+        let allowed = n * usize::from(self.opts.conf.attempts.max(1));
+        if tries + 1 < allowed {
+            return self.send(
+                host,
+                name,
+                qtype,
+                (server + 1) % n,
+                tries + 1,
+                now,
+                registry,
+            );
+        }
+        let part = Part::Failed(format!("{name}: {reason}"));
+        self.part_done(&host, qtype, part, now, registry);
+    }
+
+    fn remove_query(&mut self, key: usize, registry: &Registry) -> Option<Query> {
+        let mut q = self.queries.try_remove(key)?;
+        match &mut q.wire {
+            Wire::Udp(s) => {
+                let _ = registry.deregister(s);
+            }
+            Wire::Tcp { stream, .. } => {
+                let _ = registry.deregister(stream);
+            }
+        }
+        Some(q)
+    }
+
+    /// A readiness event for a query's socket.
+    pub(crate) fn on_event(&mut self, token: Token, now: Instant, registry: &Registry) {
+        let (key, generation) = dns_untoken(token);
+        if self
+            .queries
+            .get(key)
+            .is_none_or(|q| q.generation != generation)
+        {
+            return;
+        }
+        loop {
+            let Some(q) = self.queries.get_mut(key) else {
+                return;
+            };
+            let got = match &mut q.wire {
+                Wire::Udp(sock) => match sock.recv(&mut self.buf) {
+                    Ok(n) => Ok(Some(self.buf[..n].to_vec())),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                },
+                Wire::Tcp {
+                    stream,
+                    out,
+                    sent,
+                    reader,
+                } => tcp_progress(stream, out, sent, reader, &mut self.buf),
+            };
+            match got {
+                Ok(None) => return,
+                Ok(Some(msg)) => {
+                    if self.on_reply(key, &msg, now, registry) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // e.g. ECONNREFUSED: an ICMP port-unreachable on the connected socket.
+                    let reason = format!("nameserver error: {e}");
+                    return self.fail_try(key, reason, now, registry);
+                }
+            }
+        }
+    }
+
+    /// Handles one reply; returns whether the query is finished (or moved on).
+    fn on_reply(&mut self, key: usize, msg: &[u8], now: Instant, registry: &Registry) -> bool {
+        let q = &self.queries[key];
+        let answer = parse_response(msg, q.id, &q.name, q.qtype);
+        match answer {
+            // Not an answer to this query (spoofed, stale, misdirected): keep waiting.
+            Err(e) if e.is_mismatch() => false,
+            Err(e) => {
+                self.fail_try(key, format!("malformed reply: {e}"), now, registry);
+                true
+            }
+            Ok(a) if a.truncated && matches!(q.wire, Wire::Udp(_)) => {
+                self.switch_to_tcp(key, now, registry);
+                true
+            }
+            Ok(a) => {
+                self.on_answer(key, a, now, registry);
+                true
+            }
+        }
+    }
+
+    fn on_answer(&mut self, key: usize, a: Answer, now: Instant, registry: &Registry) {
+        let part = match a.rcode {
+            Rcode::NoError if !a.addrs.is_empty() => Part::Addrs(a.addrs, a.ttl),
+            Rcode::NoError => Part::NoData(a.negative_ttl),
+            Rcode::NxDomain => Part::NxDomain(a.negative_ttl),
+            other => {
+                let reason = format!("nameserver answered {}", rcode_name(other));
+                return self.fail_try(key, reason, now, registry);
+            }
+        };
+        if let Some(q) = self.remove_query(key, registry) {
+            self.part_done(&q.host, q.qtype, part, now, registry);
+        }
+    }
+
+    fn fail_try(&mut self, key: usize, reason: String, now: Instant, registry: &Registry) {
+        if let Some(q) = self.remove_query(key, registry) {
+            self.retry_or_fail(
+                q.host, q.name, q.qtype, q.server, q.tries, reason, now, registry,
+            );
+        }
+    }
+
+    /// RFC 1035 §4.2.2: a truncated UDP reply is asked again over TCP, same server, same
+    /// question, new ID.
+    fn switch_to_tcp(&mut self, key: usize, now: Instant, registry: &Registry) {
+        let Some(q) = self.remove_query(key, registry) else {
+            return;
+        };
+        let id = self.random_u16();
+        let mut msg = Vec::new();
+        if encode_query(id, &q.name, q.qtype, &mut msg).is_err() {
+            return;
+        }
+        let mut out = Vec::with_capacity(msg.len() + 2);
+        frame_tcp(&msg, &mut out);
+        let addr = self.opts.conf.nameservers[q.server];
+        self.next_generation = (self.next_generation + 1) & 0xFF_FFFF;
+        let generation = self.next_generation;
+        let entry = self.queries.vacant_entry();
+        let key = entry.key();
+        let opened = TcpStream::connect(addr).and_then(|mut s| {
+            registry.register(
+                &mut s,
+                dns_token(key, generation),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(s)
+        });
+        match opened {
+            Ok(stream) => {
+                let deadline = now + self.opts.conf.timeout;
+                entry.insert(Query {
+                    generation,
+                    id,
+                    deadline,
+                    wire: Wire::Tcp {
+                        stream,
+                        out,
+                        sent: 0,
+                        reader: TcpFrameReader::new(),
+                    },
+                    ..q
+                });
+                self.timers.push(Reverse((deadline, key, generation)));
+            }
+            Err(e) => {
+                let reason = format!("tcp to nameserver {addr}: {e}");
+                self.retry_or_fail(
+                    q.host, q.name, q.qtype, q.server, q.tries, reason, now, registry,
+                );
+            }
+        }
+    }
+
+    /// Fires due query timeouts.
+    pub(crate) fn fire_timers(&mut self, now: Instant, registry: &Registry) {
+        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let live = self
+                .queries
+                .get(key)
+                .is_some_and(|q| q.generation == generation && q.deadline == at);
+            if live {
+                let secs = self.opts.conf.timeout;
+                self.fail_try(key, format!("no reply within {secs:?}"), now, registry);
+            }
+        }
+    }
+
+    /// One family's answer for the current candidate; when both are in, the lookup ends,
+    /// or moves to the next search candidate.
+    fn part_done(
+        &mut self,
+        host: &str,
+        qtype: QType,
+        part: Part,
+        now: Instant,
+        registry: &Registry,
+    ) {
+        let Some(l) = self.lookups.get_mut(host) else {
+            return;
+        };
+        match qtype {
+            QType::A => l.v4 = part,
+            QType::Aaaa => l.v6 = part,
+        }
+        if matches!(l.v4, Part::Pending) || matches!(l.v6, Part::Pending) {
+            return;
+        }
+        let (v4, v6) = (l.v4.clone(), l.v6.clone());
+        let mut addrs_v6 = Vec::new();
+        let mut addrs_v4 = Vec::new();
+        let mut ttl = u32::MAX;
+        for p in [&v6, &v4] {
+            if let Part::Addrs(a, t) = p {
+                ttl = ttl.min(*t);
+                for ip in a {
+                    match ip {
+                        IpAddr::V6(_) => addrs_v6.push(*ip),
+                        IpAddr::V4(_) => addrs_v4.push(*ip),
+                    }
+                }
+            }
+        }
+        if !addrs_v4.is_empty() || !addrs_v6.is_empty() {
+            let ttl = self.clamp(Duration::from_secs(u64::from(ttl)));
+            return self.finish(host, Ok(interleave(addrs_v6, addrs_v4)), now + ttl);
+        }
+        let negative = matches!(v4, Part::NxDomain(_) | Part::NoData(_))
+            && matches!(v6, Part::NxDomain(_) | Part::NoData(_));
+        if negative && l.index + 1 < l.candidates.len() {
+            l.index += 1;
+            return self.start_candidate(host, now, registry);
+        }
+        let name = l.candidates[l.index].clone();
+        let (reason, ttl) = match (&v4, &v6) {
+            (Part::Failed(r), _) | (_, Part::Failed(r)) => (r.clone(), FAILURE_TTL),
+            (Part::NxDomain(t), _) | (_, Part::NxDomain(t)) => (
+                format!("{name}: NXDOMAIN (no such name)"),
+                self.clamp(Duration::from_secs(u64::from(t.unwrap_or(0)))),
+            ),
+            (Part::NoData(t), _) => (
+                format!("{name}: no addresses (NODATA)"),
+                self.clamp(Duration::from_secs(u64::from(t.unwrap_or(0)))),
+            ),
+            _ => (format!("{name}: no addresses"), FAILURE_TTL),
+        };
+        self.finish(host, Err(reason), now + ttl);
+    }
+
+    fn clamp(&self, ttl: Duration) -> Duration {
+        ttl.clamp(
+            self.opts.ttl_floor,
+            self.opts.ttl_ceiling.max(self.opts.ttl_floor),
+        )
+    }
+
+    fn finish(&mut self, host: &str, outcome: Outcome, expires: Instant) {
+        self.lookups.remove(host);
+        if self.cache.len() >= 100_000 {
+            let now = Instant::now();
+            self.cache.retain(|_, (_, exp)| *exp > now);
+        }
+        self.cache
+            .insert(host.to_owned(), (outcome.clone(), expires));
+        self.done.push((host.to_owned(), outcome));
+    }
+}
+
+/// RFC 8305 §4: alternate families, IPv6 first.
+fn interleave(v6: Vec<IpAddr>, v4: Vec<IpAddr>) -> Vec<IpAddr> {
+    let mut out = Vec::with_capacity(v6.len() + v4.len());
+    let (mut a, mut b) = (v6.into_iter(), v4.into_iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return out,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+}
+
+fn rcode_name(r: Rcode) -> String {
+    match r {
+        Rcode::NoError => "NOERROR".into(),
+        Rcode::FormErr => "FORMERR".into(),
+        Rcode::ServFail => "SERVFAIL".into(),
+        Rcode::NxDomain => "NXDOMAIN".into(),
+        Rcode::NotImp => "NOTIMP".into(),
+        Rcode::Refused => "REFUSED".into(),
+        Rcode::Other(n) => format!("rcode {n}"),
+    }
+}
+
+/// A fresh UDP socket on a random port, connected to the nameserver so the kernel drops
+/// datagrams from anyone else.
+fn udp_socket(server: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(local)?;
+    sock.connect(server)?;
+    Ok(sock)
+}
+
+/// Moves a TCP query along: writes the framed query, reads until a whole reply arrived.
+fn tcp_progress(
+    stream: &mut TcpStream,
+    out: &[u8],
+    sent: &mut usize,
+    reader: &mut TcpFrameReader,
+    buf: &mut [u8],
+) -> io::Result<Option<Vec<u8>>> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    while *sent < out.len() {
+        match stream.write(&out[*sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                if let Some(msg) = reader.push(&buf[..n]) {
+                    return Ok(Some(msg));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleave_starts_with_ipv6() {
+        let v6: Vec<IpAddr> = vec!["::1".parse().unwrap(), "::2".parse().unwrap()];
+        let v4: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
+        let got = interleave(v6, v4);
+        let want: Vec<IpAddr> = ["::1", "127.0.0.1", "::2"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(got, want);
+    }
+}
