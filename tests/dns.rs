@@ -430,3 +430,22 @@ fn system_resolver_is_an_opt_in() {
     let r = get(b, format!("http://{name}:{}/", http.port())).unwrap();
     assert_eq!((r.status, r.remote_addr), (200, http.addr()));
 }
+
+/// A nameserver that cannot even be sent to fails the lookup inside the call that starts
+/// it; the request must still complete, not wait for an event that never comes.
+#[test]
+fn unreachable_nameserver_fails_without_stalling() {
+    // Connecting a UDP socket to the broadcast address without SO_BROADCAST is refused
+    // (EACCES) by the kernel at once: nothing is sent anywhere.
+    let dead: SocketAddr = "255.255.255.255:53".parse().unwrap();
+    // A stalled loop would only wake at the connect deadline: make that far away.
+    let b = stub(&[dead]).connect_timeout(Duration::from_secs(120));
+    let started = std::time::Instant::now();
+    let e = get(b, "http://nowhere.test/".into()).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the loop slept on a finished lookup"
+    );
+    assert!(e.message().contains("cannot reach nameserver"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Dns, "{e}");
+}

@@ -965,6 +965,9 @@ impl Driver {
     /// How long `poll` may sleep: until the earliest deadline, capped by `max`.
     fn poll_timeout(&self, now: Instant, max: Option<Duration>) -> Option<Duration> {
         let dns = match &self.names {
+            // A lookup can finish inside `lookup` (every nameserver unreachable at once):
+            // its outcome waits in the stub, so do not sleep.
+            Names::Stub(s) if s.has_done() => Some(now),
             Names::Stub(s) => s.next_deadline(),
             Names::System(_) => None,
         };

@@ -175,6 +175,11 @@ impl Stub {
         std::mem::take(&mut self.done)
     }
 
+    /// Whether finished lookups wait to be taken (the loop must not sleep on them).
+    pub(crate) fn has_done(&self) -> bool {
+        !self.done.is_empty()
+    }
+
     /// The earliest query deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((t, _, _))| *t)
