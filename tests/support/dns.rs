@@ -361,7 +361,21 @@ impl FakeDns {
     where
         F: Fn(&Query) -> Reply + Send + Sync + 'static,
     {
-        let (udp, tcp) = bind_pair(ip)?;
+        Self::try_start_at(SocketAddr::new(ip, 0), handler)
+    }
+
+    /// Like [`FakeDns::try_start_on`] at a given address; port 0 picks a free one. A fixed
+    /// port is for benchmarks that must look like the system's nameserver (port 53), never
+    /// for tests.
+    ///
+    /// # Errors
+    ///
+    /// Binding failed or a thread could not be spawned.
+    pub fn try_start_at<F>(at: SocketAddr, handler: F) -> io::Result<FakeDns>
+    where
+        F: Fn(&Query) -> Reply + Send + Sync + 'static,
+    {
+        let (udp, tcp) = bind_pair(at.ip(), at.port())?;
         let addr = udp.local_addr()?;
         // Best effort: a smaller buffer only risks drops under bursts.
         let _ = socket2::SockRef::from(&udp).set_recv_buffer_size(UDP_RECV_BUFFER);
@@ -534,7 +548,12 @@ fn count_matching(state: &State, name: &str, qtype: QType) -> usize {
 
 // Binds UDP on an ephemeral port, then TCP on the same port number; another program may hold
 // that TCP port, so try again with a new UDP port.
-fn bind_pair(ip: IpAddr) -> io::Result<(UdpSocket, TcpListener)> {
+fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, TcpListener)> {
+    if port != 0 {
+        let udp = UdpSocket::bind(SocketAddr::new(ip, port))?;
+        let tcp = TcpListener::bind(SocketAddr::new(ip, port))?;
+        return Ok((udp, tcp));
+    }
     let mut last = None;
     for _ in 0..64 {
         let udp = UdpSocket::bind(SocketAddr::new(ip, 0))?;
