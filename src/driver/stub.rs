@@ -75,14 +75,24 @@ enum Wire {
     },
 }
 
-struct Query {
-    generation: u32,
+/// What one try asks: a name, the record types still unanswered, which nameserver, and how
+/// many tries came before.
+#[derive(Clone)]
+struct Ask {
     host: String,
     name: String,
-    qtype: QType,
-    id: u16,
+    qtypes: Vec<QType>,
     server: usize,
     tries: usize,
+}
+
+/// One try on one socket: the A and AAAA questions of a name go out together, each with its
+/// own ID (as glibc does), so a lookup costs one socket, not two.
+struct Query {
+    generation: u32,
+    ask: Ask,
+    /// The questions still unanswered, with their IDs.
+    ids: Vec<(QType, u16)>,
     deadline: Instant,
     wire: Wire,
 }
@@ -198,44 +208,43 @@ impl Stub {
         } else {
             0
         };
-        for qtype in [QType::A, QType::Aaaa] {
-            self.send(
-                host.to_owned(),
-                name.clone(),
-                qtype,
-                server,
-                0,
-                now,
-                registry,
-            );
-        }
+        let ask = Ask {
+            host: host.to_owned(),
+            name,
+            qtypes: vec![QType::A, QType::Aaaa],
+            server,
+            tries: 0,
+        };
+        self.send(ask, now, registry);
     }
 
-    /// Sends one try of a query over UDP on a fresh socket with a fresh ID.
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &mut self,
-        host: String,
-        name: String,
-        qtype: QType,
-        server: usize,
-        tries: usize,
-        now: Instant,
-        registry: &Registry,
-    ) {
-        let id = self.random_u16();
-        let mut msg = Vec::with_capacity(64);
-        if let Err(e) = encode_query(id, &name, qtype, &mut msg) {
-            let part = Part::Failed(format!("{name}: cannot be asked for: {e}"));
-            return self.part_done(&host, qtype, part, now, registry);
-        }
-        let addr = self.opts.conf.nameservers[server];
+    fn next_generation(&mut self) -> u32 {
         self.next_generation = (self.next_generation + 1) & 0xFF_FFFF;
-        let generation = self.next_generation;
+        self.next_generation
+    }
+
+    /// Sends one try over UDP: a fresh socket on a random port, a fresh ID per question.
+    fn send(&mut self, ask: Ask, now: Instant, registry: &Registry) {
+        let mut ids = Vec::with_capacity(ask.qtypes.len());
+        let mut msgs = Vec::with_capacity(ask.qtypes.len());
+        for &qtype in &ask.qtypes {
+            let id = self.random_u16();
+            let mut msg = Vec::with_capacity(64);
+            if let Err(e) = encode_query(id, &ask.name, qtype, &mut msg) {
+                let part = Part::Failed(format!("{}: cannot be asked for: {e}", ask.name));
+                return self.fail_all(&ask, part, now, registry);
+            }
+            ids.push((qtype, id));
+            msgs.push(msg);
+        }
+        let addr = self.opts.conf.nameservers[ask.server];
+        let generation = self.next_generation();
         let entry = self.queries.vacant_entry();
         let key = entry.key();
         let sent = udp_socket(addr).and_then(|mut sock| {
-            sock.send(&msg)?;
+            for msg in &msgs {
+                sock.send(msg)?;
+            }
             registry.register(&mut sock, dns_token(key, generation), Interest::READABLE)?;
             Ok(sock)
         });
@@ -244,12 +253,8 @@ impl Stub {
                 let deadline = now + self.opts.conf.timeout;
                 entry.insert(Query {
                     generation,
-                    host,
-                    name,
-                    qtype,
-                    id,
-                    server,
-                    tries,
+                    ask,
+                    ids,
                     deadline,
                     wire: Wire::Udp(sock),
                 });
@@ -258,40 +263,33 @@ impl Stub {
             Err(e) => {
                 // No socket (out of descriptors, no route to the server): this try failed.
                 let reason = format!("cannot reach nameserver {addr}: {e}");
-                self.retry_or_fail(host, name, qtype, server, tries, reason, now, registry);
+                self.retry_or_fail(ask, reason, now, registry);
             }
         }
     }
 
+    /// Every question of `ask` ends with `part`.
+    fn fail_all(&mut self, ask: &Ask, part: Part, now: Instant, registry: &Registry) {
+        for &qtype in &ask.qtypes {
+            self.part_done(&ask.host, qtype, part.clone(), now, registry);
+        }
+    }
+
     /// After a failed try: the next nameserver, until `attempts` rounds over all of them
-    /// are used up; then the query's part fails with `reason`.
-    #[allow(clippy::too_many_arguments)]
-    fn retry_or_fail(
-        &mut self,
-        host: String,
-        name: String,
-        qtype: QType,
-        server: usize,
-        tries: usize,
-        reason: String,
-        now: Instant,
-        registry: &Registry,
-    ) {
+    /// are used up; then the questions fail with `reason`.
+    fn retry_or_fail(&mut self, ask: Ask, reason: String, now: Instant, registry: &Registry) {
         let n = self.opts.conf.nameservers.len();
         let allowed = n * usize::from(self.opts.conf.attempts.max(1));
-        if tries + 1 < allowed {
-            return self.send(
-                host,
-                name,
-                qtype,
-                (server + 1) % n,
-                tries + 1,
-                now,
-                registry,
-            );
+        if ask.tries + 1 < allowed {
+            let next = Ask {
+                server: (ask.server + 1) % n,
+                tries: ask.tries + 1,
+                ..ask
+            };
+            return self.send(next, now, registry);
         }
-        let part = Part::Failed(format!("{name}: {reason}"));
-        self.part_done(&host, qtype, part, now, registry);
+        let part = Part::Failed(format!("{}: {reason}", ask.name));
+        self.fail_all(&ask, part, now, registry);
     }
 
     fn remove_query(&mut self, key: usize, registry: &Registry) -> Option<Query> {
@@ -310,17 +308,16 @@ impl Stub {
     /// A readiness event for a query's socket.
     pub(crate) fn on_event(&mut self, token: Token, now: Instant, registry: &Registry) {
         let (key, generation) = dns_untoken(token);
-        if self
-            .queries
-            .get(key)
-            .is_none_or(|q| q.generation != generation)
-        {
+        if self.queries.get(key).is_none_or(|q| q.generation != generation) {
             return;
         }
         loop {
             let Some(q) = self.queries.get_mut(key) else {
                 return;
             };
+            if q.generation != generation {
+                return; // finished, and the slab entry already serves another try
+            }
             let got = match &mut q.wire {
                 Wire::Udp(sock) => match sock.recv(&mut self.buf) {
                     Ok(n) => Ok(Some(self.buf[..n].to_vec())),
@@ -337,11 +334,7 @@ impl Stub {
             };
             match got {
                 Ok(None) => return,
-                Ok(Some(msg)) => {
-                    if self.on_reply(key, &msg, now, registry) {
-                        return;
-                    }
-                }
+                Ok(Some(msg)) => self.on_reply(key, &msg, now, registry),
                 Err(e) => {
                     // e.g. ECONNREFUSED: an ICMP port-unreachable on the connected socket.
                     let reason = format!("nameserver error: {e}");
@@ -351,67 +344,85 @@ impl Stub {
         }
     }
 
-    /// Handles one reply; returns whether the query is finished (or moved on).
-    fn on_reply(&mut self, key: usize, msg: &[u8], now: Instant, registry: &Registry) -> bool {
+    /// Handles one reply: to which question (by ID), and what it says.
+    fn on_reply(&mut self, key: usize, msg: &[u8], now: Instant, registry: &Registry) {
         let q = &self.queries[key];
-        let answer = parse_response(msg, q.id, &q.name, q.qtype);
-        match answer {
-            // Not an answer to this query (spoofed, stale, misdirected): keep waiting.
-            Err(e) if e.is_mismatch() => false,
-            Err(e) => {
-                self.fail_try(key, format!("malformed reply: {e}"), now, registry);
-                true
-            }
+        let Some(&[a, b]) = msg.get(..2) else {
+            return; // too short to be anything: ignore
+        };
+        let msg_id = u16::from_be_bytes([a, b]);
+        let Some(i) = q.ids.iter().position(|&(_, id)| id == msg_id) else {
+            return; // not one of our IDs: spoofed or stale, keep waiting
+        };
+        let (qtype, id) = q.ids[i];
+        let answer = parse_response(msg, id, &q.ask.name, qtype);
+        let outcome = match answer {
+            // Not an answer to this question (wrong question): keep waiting.
+            Err(e) if e.is_mismatch() => return,
+            Err(e) => Err(format!("malformed reply: {e}")),
             Ok(a) if a.truncated && matches!(q.wire, Wire::Udp(_)) => {
-                self.switch_to_tcp(key, now, registry);
-                true
+                let ask = self.take_question(key, i, registry);
+                return self.ask_over_tcp(ask, now, registry);
             }
-            Ok(a) => {
-                self.on_answer(key, a, now, registry);
-                true
-            }
+            Ok(a) => Ok(a),
+        };
+        let ask = self.take_question(key, i, registry);
+        match outcome {
+            Ok(a) => self.on_answer(ask, a, now, registry),
+            Err(reason) => self.retry_or_fail(ask, reason, now, registry),
         }
     }
 
-    fn on_answer(&mut self, key: usize, a: Answer, now: Instant, registry: &Registry) {
+    /// Takes question `i` out of query `key` (closing the query when it was the last), and
+    /// says what it asked.
+    fn take_question(&mut self, key: usize, i: usize, registry: &Registry) -> Ask {
+        let q = &mut self.queries[key];
+        let (qtype, _) = q.ids.swap_remove(i);
+        let mut ask = q.ask.clone();
+        ask.qtypes = vec![qtype];
+        q.ask.qtypes.retain(|&t| t != qtype);
+        if q.ids.is_empty() {
+            self.remove_query(key, registry);
+        }
+        ask
+    }
+
+    fn on_answer(&mut self, ask: Ask, a: Answer, now: Instant, registry: &Registry) {
         let part = match a.rcode {
             Rcode::NoError if !a.addrs.is_empty() => Part::Addrs(a.addrs, a.ttl),
             Rcode::NoError => Part::NoData(a.negative_ttl),
             Rcode::NxDomain => Part::NxDomain(a.negative_ttl),
             other => {
                 let reason = format!("nameserver answered {}", rcode_name(other));
-                return self.fail_try(key, reason, now, registry);
+                return self.retry_or_fail(ask, reason, now, registry);
             }
         };
-        if let Some(q) = self.remove_query(key, registry) {
-            self.part_done(&q.host, q.qtype, part, now, registry);
+        for &qtype in &ask.qtypes {
+            self.part_done(&ask.host, qtype, part.clone(), now, registry);
         }
     }
 
+    /// The whole try failed (timeout, socket error): every open question moves on.
     fn fail_try(&mut self, key: usize, reason: String, now: Instant, registry: &Registry) {
         if let Some(q) = self.remove_query(key, registry) {
-            self.retry_or_fail(
-                q.host, q.name, q.qtype, q.server, q.tries, reason, now, registry,
-            );
+            self.retry_or_fail(q.ask, reason, now, registry);
         }
     }
 
     /// RFC 1035 §4.2.2: a truncated UDP reply is asked again over TCP, same server, same
     /// question, new ID.
-    fn switch_to_tcp(&mut self, key: usize, now: Instant, registry: &Registry) {
-        let Some(q) = self.remove_query(key, registry) else {
-            return;
-        };
+    fn ask_over_tcp(&mut self, ask: Ask, now: Instant, registry: &Registry) {
+        let qtype = ask.qtypes[0];
         let id = self.random_u16();
         let mut msg = Vec::new();
-        if encode_query(id, &q.name, q.qtype, &mut msg).is_err() {
-            return;
+        if let Err(e) = encode_query(id, &ask.name, qtype, &mut msg) {
+            let part = Part::Failed(format!("{}: cannot be asked for: {e}", ask.name));
+            return self.fail_all(&ask, part, now, registry);
         }
         let mut out = Vec::with_capacity(msg.len() + 2);
         frame_tcp(&msg, &mut out);
-        let addr = self.opts.conf.nameservers[q.server];
-        self.next_generation = (self.next_generation + 1) & 0xFF_FFFF;
-        let generation = self.next_generation;
+        let addr = self.opts.conf.nameservers[ask.server];
+        let generation = self.next_generation();
         let entry = self.queries.vacant_entry();
         let key = entry.key();
         let opened = TcpStream::connect(addr).and_then(|mut s| {
@@ -427,7 +438,8 @@ impl Stub {
                 let deadline = now + self.opts.conf.timeout;
                 entry.insert(Query {
                     generation,
-                    id,
+                    ask,
+                    ids: vec![(qtype, id)],
                     deadline,
                     wire: Wire::Tcp {
                         stream,
@@ -435,15 +447,12 @@ impl Stub {
                         sent: 0,
                         reader: TcpFrameReader::new(),
                     },
-                    ..q
                 });
                 self.timers.push(Reverse((deadline, key, generation)));
             }
             Err(e) => {
                 let reason = format!("tcp to nameserver {addr}: {e}");
-                self.retry_or_fail(
-                    q.host, q.name, q.qtype, q.server, q.tries, reason, now, registry,
-                );
+                self.retry_or_fail(ask, reason, now, registry);
             }
         }
     }
