@@ -1124,5 +1124,6 @@ pub fn python_http_server(dir: &Path) -> Option<PythonServer> {
         }
     }
 }
+pub mod fault;
 pub mod nginx;
 pub mod pki;
