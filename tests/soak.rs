@@ -301,7 +301,7 @@ fn soak(s: Settings) {
     if s.check_rss && rss.len() >= 3 {
         // Round 1 warms up (allocator arenas, pools); later rounds must not keep growing.
         let (second, last) = (rss[1], rss[rss.len() - 1]);
-        let tolerance = (second / 10).max(8 * 1024);
+        let tolerance = (second / 10).max(2 * 1024);
         assert!(
             last <= second + tolerance,
             "memory grew from {second} KiB (round 2) to {last} KiB (round {})",
