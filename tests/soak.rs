@@ -172,7 +172,14 @@ struct Round {
     good_times: Vec<Instant>,
 }
 
+/// Soaks count the process's descriptors and memory: one at a time, even under
+/// `--include-ignored`.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn soak(s: Settings) {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = FaultServer::start();
     let baseline_fds = open_fds();
     let mut rng = 0x5EED_0FFA_1700_0001_u64;
