@@ -148,7 +148,8 @@ fn https_with_trusted_test_ca() {
             "{}",
             tls.cipher_suite
         );
-        assert!(r.timings.tls > Duration::ZERO);
+        // Measured, and inside the total (zero only if the clock did not tick).
+        assert!(r.timings.tls <= r.timings.first_byte && r.timings.first_byte <= r.timings.total);
     }
 }
 

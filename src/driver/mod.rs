@@ -346,6 +346,15 @@ impl Slot {
                 "tls handshake did not finish within the connect timeout of {:?}",
                 a.task.knobs.connect_timeout
             ),
+            (
+                State::Connecting {
+                    last_err: Some(e), ..
+                },
+                Some(a),
+            ) => format!(
+                "could not connect within {:?} (last error: {e})",
+                a.task.knobs.connect_timeout
+            ),
             (_, Some(a)) => format!(
                 "could not connect within {:?}",
                 a.task.knobs.connect_timeout

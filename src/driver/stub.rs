@@ -308,7 +308,11 @@ impl Stub {
     /// A readiness event for a query's socket.
     pub(crate) fn on_event(&mut self, token: Token, now: Instant, registry: &Registry) {
         let (key, generation) = dns_untoken(token);
-        if self.queries.get(key).is_none_or(|q| q.generation != generation) {
+        if self
+            .queries
+            .get(key)
+            .is_none_or(|q| q.generation != generation)
+        {
             return;
         }
         loop {

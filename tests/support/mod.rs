@@ -1125,5 +1125,6 @@ pub fn python_http_server(dir: &Path) -> Option<PythonServer> {
     }
 }
 pub mod dns;
+pub mod fault;
 pub mod nginx;
 pub mod pki;
