@@ -17,7 +17,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::driver::{Driver, Finished, Origin, Task};
+use crate::driver::{Driver, Finished, Origin, Task, later};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::headers::Headers;
 use crate::options::{MAX_RETRY_AFTER, Options};
@@ -76,6 +76,8 @@ impl Engine {
 
     pub(crate) fn set_max_in_flight(&mut self, n: usize) {
         self.max_in_flight = n.max(1);
+        // A raised cap starts waiting tasks now, not at the next unrelated event.
+        self.admit(Instant::now());
     }
 
     /// Attempts running now.
@@ -138,6 +140,12 @@ impl Engine {
     /// Queues an accepted task and starts what the caps allow.
     pub(crate) fn accept(&mut self, task: Task) {
         let now = Instant::now();
+        self.enqueue(task, now);
+        self.admit(now);
+    }
+
+    /// Puts a task at the back of its host's queue.
+    fn enqueue(&mut self, task: Task, now: Instant) {
         let host = Origin::of(&task.url).host;
         self.hosts
             .entry(host.clone())
@@ -145,7 +153,17 @@ impl Engine {
             .queue
             .push_back(task);
         self.refresh_host(&host, now);
-        self.admit(now);
+    }
+
+    /// Drops every task (the loop failed and its owner has called every one back).
+    pub(crate) fn clear(&mut self) {
+        self.hosts.clear();
+        self.ready.clear();
+        self.delayed.clear();
+        self.retries.clear();
+        self.retry_tasks.clear();
+        self.done.clear();
+        self.driver.clear();
     }
 
     /// The next completion, if one is ready.
@@ -186,13 +204,7 @@ impl Engine {
                 break;
             };
             if let Some(task) = self.retry_tasks.remove(&seq) {
-                let host = Origin::of(&task.url).host;
-                self.hosts
-                    .entry(host.clone())
-                    .or_default()
-                    .queue
-                    .push_back(task);
-                self.refresh_host(&host, now);
+                self.enqueue(task, now);
             }
         }
         while let Some(Reverse((t, _))) = self.delayed.peek() {
@@ -221,6 +233,13 @@ impl Engine {
         if h.queue.is_empty() {
             if h.active == 0 && delay_passed && !h.in_ready && !h.in_delayed {
                 self.hosts.remove(name);
+            } else if h.active == 0 && !delay_passed && !h.in_delayed {
+                // Idle but still inside its delay: the delay heap comes back for it, and
+                // then forgets it, so idle hosts do not pile up in the map.
+                if let Some(t) = h.next_start {
+                    h.in_delayed = true;
+                    self.delayed.push(Reverse((t, name.to_owned())));
+                }
             }
             return;
         }
@@ -258,7 +277,7 @@ impl Engine {
             if let Some(task) = task {
                 h.active += 1;
                 if !self.opts.host_delay.is_zero() {
-                    h.next_start = Some(now + self.opts.host_delay);
+                    h.next_start = Some(later(now, self.opts.host_delay));
                 }
                 self.driver.start(task, now);
             }
@@ -275,13 +294,14 @@ impl Engine {
         self.refresh_host(&host, now);
         match result {
             Ok(resp) if follows_redirect(&task, &resp) => match redirect(task, &resp, &self.opts) {
-                Ok(next) => self.accept_follow_up(next, now),
+                Ok(next) => self.enqueue(next, now),
                 Err((id, e)) => self.done.push_back((id, Err(e))),
             },
             result => match self.retry_delay(&task, &result) {
                 Some(delay) => {
                     self.retry_seq += 1;
-                    self.retries.push(Reverse((now + delay, self.retry_seq)));
+                    self.retries
+                        .push(Reverse((later(now, delay), self.retry_seq)));
                     self.retry_tasks.insert(self.retry_seq, task);
                 }
                 None => {
@@ -293,16 +313,6 @@ impl Engine {
                 }
             },
         }
-    }
-
-    fn accept_follow_up(&mut self, task: Task, now: Instant) {
-        let host = Origin::of(&task.url).host;
-        self.hosts
-            .entry(host.clone())
-            .or_default()
-            .queue
-            .push_back(task);
-        self.refresh_host(&host, now);
     }
 
     /// Whether to retry, and after how long: transient failures only, within the budget.
@@ -468,7 +478,9 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
-    if !(1..=31).contains(&day) || year < 1970 || *h > 23 || *m > 59 || *sec > 60 {
+    // Four-digit years only (RFC 9110 §5.6.7): nothing later can overflow below.
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || *h > 23 || *m > 59 || *sec > 60
+    {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm), for years from 1970.
@@ -483,7 +495,7 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + h * 3600 + m * 60 + sec;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -502,5 +514,11 @@ mod tests {
             parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
             Some(Duration::ZERO)
         );
+        // A hostile date must not overflow (it panicked before the year bound).
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 300000000000 08:49:37 GMT"),
+            None
+        );
+        assert!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT").is_some());
     }
 }

@@ -276,6 +276,7 @@ impl<C: 'static> Fetcher<C> {
         let mut called = 0;
         while let Some((id, result)) = self.engine.pop_done() {
             let Some(p) = self.pending.try_remove(id) else {
+                debug_assert!(false, "a completion for unknown request {id}");
                 continue;
             };
             let done = Done {
@@ -291,9 +292,19 @@ impl<C: 'static> Fetcher<C> {
     }
 
     fn drain_queue(&mut self) {
-        if let Some(n) = self.queue.max_in_flight.take() {
-            self.engine.set_max_in_flight(n);
+        // An error callback below may queue more (and change the cap): loop until empty.
+        loop {
+            if let Some(n) = self.queue.max_in_flight.take() {
+                self.engine.set_max_in_flight(n);
+            }
+            if self.queue.items.is_empty() {
+                return;
+            }
+            self.drain_queue_once();
         }
+    }
+
+    fn drain_queue_once(&mut self) {
         for (request, callback, cookie) in std::mem::take(&mut self.queue.items) {
             let url = request.url().to_owned();
             match self.engine.prepare(request) {
@@ -315,8 +326,11 @@ impl<C: 'static> Fetcher<C> {
     /// called back with an `io` error, so none is lost, and a fresh loop takes over.
     fn abandon(&mut self, err: io::Error) {
         let opts = self.engine.options().clone();
-        if let Ok(engine) = Engine::new(opts) {
-            self.engine = engine;
+        match Engine::new(opts) {
+            Ok(engine) => self.engine = engine,
+            // No new loop: at least forget every task, so none can complete later under an
+            // id that a follow-up below reuses.
+            Err(_) => self.engine.clear(),
         }
         let ids: Vec<usize> = self.pending.iter().map(|(id, _)| id).collect();
         for id in ids {

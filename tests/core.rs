@@ -655,3 +655,104 @@ fn happy_eyeballs_races_past_a_silent_address() {
         r.timings.connect
     );
 }
+
+/// A racing attempt that fails at once (the kernel refuses a TCP connect to the broadcast
+/// address; nothing is sent) must not cost the slot its timer: the connect timeout still
+/// ends the request while the first attempt hangs on a full accept queue.
+#[test]
+fn connect_timeout_holds_when_a_raced_address_fails_at_once() {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let silent = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(f) = std::net::TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
+            fillers.push(f);
+        }
+    }
+    let broadcast: std::net::SocketAddr = "255.255.255.255:80".parse().unwrap();
+    let b = Fetcher::builder()
+        .connect_timeout(Duration::from_millis(600))
+        .resolve("race.test", 80, &[silent, broadcast]);
+    let started = std::time::Instant::now();
+    let e = fetch_with(b, "http://race.test/").unwrap_err();
+    assert_eq!(
+        (e.kind(), e.phase()),
+        (ErrorKind::Timeout, Phase::Connect),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the slot lost its timer"
+    );
+}
+
+/// A follow-up refused by its own error callback's follow-up must still run: the queue is
+/// drained until empty.
+#[test]
+fn follow_ups_queued_by_error_callbacks_run() {
+    let s = TestServer::start(support::ok_body(b"ok"));
+    let got: Rc<RefCell<Vec<String>>> = Rc::default();
+    let (g, url_c) = (got.clone(), s.url("/c"));
+    let bad_b = Request::get(s.url("/b")).header("X-Bad", "line\nbreak");
+    let mut f: Fetcher<()> = Fetcher::new(2);
+    // A's callback queues B (checked for its URL only, so accepted), whose header is bad:
+    // B's callback gets the error and queues C.
+    let bad_b = RefCell::new(Some(bad_b));
+    f.start_request(
+        s.url("/a"),
+        move |d: Done<()>, q: &mut Queue<()>| {
+            g.borrow_mut().push(format!("a {}", d.result.is_ok()));
+            let g2 = g.clone();
+            let url_c = url_c.clone();
+            q.start_request(
+                bad_b.borrow_mut().take().unwrap(),
+                move |d: Done<()>, q: &mut Queue<()>| {
+                    g2.borrow_mut()
+                        .push(format!("b {}", d.result.unwrap_err().kind()));
+                    let g3 = g2.clone();
+                    q.start_request(
+                        url_c,
+                        move |d: Done<()>, _: &mut Queue<()>| {
+                            g3.borrow_mut().push(format!("c {}", d.result.is_ok()));
+                        },
+                        (),
+                    )
+                    .unwrap();
+                },
+                (),
+            )
+            .unwrap();
+        },
+        (),
+    )
+    .unwrap();
+    f.finish_all_requests();
+    assert_eq!(*got.borrow(), ["a true", "b invalid_request", "c true"]);
+}
+
+/// `Duration::MAX` means "no limit" to many callers: it must not overflow a deadline.
+#[test]
+fn huge_timeouts_do_not_overflow() {
+    let s = TestServer::start(support::ok_body(b"ok"));
+    let b = Fetcher::builder()
+        .connect_timeout(Duration::MAX)
+        .idle_timeout(Duration::MAX)
+        .timeout(Some(Duration::MAX))
+        .pool_idle_timeout(Duration::MAX)
+        .retries(1)
+        .retry_backoff(Duration::MAX);
+    let urls: Vec<String> = (0..3).map(|i| s.url(&format!("/{i}"))).collect();
+    assert!(
+        b.max_in_flight(1)
+            .fetch_all(urls)
+            .all(|(_, r)| r.unwrap().status == 200)
+    );
+}

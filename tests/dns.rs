@@ -449,3 +449,18 @@ fn unreachable_nameserver_fails_without_stalling() {
     assert!(e.message().contains("cannot reach nameserver"), "{e}");
     assert_eq!(e.kind(), ErrorKind::Dns, "{e}");
 }
+
+/// `host.test.` and `host.test` are one name: one lookup, and both resolve.
+#[test]
+fn trailing_dot_names_resolve() {
+    let http = TestServer::start(support::ok_body(b"dot"));
+    let dns = FakeDns::start(zone(&[("dot.test", &[LOCAL], &[])], 60));
+    let mut f: Fetcher<()> = stub(&[dns.addr()]).build();
+    for host in ["dot.test.", "dot.test", "DOT.test."] {
+        let url = format!("http://{host}:{}/", http.port());
+        f.start_request(url, |d, _| assert_eq!(d.result.unwrap().status, 200), ())
+            .unwrap();
+    }
+    f.finish_all_requests();
+    assert_eq!(dns.count_for("dot.test", QType::A), 1);
+}

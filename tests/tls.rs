@@ -362,3 +362,33 @@ fn fifty_handshakes_progress_at_once() {
         assert_eq!(r.unwrap_or_else(|e| panic!("{url}: {e}")).status, 200);
     }
 }
+
+/// A HEAD response followed by a body it must not have, in a TLS record of its own: the
+/// extra bytes sit unread behind the response (TLS reads a record at a time), so the
+/// connection must not be pooled, or the next request would read them as its response.
+#[test]
+fn leftover_tls_records_keep_a_connection_out_of_the_pool() {
+    let s = TlsServer::start(server_config(&pki().good), None, |s: &mut Side| {
+        while let Some(req) = s.read_request()? {
+            if req.starts_with("HEAD") {
+                s.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")?;
+                s.send(b"stray")?; // a second record
+            } else {
+                s.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")?;
+            }
+        }
+        Ok(())
+    });
+    let reqs = vec![
+        parafetch::Request::head(s.url("localhost", "/h")),
+        parafetch::Request::get(s.url("localhost", "/g")),
+    ];
+    let results: Vec<_> = trusting().max_in_flight(1).fetch_all(reqs).collect();
+    for (url, r) in results {
+        let r = r.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(r.status, 200, "{url}");
+        if url.ends_with("/g") {
+            assert_eq!(r.body, b"ok");
+        }
+    }
+}

@@ -165,6 +165,9 @@ struct Attempt {
     spent: bool,
     /// The response will be followed or retried, not delivered: its body is dropped.
     discard_body: bool,
+    /// The response ended without the socket having been read to WouldBlock (TLS reads a
+    /// record at a time; a full buffer may hide more): read once more before pooling.
+    probe: bool,
     /// Decodes a gzip/deflate body when content decoding is on.
     decoder: Option<ContentDecoder>,
 }
@@ -175,8 +178,8 @@ impl Attempt {
         Attempt {
             start: now,
             phase_start: now,
-            connect_deadline: now + k.connect_timeout,
-            deadline: k.timeout.map(|t| now + t),
+            connect_deadline: later(now, k.connect_timeout),
+            deadline: k.timeout.map(|t| later(now, t)),
             last_activity: now,
             head: None,
             body: Vec::new(),
@@ -186,6 +189,7 @@ impl Attempt {
             fresh_only,
             spent: false,
             discard_body: false,
+            probe: false,
             decoder: None,
             task,
         }
@@ -293,6 +297,9 @@ struct Slot {
     exchange: Option<Exchange>,
     attempt: Option<Attempt>,
     tls: Option<TlsInfo>,
+    /// The lane of the connection attempt that won: events of the losers' lanes that were
+    /// already queued must not reach it.
+    lane: u8,
     /// The earliest deadline already in the timer heap for this slot.
     timer_at: Option<Instant>,
 }
@@ -317,11 +324,11 @@ impl Slot {
 
     fn deadline(&self, opts: &Options) -> Option<Instant> {
         if let State::Idle { since } = self.state {
-            return Some(since + opts.pool_idle_timeout);
+            return Some(later(since, opts.pool_idle_timeout));
         }
         let a = self.attempt.as_ref()?;
         let phase_deadline = match &self.state {
-            State::Active => a.last_activity + a.task.knobs.idle_timeout,
+            State::Active => later(a.last_activity, a.task.knobs.idle_timeout),
             State::Connecting {
                 next_race_at: Some(t),
                 ..
@@ -420,6 +427,20 @@ impl Driver {
         })
     }
 
+    /// Drops every connection and attempt (the loop failed; the fetcher called every
+    /// request back already).
+    pub(crate) fn clear(&mut self) {
+        let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close_slot(key);
+        }
+        self.resolving.clear();
+        self.fd_waiters.clear();
+        self.finished.clear();
+        self.timers.clear();
+        self.active = 0;
+    }
+
     /// Attempts under way (not counting idle pooled connections).
     pub(crate) fn active(&self) -> usize {
         self.active
@@ -464,6 +485,7 @@ impl Driver {
             exchange: None,
             attempt: Some(attempt),
             tls: None,
+            lane: 0,
             timer_at: None,
         });
         self.schedule(key);
@@ -498,16 +520,18 @@ impl Driver {
             ];
             return self.resolved(key, Ok(with_port(&ips, origin.port)), now);
         }
-        if let Some(waiters) = self.resolving.get_mut(&origin.host) {
+        // One name however it was written: `example.com.` and `example.com` share a lookup.
+        let name = origin.host.trim_end_matches('.').to_owned();
+        if let Some(waiters) = self.resolving.get_mut(&name) {
             // Coalesced: one lookup in flight serves every request for the host.
             return waiters.push((key, generation));
         }
         let ready = match &mut self.names {
-            Names::System(r) => match r.lookup(&origin.host, now) {
+            Names::System(r) => match r.lookup(&name, now) {
                 Lookup::Ready(answer) => Some(answer),
                 Lookup::Pending => None,
             },
-            Names::Stub(s) => s.lookup(&origin.host, now, self.poll.registry()),
+            Names::Stub(s) => s.lookup(&name, now, self.poll.registry()),
         };
         match ready {
             Some(answer) => {
@@ -516,7 +540,7 @@ impl Driver {
             }
             None => {
                 self.resolving
-                    .entry(origin.host)
+                    .entry(name)
                     .or_default()
                     .push((key, generation));
             }
@@ -590,15 +614,18 @@ impl Driver {
                 }
                 Err(e) if out_of_descriptors(&e) => {
                     // Not this address's fault: try it again when a descriptor frees up.
-                    // An idle pooled connection is the cheapest one to give back.
+                    // An idle pooled connection is the cheapest one to give back. The
+                    // connect deadline stays the slot's timer.
                     *next -= 1;
                     *last_err = Some(e);
-                    if racing.is_empty() {
+                    *next_race_at = None;
+                    if !self.fd_waiters.contains(&(key, generation)) {
                         self.fd_waiters.push((key, generation));
                     }
                     if let Some(idle) = self.any_idle() {
                         self.close_slot(idle);
                     }
+                    self.schedule(key);
                     return;
                 }
                 Err(e) => *last_err = Some(e),
@@ -643,6 +670,7 @@ impl Driver {
             },
         };
         let mut won = racing.swap_remove(i);
+        self.fd_freed = true; // a failed attempt or the losers below: sockets close
         if let Some(e) = failure {
             let _ = registry.deregister(&mut won.stream);
             *last_err = Some(e);
@@ -656,6 +684,7 @@ impl Driver {
             let _ = registry.deregister(&mut loser.stream);
         }
         let _ = won.stream.set_nodelay(true);
+        slot.lane = won.lane;
         slot.transport = Some(Transport::Plain(won.stream));
         slot.remote = Some(won.addr);
         if let Some(a) = slot.attempt.as_mut() {
@@ -793,7 +822,15 @@ impl Driver {
                 task: a.task,
             });
         };
-        let reusable = self.opts.keep_alive && ex.close_reason().is_none() && !a.spent;
+        let mut reusable = self.opts.keep_alive && ex.close_reason().is_none() && !a.spent;
+        if reusable && a.probe {
+            // Bytes (or an EOF) left unread would never raise a new edge: the next request
+            // would read them as its response. Pool only a drained socket.
+            reusable = match slot.transport.as_mut().map(|t| t.read(&mut self.buf)) {
+                Some(Err(e)) => e.kind() == io::ErrorKind::WouldBlock,
+                _ => false,
+            };
+        }
         let mut timings = a.timings;
         timings.total = now - a.start;
         let response = Response {
@@ -867,6 +904,7 @@ impl Driver {
         if let State::Connecting { racing, .. } = &mut slot.state {
             for r in racing.iter_mut() {
                 let _ = self.poll.registry().deregister(&mut r.stream);
+                self.fd_freed = true;
             }
         }
         if let State::Idle { .. } = slot.state {
@@ -960,6 +998,15 @@ impl Driver {
                         self.close_slot(key);
                     } else if race_due && !expired {
                         self.connect_next(key, now);
+                        // The slot lost its heap entry above; make sure it has one again
+                        // (connect_next schedules only when it starts an attempt).
+                        if self
+                            .slots
+                            .get(key)
+                            .is_some_and(|s| s.generation == generation)
+                        {
+                            self.schedule(key);
+                        }
                     } else {
                         let err = slot.timeout_error(now);
                         self.fail(key, err, now);
@@ -1033,6 +1080,9 @@ impl Driver {
             };
             if slot.generation != generation {
                 continue; // an event for a connection that is gone
+            }
+            if lane != slot.lane && !matches!(slot.state, State::Connecting { .. }) {
+                continue; // a losing attempt's event, queued before it was dropped
             }
             match slot.state {
                 State::Connecting { .. } => self.on_connect_event(key, lane, now),
@@ -1115,6 +1165,15 @@ fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24))
 }
 
+/// `now + d`, or a time far enough away to mean "never" when that overflows (a caller may
+/// pass `Duration::MAX` for "no limit").
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(d)
+        .or_else(|| now.checked_add(YEAR))
+        .unwrap_or(now)
+}
+
 fn with_port(ips: &[IpAddr], port: u16) -> Vec<SocketAddr> {
     ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()
 }
@@ -1166,6 +1225,7 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
                     // WouldBlock itself when the socket is.
                     let full = n < data.len() && !t.is_tls();
                     ex.handle_transmitted(n);
+                    a.last_activity = now; // a slow upload in progress is not idle
                     if full {
                         break;
                     }
@@ -1210,6 +1270,7 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
                         // response and no new edge will announce it. Pooling this
                         // connection would hand the next request a dead socket.
                         a.spent |= closed;
+                        a.probe = t.is_tls() || n == buf.len();
                         return Step::Done;
                     }
                     // TLS plaintext comes a record at a time: only TCP may take the shortcut.

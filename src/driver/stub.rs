@@ -55,7 +55,9 @@ enum Part {
     Addrs(Vec<IpAddr>, u32),
     NoData(Option<u32>),
     NxDomain(Option<u32>),
-    Failed(String),
+    /// The reason, and whether it was local (no socket): a local failure is not cached,
+    /// since the next request may well get a socket.
+    Failed(String, bool),
 }
 
 struct Lookup {
@@ -109,6 +111,8 @@ pub(crate) struct Stub {
     rotate_cursor: usize,
     done: Vec<(String, Outcome)>,
     buf: Vec<u8>,
+    /// Set while a try fails for a local reason (no socket), so its failure is not cached.
+    local_failure: bool,
 }
 
 fn dns_token(key: usize, generation: u32) -> Token {
@@ -134,6 +138,7 @@ impl Stub {
             rotate_cursor: 0,
             done: Vec::new(),
             buf: vec![0; UDP_BUF],
+            local_failure: false,
         }
     }
 
@@ -228,10 +233,13 @@ impl Stub {
         let mut ids = Vec::with_capacity(ask.qtypes.len());
         let mut msgs = Vec::with_capacity(ask.qtypes.len());
         for &qtype in &ask.qtypes {
-            let id = self.random_u16();
+            let mut id = self.random_u16();
+            while ids.iter().any(|&(_, other)| other == id) {
+                id = self.random_u16(); // replies are told apart by ID
+            }
             let mut msg = Vec::with_capacity(64);
             if let Err(e) = encode_query(id, &ask.name, qtype, &mut msg) {
-                let part = Part::Failed(format!("{}: cannot be asked for: {e}", ask.name));
+                let part = Part::Failed(format!("{}: cannot be asked for: {e}", ask.name), false);
                 return self.fail_all(&ask, part, now, registry);
             }
             ids.push((qtype, id));
@@ -263,7 +271,9 @@ impl Stub {
             Err(e) => {
                 // No socket (out of descriptors, no route to the server): this try failed.
                 let reason = format!("cannot reach nameserver {addr}: {e}");
+                self.local_failure = true;
                 self.retry_or_fail(ask, reason, now, registry);
+                self.local_failure = false;
             }
         }
     }
@@ -288,7 +298,7 @@ impl Stub {
             };
             return self.send(next, now, registry);
         }
-        let part = Part::Failed(format!("{}: {reason}", ask.name));
+        let part = Part::Failed(format!("{}: {reason}", ask.name), self.local_failure);
         self.fail_all(&ask, part, now, registry);
     }
 
@@ -420,7 +430,7 @@ impl Stub {
         let id = self.random_u16();
         let mut msg = Vec::new();
         if let Err(e) = encode_query(id, &ask.name, qtype, &mut msg) {
-            let part = Part::Failed(format!("{}: cannot be asked for: {e}", ask.name));
+            let part = Part::Failed(format!("{}: cannot be asked for: {e}", ask.name), false);
             return self.fail_all(&ask, part, now, registry);
         }
         let mut out = Vec::with_capacity(msg.len() + 2);
@@ -526,7 +536,8 @@ impl Stub {
         }
         let name = l.candidates[l.index].clone();
         let (reason, ttl) = match (&v4, &v6) {
-            (Part::Failed(r), _) | (_, Part::Failed(r)) => (r.clone(), FAILURE_TTL),
+            (Part::Failed(r, true), _) | (_, Part::Failed(r, true)) => (r.clone(), Duration::ZERO),
+            (Part::Failed(r, false), _) | (_, Part::Failed(r, false)) => (r.clone(), FAILURE_TTL),
             (Part::NxDomain(t), _) | (_, Part::NxDomain(t)) => (
                 format!("{name}: NXDOMAIN (no such name)"),
                 self.clamp(Duration::from_secs(u64::from(t.unwrap_or(0)))),
@@ -549,13 +560,15 @@ impl Stub {
 
     fn finish(&mut self, host: &str, outcome: Outcome, expires: Instant) {
         self.lookups.remove(host);
+        self.done.push((host.to_owned(), outcome.clone()));
+        if expires <= Instant::now() {
+            return; // not to be cached
+        }
         if self.cache.len() >= 100_000 {
             let now = Instant::now();
             self.cache.retain(|_, (_, exp)| *exp > now);
         }
-        self.cache
-            .insert(host.to_owned(), (outcome.clone(), expires));
-        self.done.push((host.to_owned(), outcome));
+        self.cache.insert(host.to_owned(), (outcome, expires));
     }
 }
 
@@ -605,6 +618,10 @@ fn tcp_progress(
 ) -> io::Result<Option<Vec<u8>>> {
     if let Some(e) = stream.take_error()? {
         return Err(e);
+    }
+    // A frame that arrived with the last one (after a mismatched reply) comes first.
+    if let Some(msg) = reader.push(&[]) {
+        return Ok(Some(msg));
     }
     while *sent < out.len() {
         match stream.write(&out[*sent..]) {
