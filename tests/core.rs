@@ -287,6 +287,29 @@ fn bad_urls_are_refused_at_once() {
     assert_eq!(f.in_flight(), 0);
 }
 
+/// A listener whose accept queue is full, so it drops new SYNs: a connect to it never
+/// completes. Keep the returned values alive for as long as it must stay silent.
+fn silent_listener(
+    ip: &str,
+) -> (
+    socket2::Socket,
+    std::net::SocketAddr,
+    Vec<std::net::TcpStream>,
+) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let bind: std::net::SocketAddr = format!("{ip}:0").parse().unwrap();
+    sock.bind(&bind.into()).unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(f) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            fillers.push(f);
+        }
+    }
+    (sock, addr, fillers)
+}
+
 fn refused_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -339,23 +362,7 @@ fn total_timeout_cuts_a_trickling_server() {
 
 #[test]
 fn connect_timeout_when_syns_are_dropped() {
-    // A listener whose accept queue is full drops new SYNs, so connect() never completes.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let addr = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
-            fillers.push(s);
-        }
-    }
+    let (_sock, addr, _fillers) = silent_listener("127.0.0.1");
     let b = Fetcher::builder().connect_timeout(Duration::from_millis(300));
     let e = fetch_with(b, format!("http://{addr}/")).unwrap_err();
     assert_eq!(
@@ -617,22 +624,7 @@ fn exactly_once_under_a_random_mix() {
 #[test]
 fn happy_eyeballs_races_past_a_silent_address() {
     let s = TestServer::start(support::ok_body(b"raced"));
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.2:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let silent = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(f) = std::net::TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
-            fillers.push(f);
-        }
-    }
+    let (_sock, silent, _fillers) = silent_listener("127.0.0.2");
     let b = Fetcher::builder()
         .connect_timeout(Duration::from_secs(5))
         .resolve("dual.test", 80, &[silent, s.addr()]);
@@ -661,22 +653,7 @@ fn happy_eyeballs_races_past_a_silent_address() {
 /// ends the request while the first attempt hangs on a full accept queue.
 #[test]
 fn connect_timeout_holds_when_a_raced_address_fails_at_once() {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let silent = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(f) = std::net::TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
-            fillers.push(f);
-        }
-    }
+    let (_sock, silent, _fillers) = silent_listener("127.0.0.1");
     let broadcast: std::net::SocketAddr = "255.255.255.255:80".parse().unwrap();
     let b = Fetcher::builder()
         .connect_timeout(Duration::from_millis(600))
