@@ -119,15 +119,29 @@ impl Nginx {
         format!("http://{}{path}", self.http)
     }
 
-    /// Connections accepted so far, from `stub_status`, not counting the ones made to ask.
-    /// One worker, so the counter is exact; each read opens one connection, which the
-    /// caller's before/after difference must subtract (see [`Nginx::opened_since`]).
-    pub fn accepts(&self) -> u64 {
+    fn stub_status(&self) -> String {
         let mut s = TcpStream::connect(self.status).expect("connect to stub_status");
         s.write_all(b"GET /status HTTP/1.0\r\nHost: x\r\n\r\n")
             .expect("ask stub_status");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read stub_status");
+        text
+    }
+
+    /// Connections open now ("Active connections"), the asking one included.
+    pub fn active(&self) -> u64 {
+        self.stub_status()
+            .lines()
+            .find_map(|l| l.strip_prefix("Active connections:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("stub_status active counter")
+    }
+
+    /// Connections accepted so far, from `stub_status`. One worker, so the counter is
+    /// exact; each reading opens one connection, which the caller's before/after
+    /// difference must subtract (see [`Nginx::opened_since`]).
+    pub fn accepts(&self) -> u64 {
+        let text = self.stub_status();
         // "server accepts handled requests\n 12 12 40 \n"
         let mut lines = text.lines().skip_while(|l| !l.contains("accepts"));
         lines.next();
