@@ -201,6 +201,8 @@ struct Sample {
     ok: u64,
     failed: u64,
     conns: u64,
+    /// The child died: no measurements, every request counted failed.
+    crashed: bool,
 }
 
 impl Sample {
@@ -263,11 +265,19 @@ fn run_child(client: &str, url: &str, cell: &CellSpec, served: &Served) -> Sampl
     std::thread::sleep(Duration::from_millis(50));
     let conns = served.opened_since(before);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{client} child failed ({}): {text}",
-        out.status
-    );
+    if !out.status.success() {
+        // One crashed run must not lose the rest: it counts as all requests failed.
+        eprintln!("\n{client} child failed ({}) in {}", out.status, cell.name);
+        return Sample {
+            elapsed: f64::NAN,
+            cpu_us: f64::NAN,
+            rss_kb: f64::NAN,
+            ok: 0,
+            failed: cell.count as u64,
+            conns,
+            crashed: true,
+        };
+    }
     let field = |k: &str| -> f64 {
         text.split_whitespace()
             .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
@@ -281,6 +291,7 @@ fn run_child(client: &str, url: &str, cell: &CellSpec, served: &Served) -> Sampl
         ok: field("ok") as u64,
         failed: field("failed") as u64,
         conns,
+        crashed: false,
     }
 }
 
@@ -388,8 +399,7 @@ fn machine(nofile: u64, server: &str) -> String {
     format!(
         "machine: {model}, {cores} cores, {mem_gib:.0} GiB, Linux {}; open files {nofile}\n\
          server: {server}\n\
-         peers: libcurl {} (curl-sys bundled, built with the bench), reqwest 0.13 + tokio 1 \
-         current-thread",
+         peers: libcurl {} (the system's), reqwest 0.13 + tokio 1 current-thread",
         kernel.trim(),
         curl.version(),
     )
@@ -443,7 +453,11 @@ fn report(flags: &Flags, results: &[CellResult]) -> String {
         for (i, client) in flags.clients.iter().enumerate() {
             let s = &r.samples[i];
             let col = |f: fn(&Sample) -> f64| s.iter().map(f).collect::<Vec<_>>();
-            let failed: u64 = s.iter().map(|x| x.failed).sum();
+            let mut failed = s.iter().map(|x| x.failed).sum::<u64>().to_string();
+            let crashed = s.iter().filter(|x| x.crashed).count();
+            if crashed > 0 {
+                failed.push_str(&format!(" ({crashed} runs crashed)"));
+            }
             out.push_str(&format!(
                 "| {} | {client} | {} | {} | {} | {} | {} | {} |\n",
                 r.spec.name,
