@@ -1,0 +1,131 @@
+//! Micro-benchmarks of `proto` beside plain httparse on the same input (the floor we sit
+//! on), in bytes per second: reading a typical response head, and decoding a chunked body.
+//!
+//! `cargo bench --bench proto`
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use parafetch::proto::Limits;
+use parafetch::proto::chunked::ChunkedDecoder;
+use parafetch::proto::head::HeadReader;
+use std::hint::black_box;
+
+/// A typical response head of about 400 bytes (nginx-like, with a few CDN fields).
+fn typical_head() -> Vec<u8> {
+    let head = b"HTTP/1.1 200 OK\r\n\
+        Server: nginx/1.22.1\r\n\
+        Date: Tue, 25 Nov 2025 08:50:00 GMT\r\n\
+        Content-Type: text/html; charset=utf-8\r\n\
+        Content-Length: 16384\r\n\
+        Last-Modified: Mon, 24 Nov 2025 12:00:00 GMT\r\n\
+        Connection: keep-alive\r\n\
+        ETag: \"6743f1c0-4000\"\r\n\
+        Cache-Control: public, max-age=3600\r\n\
+        Vary: Accept-Encoding\r\n\
+        X-Cache: HIT from edge-fra-3\r\n\
+        Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n\
+        Accept-Ranges: bytes\r\n\r\n";
+    head.to_vec()
+}
+
+fn head(c: &mut Criterion) {
+    let input = typical_head();
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("head");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    // What the driver does per response: a reader (reused across responses on one
+    // connection), the end-of-head scan, httparse, and an owned ResponseHead.
+    let mut reader = HeadReader::new(&limits);
+    g.bench_function("parafetch HeadReader::read", |b| {
+        b.iter(|| {
+            let (n, head) = reader.read(black_box(&input)).expect("valid head");
+            black_box((n, head))
+        })
+    });
+    // The floor: httparse alone into a stack array of the same size as parafetch's limit,
+    // borrowing from the input (no owned head).
+    g.bench_function("httparse::Response::parse (100 headers)", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; Limits::DEFAULT_MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            let status = resp.parse(black_box(&input)).expect("valid head");
+            black_box((status.is_complete(), resp.code));
+        })
+    });
+    g.bench_function("httparse::Response::parse (16 headers)", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut resp = httparse::Response::new(&mut headers);
+            let status = resp.parse(black_box(&input)).expect("valid head");
+            black_box((status.is_complete(), resp.code));
+        })
+    });
+    g.finish();
+}
+
+/// A 1 MiB body in 4 KiB chunks, chunked-encoded.
+fn chunked_body() -> Vec<u8> {
+    let chunk = vec![b'x'; 4096];
+    let mut out = Vec::new();
+    for _ in 0..256 {
+        out.extend_from_slice(b"1000\r\n");
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+fn chunked(c: &mut Criterion) {
+    let input = chunked_body();
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("chunked 1 MiB, 4 KiB chunks");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    for read in [input.len(), 16 * 1024] {
+        let label = if read == input.len() {
+            "whole body".to_owned()
+        } else {
+            format!("{} KiB reads", read / 1024)
+        };
+        g.bench_function(format!("parafetch ChunkedDecoder ({label})"), |b| {
+            b.iter(|| {
+                let mut dec = ChunkedDecoder::new(&limits);
+                let mut data = 0usize;
+                for piece in input.chunks(read) {
+                    let mut rest = black_box(piece);
+                    while !rest.is_empty() {
+                        let (n, out) = dec.decode(rest).expect("valid chunked");
+                        data += out.map_or(0, <[u8]>::len);
+                        rest = &rest[n..];
+                    }
+                }
+                assert!(dec.is_done());
+                black_box(data)
+            })
+        });
+    }
+    // The floor: httparse's chunk-size parser over the whole body, skipping data and CRLF
+    // (no limits, no trailers, no split input).
+    g.bench_function("httparse::parse_chunk_size (whole body)", |b| {
+        b.iter(|| {
+            let mut rest = black_box(&input[..]);
+            let mut data = 0usize;
+            loop {
+                let (n, size) = match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete(c)) => c,
+                    _ => panic!("valid chunk size"),
+                };
+                if size == 0 {
+                    break;
+                }
+                let size = size as usize;
+                data += black_box(&rest[n..n + size]).len();
+                rest = &rest[n + size + 2..];
+            }
+            black_box(data)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, head, chunked);
+criterion_main!(benches);

@@ -1,0 +1,179 @@
+//! nginx on loopback for the benchmarks: a generated config (1 worker, access log off,
+//! keep-alive requests effectively unlimited, sendfile), files written to a temp dir,
+//! ephemeral ports, an optional TLS listener, and `stub_status` on its own port so the
+//! harness can count the connections a run opened.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Nginx {
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    pub status: SocketAddr,
+    pub version: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+pub fn find_nginx() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+impl Nginx {
+    /// Starts nginx serving `files`; with `tls` = (certificate chain PEM, key PEM) it also
+    /// listens for https. `None` when nginx is not installed or lacks `stub_status`.
+    pub fn start(files: &[(String, Vec<u8>)], tls: Option<(&str, &str)>) -> Option<Nginx> {
+        let bin = find_nginx()?;
+        let out = Command::new(&bin).arg("-V").output().ok()?;
+        let about = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !about.contains("http_stub_status_module") {
+            eprintln!("nginx at {} has no stub_status: not used", bin.display());
+            return None;
+        }
+        let version = about.lines().next().unwrap_or("nginx").to_owned();
+        let dir = std::env::temp_dir().join(format!(
+            "parafetch-bench-nginx-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let root = dir.join("www");
+        std::fs::create_dir_all(&root).ok()?;
+        for (name, bytes) in files {
+            std::fs::write(root.join(name.trim_start_matches('/')), bytes).ok()?;
+        }
+        let (http, status) = (free_port(), free_port());
+        let d = dir.display().to_string();
+        let mut tls_conf = String::new();
+        let https = tls.map(|(cert, key)| {
+            std::fs::write(dir.join("cert.pem"), cert).expect("write cert");
+            std::fs::write(dir.join("key.pem"), key).expect("write key");
+            let port = free_port();
+            tls_conf = format!(
+                "  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {d}/cert.pem;\n  \
+                 ssl_certificate_key {d}/key.pem;\n"
+            );
+            SocketAddr::from(([127, 0, 0, 1], port))
+        });
+        let conf = format!(
+            "worker_processes 1;\nworker_rlimit_nofile 65536;\nerror_log {d}/error.log warn;\n\
+             pid {d}/nginx.pid;\n\
+             events {{ worker_connections 32768; multi_accept on; }}\n\
+             http {{\n access_log off;\n keepalive_requests 100000000;\n keepalive_timeout 120s;\n\
+             sendfile on;\n tcp_nopush on;\n tcp_nodelay on;\n\
+             default_type application/octet-stream;\n\
+             client_body_temp_path {d}/tmp_body;\n proxy_temp_path {d}/tmp_proxy;\n\
+             fastcgi_temp_path {d}/tmp_fcgi;\n uwsgi_temp_path {d}/tmp_uwsgi;\n scgi_temp_path {d}/tmp_scgi;\n\
+             server {{\n  listen 127.0.0.1:{http} backlog=65535;\n{tls_conf}  root {d}/www;\n }}\n\
+             server {{\n  listen 127.0.0.1:{status};\n  location = /status {{ stub_status; }}\n }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).ok()?;
+        let child = Command::new(bin)
+            .args(["-p", &d, "-c"])
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .ok()?;
+        let nginx = Nginx {
+            http: ([127, 0, 0, 1], http).into(),
+            https,
+            status: ([127, 0, 0, 1], status).into(),
+            version,
+            dir,
+            child,
+        };
+        // nginx says nothing when it is ready: wait (bounded) until its ports accept.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for addr in [Some(nginx.http), nginx.https, Some(nginx.status)]
+            .into_iter()
+            .flatten()
+        {
+            while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+                if Instant::now() > deadline {
+                    eprintln!("nginx did not start: see {d}/error.log");
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Some(nginx)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    fn stub_status(&self) -> String {
+        let mut s = TcpStream::connect(self.status).expect("connect to stub_status");
+        s.write_all(b"GET /status HTTP/1.0\r\nHost: x\r\n\r\n")
+            .expect("ask stub_status");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read stub_status");
+        text
+    }
+
+    /// Connections open now ("Active connections"), the asking one included.
+    pub fn active(&self) -> u64 {
+        self.stub_status()
+            .lines()
+            .find_map(|l| l.strip_prefix("Active connections:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("stub_status active counter")
+    }
+
+    /// Connections accepted so far, from `stub_status`. One worker, so the counter is
+    /// exact; each reading opens one connection, which the caller's before/after
+    /// difference must subtract (see [`Nginx::opened_since`]).
+    pub fn accepts(&self) -> u64 {
+        let text = self.stub_status();
+        // "server accepts handled requests\n 12 12 40 \n"
+        let mut lines = text.lines().skip_while(|l| !l.contains("accepts"));
+        lines.next();
+        lines
+            .next()
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("stub_status accepts counter")
+    }
+
+    /// Connections opened between two [`Nginx::accepts`] readings, less the reading's own.
+    pub fn opened_since(&self, before: u64) -> u64 {
+        self.accepts().saturating_sub(before + 1)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Nginx {
+    /// SIGTERM lets the master stop its worker; SIGKILL to the master would leave the
+    /// worker running, orphaned.
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
