@@ -21,7 +21,7 @@ use crate::driver::{Driver, Finished, Origin, Task, later};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::headers::Headers;
 use crate::options::{MAX_RETRY_AFTER, Options};
-use crate::proto::encode_request;
+use crate::proto::request::validate;
 use crate::request::{Request, check_url};
 use crate::response::Response;
 
@@ -101,7 +101,7 @@ impl Engine {
         }
         let mut headers = Headers::new();
         if !req.headers.contains("user-agent") && !self.opts.headers.contains("user-agent") {
-            headers.append("User-Agent", self.opts.user_agent.clone());
+            headers.append("User-Agent", &self.opts.user_agent);
         }
         if !req.headers.contains("accept") && !self.opts.headers.contains("accept") {
             headers.append("Accept", "*/*");
@@ -120,9 +120,7 @@ impl Engine {
         if !self.opts.keep_alive && !headers.contains("connection") {
             headers.append("Connection", "close");
         }
-        let mut scratch = Vec::new();
-        encode_request(&mut scratch, &req.method, &url, &headers, None)
-            .map_err(|e| Error::proto(Phase::Prepare, e))?;
+        validate(&req.method, &headers).map_err(|e| Error::proto(Phase::Prepare, e))?;
         Ok(Task {
             id: 0,
             method: req.method,

@@ -18,9 +18,21 @@ use std::fmt;
 /// assert_eq!(h.get("SET-COOKIE"), Some("a=1"));
 /// assert_eq!(h.get_all("set-cookie").collect::<Vec<_>>(), ["a=1", "b=2"]);
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<(String, String)>,
+    /// Every name and value, back to back: one allocation for a whole head, not two per
+    /// field (a response has a dozen fields and this is the per-request hot path).
+    text: String,
+    /// Per field: where its name ends and its value ends in `text` (each starts where the
+    /// one before ends).
+    fields: Vec<Field>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    start: u32,
+    name_end: u32,
+    end: u32,
 }
 
 impl Headers {
@@ -29,39 +41,82 @@ impl Headers {
         Headers::default()
     }
 
+    /// An empty list with room for `fields` fields holding `text` bytes of names and values.
+    pub fn with_capacity(fields: usize, text: usize) -> Self {
+        Headers {
+            text: String::with_capacity(text),
+            fields: Vec::with_capacity(fields),
+        }
+    }
+
+    /// Records the field whose text starts at `start`, with its name ending at `name_end`
+    /// and its value at the end of the text.
+    fn push_field(&mut self, start: usize, name_end: usize) {
+        // Heads are bounded far below 4 GiB; a caller piling up more text saturates.
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.fields.push(Field {
+            start: at(start),
+            name_end: at(name_end),
+            end: at(self.text.len()),
+        });
+    }
+
     /// Adds a field at the end, keeping any earlier field of the same name.
-    pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.entries.push((name.into(), value.into()));
+    pub fn append(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let start = self.text.len();
+        self.text.push_str(name.as_ref());
+        let name_end = self.text.len();
+        self.text.push_str(value.as_ref());
+        self.push_field(start, name_end);
+    }
+
+    /// Adds a received field: the value is decoded as UTF-8 when valid, else ISO-8859-1.
+    pub(crate) fn append_received(&mut self, name: &str, value: &[u8]) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let name_end = self.text.len();
+        push_decoded(&mut self.text, value);
+        self.push_field(start, name_end);
     }
 
     /// Replaces every field named `name` by one field with `value` (added at the end).
-    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        let name = name.into();
-        self.remove(&name);
-        self.entries.push((name, value.into()));
+    pub fn set(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        self.remove(name.as_ref());
+        self.append(name, value);
     }
 
     /// Removes every field named `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
-        let before = self.entries.len();
-        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        before - self.entries.len()
+        let before = self.fields.len();
+        let text = &self.text;
+        self.fields
+            .retain(|f| !text[f.start as usize..f.name_end as usize].eq_ignore_ascii_case(name));
+        // The removed fields' text stays until the list is dropped: removal is rare.
+        before - self.fields.len()
+    }
+
+    fn name_of(&self, f: &Field) -> &str {
+        &self.text[f.start as usize..f.name_end as usize]
+    }
+
+    fn value_of(&self, f: &Field) -> &str {
+        &self.text[f.name_end as usize..f.end as usize]
     }
 
     /// The value of the first field named `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
+        self.fields
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .find(|f| self.name_of(f).eq_ignore_ascii_case(name))
+            .map(|f| self.value_of(f))
     }
 
     /// The values of every field named `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
+        self.fields
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .filter(move |f| self.name_of(f).eq_ignore_ascii_case(name))
+            .map(|f| self.value_of(f))
     }
 
     /// Whether a field named `name` is present.
@@ -86,19 +141,29 @@ impl Headers {
 
     /// Every field as `(name, value)`, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.fields
+            .iter()
+            .map(|f| (self.name_of(f), self.value_of(f)))
     }
 
     /// How many fields there are.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.fields.len()
     }
 
     /// Whether there are no fields.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.fields.is_empty()
     }
 }
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -106,23 +171,29 @@ impl fmt::Debug for Headers {
     }
 }
 
-impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
-        Headers {
-            entries: iter
-                .into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
-                .collect(),
+        let mut h = Headers::new();
+        for (n, v) in iter {
+            h.append(n, v);
         }
+        h
+    }
+}
+
+/// Appends a received value: UTF-8 when valid, otherwise ISO-8859-1 byte for byte.
+fn push_decoded(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.extend(bytes.iter().map(|&b| b as char)),
     }
 }
 
 /// Decodes a received header value: UTF-8 when valid, otherwise ISO-8859-1 byte for byte.
 pub(crate) fn decode_value(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => bytes.iter().map(|&b| b as char).collect(),
-    }
+    let mut s = String::with_capacity(bytes.len());
+    push_decoded(&mut s, bytes);
+    s
 }
 
 #[cfg(test)]
@@ -140,11 +211,23 @@ mod tests {
         h.set("CONNECTION", "x");
         assert_eq!(h.len(), 1);
         assert_eq!(h.get("connection"), Some("x"));
+        h.append("A", "1");
+        h.append("B", "2");
+        assert_eq!(h.remove("a"), 1);
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [("CONNECTION", "x"), ("B", "2")]
+        );
+        let same: Headers = [("CONNECTION", "x"), ("B", "2")].into_iter().collect();
+        assert_eq!(h, same);
     }
 
     #[test]
     fn non_utf8_value_decodes_as_latin1() {
         assert_eq!(decode_value(b"caf\xe9"), "café");
         assert_eq!(decode_value("café".as_bytes()), "café");
+        let mut h = Headers::new();
+        h.append_received("X", b"caf\xe9");
+        assert_eq!(h.get("x"), Some("café"));
     }
 }

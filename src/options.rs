@@ -243,7 +243,7 @@ impl Builder {
     }
 
     /// A header sent with every request (a request's own field of the same name wins).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.opts.headers.append(name, value);
         self
     }

@@ -104,7 +104,7 @@ impl Request {
 
     /// Adds a header field (after the fetcher's defaults; a field named here replaces a
     /// default of the same name).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
+    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Request {
         self.headers.append(name, value);
         self
     }

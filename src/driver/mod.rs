@@ -55,6 +55,8 @@ const GENERATION_MASK: u32 = (1 << 24) - 1;
 const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// One read buffer for the whole loop: connections own no read buffer of their own.
 const READ_BUF: usize = 64 * 1024;
+/// Most body bytes reserved up front from a `Content-Length` (a lying server gets no more).
+const PREALLOCATE_MAX: u64 = 8 * 1024 * 1024;
 
 /// A token carries the slab key (bits 0–31), the slot's generation (bits 32–55), so an
 /// event for a closed connection can never touch the connection that reused its slab
@@ -216,6 +218,13 @@ impl Attempt {
                 .headers
                 .get("content-encoding")
                 .and_then(ContentDecoder::for_encoding);
+        }
+        if let Some(Framing::Length(n)) = framing {
+            // A buffered body of known length: one allocation, not a doubling series.
+            let buffered = self.task.sink.is_none() && self.decoder.is_none() && !self.discard_body;
+            if buffered {
+                self.body.reserve_exact(n.min(PREALLOCATE_MAX) as usize);
+            }
         }
         self.head = Some(head);
         Ok(())

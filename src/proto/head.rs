@@ -5,6 +5,8 @@
 
 use super::{Limits, ProtoError};
 use crate::Headers;
+use std::mem::MaybeUninit;
+
 use crate::headers::decode_value;
 
 /// The HTTP version of a response's status line.
@@ -117,6 +119,11 @@ impl HeadReader {
         let room = self.max_head_bytes - self.buf.len();
         let window = &input[..input.len().min(room)];
         match self.scan_for_end(window) {
+            // The whole head came in one piece (the common case): parse it in place.
+            Some(end) if self.buf.is_empty() => {
+                self.scan = Scan::Leading;
+                Ok((end, Some(parse_head(&window[..end], self.max_headers)?)))
+            }
             Some(end) => {
                 self.buf.extend_from_slice(&window[..end]);
                 let head = parse_head(&self.buf, self.max_headers);
@@ -136,16 +143,32 @@ impl HeadReader {
     /// Advances the scan over `bytes`; returns the length of the prefix that completes the
     /// head, if the head ends inside `bytes`.
     fn scan_for_end(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &b) in bytes.iter().enumerate() {
-            self.scanned += 1;
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.scan == Scan::InLine {
+                // Inside a line only its LF matters: jump there, a word at a time.
+                match find_lf(&bytes[i..]) {
+                    Some(at) => i += at,
+                    None => {
+                        self.scanned += bytes.len();
+                        return None;
+                    }
+                }
+            }
+            let b = bytes[i];
+            i += 1;
             self.scan = match (self.scan, b) {
                 (Scan::Leading, b'\r' | b'\n') => Scan::Leading,
-                (Scan::LineStart | Scan::LineStartCr, b'\n') => return Some(i + 1),
+                (Scan::LineStart | Scan::LineStartCr, b'\n') => {
+                    self.scanned += i;
+                    return Some(i);
+                }
                 (_, b'\n') => Scan::LineStart,
                 (Scan::LineStart, b'\r') => Scan::LineStartCr,
                 _ => Scan::InLine,
             };
         }
+        self.scanned += bytes.len();
         None
     }
 
@@ -155,15 +178,50 @@ impl HeadReader {
     }
 }
 
+/// The position of the first LF, eight bytes at a time (SWAR: a byte of `w ^ LF` is zero
+/// exactly where `w` has an LF). Heads are mostly long lines; this keeps the end-of-head scan
+/// from looking at them byte by byte.
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ (LO * u64::from(b'\n'));
+        if x.wrapping_sub(LO) & !x & HI != 0 {
+            return chunk.iter().position(|&b| b == b'\n').map(|p| base + p);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| base + p)
+}
+
+/// Header slots on the stack for the usual limit (left uninitialised: httparse writes
+/// what it uses); a larger limit uses the heap.
+const STACK_HEADERS: usize = 100;
+
 /// Parses one complete head (leading empty lines, status line, fields, empty line).
 fn parse_head(buf: &[u8], max_headers: usize) -> Result<ResponseHead, ProtoError> {
-    let mut fields = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut res = httparse::Response::new(&mut fields);
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let fields: &mut [MaybeUninit<httparse::Header<'_>>] = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap.resize_with(max_headers, MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut res = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default()
         // RFC 9112 §5.2: a user agent that receives obs-fold in a response MUST replace each
         // one with SP; httparse hands the folded value over and `unfold` does the rest.
         .allow_obsolete_multiline_headers_in_responses(true)
-        .parse_response(&mut res, buf)
+        .parse_response_with_uninit_headers(&mut res, buf, fields)
         .map_err(|e| match e {
             httparse::Error::TooManyHeaders => ProtoError::TooManyHeaders,
             // httparse says "version" for any first line that is not `HTTP/1.0` or `HTTP/1.1`;
@@ -191,9 +249,9 @@ fn parse_head(buf: &[u8], max_headers: usize) -> Result<ResponseHead, ProtoError
     if status == 101 {
         return Err(ProtoError::UnexpectedUpgrade);
     }
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(res.headers.len(), buf.len());
     for field in res.headers.iter() {
-        headers.append(field.name, decode_value(&unfold(field.value)));
+        headers.append_received(field.name, &unfold(field.value));
     }
     Ok(ResponseHead {
         version,

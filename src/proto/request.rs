@@ -47,17 +47,7 @@ pub fn encode_request(
     body_len: Option<u64>,
 ) -> Result<(), ProtoError> {
     // Validate everything before writing anything, so that an error leaves `out` untouched.
-    if !is_token(method) {
-        return Err(ProtoError::InvalidMethod);
-    }
-    for (name, value) in headers.iter() {
-        if !is_token(name) {
-            return Err(ProtoError::InvalidHeaderName);
-        }
-        if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return Err(ProtoError::InvalidHeaderValue);
-        }
-    }
+    validate(method, headers)?;
 
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -76,7 +66,7 @@ pub fn encode_request(
         // `Url::port` is None for the scheme's default port, which must not be written.
         if let Some(port) = url.port() {
             out.push(b':');
-            out.extend_from_slice(port.to_string().as_bytes());
+            push_decimal(out, u64::from(port));
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -90,11 +80,47 @@ pub fn encode_request(
         && !headers.contains("content-length")
     {
         out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(len.to_string().as_bytes());
+        push_decimal(out, len);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// Checks a request's method and header fields without writing anything: the method and
+/// names are tokens, values hold no CR, LF or NUL.
+///
+/// # Errors
+/// [`ProtoError::InvalidMethod`], [`ProtoError::InvalidHeaderName`] or
+/// [`ProtoError::InvalidHeaderValue`].
+pub fn validate(method: &str, headers: &Headers) -> Result<(), ProtoError> {
+    if !is_token(method) {
+        return Err(ProtoError::InvalidMethod);
+    }
+    for (name, value) in headers.iter() {
+        if !is_token(name) {
+            return Err(ProtoError::InvalidHeaderName);
+        }
+        if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(ProtoError::InvalidHeaderValue);
+        }
+    }
+    Ok(())
+}
+
+/// Appends `n` in decimal, without allocating.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Whether `s` is a non-empty RFC 9110 §5.6.2 token.
@@ -104,7 +130,10 @@ fn is_token(s: &str) -> bool {
 
 /// RFC 9110 §5.6.2 `tchar`.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    matches!(b,
+        b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
+        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+        | b'`' | b'|' | b'~')
 }
 
 #[cfg(test)]
@@ -128,6 +157,15 @@ mod tests {
                 assert_eq!(out, b"previous", "nothing appended on error");
                 Err(e)
             }
+        }
+    }
+
+    #[test]
+    fn decimals_are_written_by_hand() {
+        for n in [0u64, 7, 10, 65535, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
         }
     }
 
