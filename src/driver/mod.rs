@@ -55,8 +55,10 @@ const GENERATION_MASK: u32 = (1 << 24) - 1;
 const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// One read buffer for the whole loop: connections own no read buffer of their own.
 const READ_BUF: usize = 64 * 1024;
-/// Most body bytes reserved up front from a `Content-Length` (a lying server gets no more).
-const PREALLOCATE_MAX: u64 = 8 * 1024 * 1024;
+/// Most body bytes reserved up front from a `Content-Length`: small bodies get one exact
+/// allocation; a large (or lying) length gets no more than this until bytes arrive, so a
+/// server cannot make us reserve memory by declaring it.
+const PREALLOCATE_MAX: u64 = 64 * 1024;
 
 /// A token carries the slab key (bits 0–31), the slot's generation (bits 32–55), so an
 /// event for a closed connection can never touch the connection that reused its slab
