@@ -7,19 +7,24 @@ use parafetch::{ErrorKind, Fetcher, Request};
 use support::nginx::Nginx;
 use support::pki::pki;
 
+/// The TLS listener's URL, by name so the certificate's name is checked.
+fn https_url(ng: &Nginx, path: &str) -> String {
+    let port = ng.https.expect("nginx started with TLS").port();
+    format!("https://localhost:{port}{path}")
+}
+
 fn body(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
 }
 
 fn start() -> Option<Nginx> {
     let good = &pki().good;
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        ("1k.bin", body(1024)),
-        ("1m.bin", body(1 << 20)),
-        ("page.html", b"<html>hello</html>".repeat(200)),
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("1k.bin".into(), body(1024)),
+        ("1m.bin".into(), body(1 << 20)),
+        ("page.html".into(), b"<html>hello</html>".repeat(200)),
     ];
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    let n = Nginx::start(&good.chain_pem, &good.key_pem, &refs);
+    let n = Nginx::start(&files, Some((&good.chain_pem, &good.key_pem)));
     if n.is_none() {
         eprintln!("nginx not installed: skipping (apt-get install nginx-light)");
     }
@@ -35,7 +40,7 @@ fn nginx_plain_and_tls() {
             .tls_roots_pem(pki().ca_pem.as_bytes())
             .unwrap()
     };
-    for url in [ng.url("/1k.bin"), ng.https_url("/1k.bin")] {
+    for url in [ng.url("/1k.bin"), https_url(&ng, "/1k.bin")] {
         let r = trusting()
             .fetch_all([url.clone()])
             .next()
@@ -48,7 +53,7 @@ fn nginx_plain_and_tls() {
             Some(true)
         );
     }
-    for url in [ng.url("/1m.bin"), ng.https_url("/1m.bin")] {
+    for url in [ng.url("/1m.bin"), https_url(&ng, "/1m.bin")] {
         let r = trusting()
             .fetch_all([url.clone()])
             .next()
@@ -65,7 +70,7 @@ fn nginx_plain_and_tls() {
         .unwrap();
     assert_eq!(r.status, 404);
     let r = trusting()
-        .fetch_all([Request::head(ng.https_url("/1m.bin"))])
+        .fetch_all([Request::head(https_url(&ng, "/1m.bin"))])
         .next()
         .unwrap()
         .1
@@ -74,7 +79,7 @@ fn nginx_plain_and_tls() {
     assert_eq!(r.headers.get("content-length"), Some("1048576"));
     // Untrusted by default.
     let e = Fetcher::builder()
-        .fetch_all([ng.https_url("/1k.bin")])
+        .fetch_all([https_url(&ng, "/1k.bin")])
         .next()
         .unwrap()
         .1
@@ -90,7 +95,7 @@ fn nginx_keep_alive_many_requests() {
             if i % 2 == 0 {
                 ng.url("/1k.bin")
             } else {
-                ng.https_url("/page.html")
+                https_url(&ng, "/page.html")
             }
         })
         .collect();

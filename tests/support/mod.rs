@@ -1126,5 +1126,7 @@ pub fn python_http_server(dir: &Path) -> Option<PythonServer> {
 }
 pub mod dns;
 pub mod fault;
+// One nginx launcher for tests and benchmarks.
+#[path = "../../benches/support/nginx.rs"]
 pub mod nginx;
 pub mod pki;
