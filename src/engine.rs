@@ -291,10 +291,12 @@ impl Engine {
         }
         self.refresh_host(&host, now);
         match result {
-            Ok(resp) if follows_redirect(&task, &resp) => match redirect(task, &resp, &self.opts) {
-                Ok(next) => self.enqueue(next, now),
-                Err((id, e)) => self.done.push_back((id, Err(e))),
-            },
+            Ok(resp) if follows_redirect(&task, resp.status, &resp.headers) => {
+                match redirect(task, &resp, &self.opts) {
+                    Ok(next) => self.enqueue(next, now),
+                    Err((id, e)) => self.done.push_back((id, Err(e))),
+                }
+            }
             result => match self.retry_delay(&task, &result) {
                 Some(delay) => {
                     self.retry_seq += 1;
@@ -320,7 +322,7 @@ impl Engine {
         }
         let retry_after = match result {
             // The server may have acted on a non-idempotent request before failing.
-            Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) && is_idempotent(&task.method) => {
+            Ok(r) if retries_status(task, r.status) => {
                 r.headers.get("retry-after").and_then(parse_retry_after)
             }
             Ok(_) => return None,
@@ -387,16 +389,19 @@ pub(crate) fn is_redirect_status(status: u16) -> bool {
 /// Whether this response will be followed rather than delivered (its body is then
 /// discarded, never streamed to the caller's sink).
 pub(crate) fn is_intermediate(task: &Task, status: u16, headers: &crate::Headers) -> bool {
-    (task.knobs.follow_redirects && is_redirect_status(status) && headers.contains("location"))
-        || (matches!(status, 429 | 502 | 503 | 504)
-            && task.attempts <= task.knobs.retries
-            && is_idempotent(&task.method))
+    follows_redirect(task, status, headers)
+        || (retries_status(task, status) && task.attempts <= task.knobs.retries)
 }
 
-fn follows_redirect(task: &Task, resp: &Response) -> bool {
-    task.knobs.follow_redirects
-        && is_redirect_status(resp.status)
-        && resp.headers.contains("location")
+/// Whether a response with this status and head is a redirect this task follows.
+fn follows_redirect(task: &Task, status: u16, headers: &crate::Headers) -> bool {
+    task.knobs.follow_redirects && is_redirect_status(status) && headers.contains("location")
+}
+
+/// Whether this status is one the task may retry (budget aside): a transient one, for a
+/// method the server cannot have half-applied.
+fn retries_status(task: &Task, status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504) && is_idempotent(&task.method)
 }
 
 /// Builds the next hop of a redirect, applying the security rules: only http/https, no

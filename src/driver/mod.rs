@@ -817,11 +817,11 @@ impl Driver {
     /// The response is complete: hand it back, and pool or close the connection.
     fn complete(&mut self, key: usize, now: Instant) {
         let slot = &mut self.slots[key];
-        let (Some(a), Some(ex)) = (slot.attempt.take(), slot.exchange.take()) else {
+        let Some(a) = slot.attempt.take() else {
             return;
         };
         self.active -= 1;
-        let Some(head) = a.head else {
+        let (Some(head), Some(ex)) = (a.head, slot.exchange.take()) else {
             // The exchange ended without a head: impossible by its contract; fail safe.
             self.close_slot(key);
             return self.finished.push(Finished {
