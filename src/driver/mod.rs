@@ -199,6 +199,15 @@ impl Attempt {
         }
     }
 
+    /// Ends a phase: records its duration through `set` and starts the next one. Timings
+    /// read the clock afresh, not the loop turn's `now`: a turn can connect, handshake and
+    /// read a reply (a fast local peer), and those phases must not read as zero.
+    fn mark(&mut self, set: impl FnOnce(&mut Timings, Duration)) {
+        let now = Instant::now();
+        set(&mut self.timings, now - self.phase_start);
+        self.phase_start = now;
+    }
+
     fn receive_phase(&self) -> Phase {
         if self.head.is_some() {
             Phase::ReceiveBody
@@ -563,8 +572,7 @@ impl Driver {
         let Some(a) = slot.attempt.as_mut() else {
             return;
         };
-        a.timings.resolve = now - a.phase_start;
-        a.phase_start = now;
+        a.mark(|t, d| t.resolve = d);
         match answer {
             Ok(addrs) if !addrs.is_empty() => {
                 slot.state = State::Connecting {
@@ -699,8 +707,7 @@ impl Driver {
         slot.transport = Some(Transport::Plain(won.stream));
         slot.remote = Some(won.addr);
         if let Some(a) = slot.attempt.as_mut() {
-            a.timings.connect = now - a.phase_start;
-            a.phase_start = now;
+            a.mark(|t, d| t.connect = d);
         }
         if slot.origin.https {
             return self.start_tls(key, now);
@@ -750,8 +757,7 @@ impl Driver {
             Ok(true) => {
                 slot.tls = Some(t.info());
                 if let Some(a) = slot.attempt.as_mut() {
-                    a.timings.tls = now - a.phase_start;
-                    a.phase_start = now;
+                    a.mark(|t, d| t.tls = d);
                 }
                 slot.state = State::Active;
                 self.begin_exchange(key, now);
@@ -843,7 +849,7 @@ impl Driver {
             };
         }
         let mut timings = a.timings;
-        timings.total = now - a.start;
+        timings.total = a.start.elapsed();
         let response = Response {
             status: head.status,
             reason: head.reason,
@@ -1271,7 +1277,7 @@ fn pump_slot(slot: &mut Slot, buf: &mut [u8], r: Readiness, now: Instant) -> Ste
             }
             Ok(n) => {
                 if !ex.received_any() {
-                    a.timings.first_byte = now - a.start;
+                    a.timings.first_byte = a.start.elapsed();
                 }
                 a.last_activity = now;
                 match feed(ex, a, &buf[..n]) {
