@@ -92,7 +92,7 @@ impl Engine {
     /// # Errors
     /// `invalid_url`, `unsupported_scheme` or `invalid_request`, in phase `prepare`.
     pub(crate) fn prepare(&self, req: Request) -> Result<Task, Error> {
-        let url = check_url(&req.target)?;
+        let url = check_url(req.target)?;
         let mut knobs = self.opts.knobs.with(&req.overrides);
         if req.sink.is_some() && req.overrides.max_body.is_none() {
             // The body limit bounds memory; a streamed body uses none, so only a limit set

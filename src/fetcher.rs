@@ -12,7 +12,7 @@ use slab::Slab;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::options::Builder;
-use crate::request::{IntoRequest, Request};
+use crate::request::{IntoRequest, Request, Target};
 use crate::response::Response;
 
 type Callback<C> = Box<dyn FnOnce(Done<C>, &mut Queue<C>)>;
@@ -41,7 +41,8 @@ impl<C: fmt::Debug> fmt::Debug for Done<C> {
 /// Lets a callback start follow-up requests (a crawler's discovered links) without
 /// re-entering the fetcher: they are accepted when the callback returns.
 pub struct Queue<C> {
-    items: Vec<(Request, Callback<C>, C)>,
+    /// Each follow-up with its URL as given (the request holds it parsed already).
+    items: Vec<(Request, Callback<C>, C, String)>,
     max_in_flight: Option<usize>,
 }
 
@@ -68,9 +69,13 @@ impl<C> Queue<C> {
     where
         F: FnOnce(Done<C>, &mut Queue<C>) + 'static,
     {
-        let request = request.into_request();
-        crate::request::check_url(&request.target)?;
-        self.items.push((request, Box::new(callback), cookie));
+        let mut request = request.into_request();
+        let given = request.url().to_owned();
+        // Parsed once, here: the fetcher then takes the URL as it is, not parsing it again.
+        let target = std::mem::replace(&mut request.target, Target::Text(String::new()));
+        request.target = Target::Url(crate::request::check_url(target)?);
+        self.items
+            .push((request, Box::new(callback), cookie, given));
         Ok(())
     }
 
@@ -305,8 +310,7 @@ impl<C: 'static> Fetcher<C> {
     }
 
     fn drain_queue_once(&mut self) {
-        for (request, callback, cookie) in std::mem::take(&mut self.queue.items) {
-            let url = request.url().to_owned();
+        for (request, callback, cookie, url) in std::mem::take(&mut self.queue.items) {
             match self.engine.prepare(request) {
                 Ok(task) => self.accept(task, callback, cookie, url),
                 Err(e) => {

@@ -255,9 +255,9 @@ impl IntoRequest for &Url {
 ///
 /// # Errors
 /// `invalid_url` or `unsupported_scheme`, in phase `prepare`.
-pub(crate) fn check_url(target: &Target) -> Result<Url, Error> {
+pub(crate) fn check_url(target: Target) -> Result<Url, Error> {
     let url = match target {
-        Target::Url(u) => u.clone(),
+        Target::Url(u) => u,
         Target::Text(s) => Url::parse(s.trim()).map_err(|e| {
             Error::new(ErrorKind::InvalidUrl, Phase::Prepare, format!("{s:?}: {e}")).with_source(e)
         })?,
@@ -292,13 +292,13 @@ mod tests {
 
     #[test]
     fn url_checks() {
-        let ok = check_url(&Target::Text("http://example.com/a?b#c".into())).unwrap();
+        let ok = check_url(Target::Text("http://example.com/a?b#c".into())).unwrap();
         assert_eq!(ok.host_str(), Some("example.com"));
-        let bad = check_url(&Target::Text("not a url".into())).unwrap_err();
+        let bad = check_url(Target::Text("not a url".into())).unwrap_err();
         assert_eq!(bad.kind(), ErrorKind::InvalidUrl);
-        let ftp = check_url(&Target::Text("ftp://example.com/".into())).unwrap_err();
+        let ftp = check_url(Target::Text("ftp://example.com/".into())).unwrap_err();
         assert_eq!(ftp.kind(), ErrorKind::UnsupportedScheme);
-        let mailto = check_url(&Target::Text("mailto:a@example.com".into())).unwrap_err();
+        let mailto = check_url(Target::Text("mailto:a@example.com".into())).unwrap_err();
         assert_eq!(mailto.kind(), ErrorKind::UnsupportedScheme);
     }
 }

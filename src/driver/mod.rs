@@ -336,8 +336,10 @@ impl Slot {
                 Some(ex) if !ex.poll_transmit().is_empty() && !ex.received_any() => {
                     Phase::SendRequest
                 }
-                _ if self.attempt.as_ref().is_some_and(|a| a.head.is_some()) => Phase::ReceiveBody,
-                _ => Phase::ReceiveHead,
+                _ => self
+                    .attempt
+                    .as_ref()
+                    .map_or(Phase::ReceiveHead, Attempt::receive_phase),
             },
         }
     }
