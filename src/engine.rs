@@ -1,6 +1,7 @@
 //! Admission and follow-up: which accepted task starts next (global cap, per-host cap,
 //! per-host delay), and what a finished attempt turns into (a completion, a redirect, a
-//! retry after backoff).
+//! retry after backoff, a replay after a stale pooled connection). It builds the public
+//! [`Response`] from what the driver hands up.
 //!
 //! The admission rule: a task waits in its host's queue; a host is *ready* when it has a
 //! queued task, fewer than `per_host` tasks running, and its delay since its last start has
@@ -9,21 +10,24 @@
 //! not in the ready ring, so it never blocks tasks for other hosts (no head-of-line
 //! blocking).
 //!
-//! Owns queues and policy; it never touches a socket (the driver does).
+//! Owns queues and acts on policy (`policy.rs` says what the rules are); it never touches a
+//! socket (the driver does).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::driver::{Driver, Finished, Origin, Task, later};
-use crate::error::{Error, ErrorKind, Phase};
+use crate::driver::timer::{Deadlines, later};
+use crate::driver::{Config, Driver, Exchanged, Failure, Finished, NamesConfig};
+use crate::error::{Error, Phase};
 use crate::headers::Headers;
 use crate::options::{MAX_RETRY_AFTER, Options};
+use crate::policy::{self, Reuse};
 use crate::proto::request::validate;
 use crate::request::{Request, check_url};
 use crate::response::Response;
+use crate::task::{Origin, Task};
 
 #[derive(Default)]
 struct Host {
@@ -40,25 +44,48 @@ pub(crate) struct Engine {
     max_in_flight: usize,
     hosts: HashMap<String, Host>,
     ready: VecDeque<String>,
-    delayed: BinaryHeap<Reverse<(Instant, String)>>,
-    retries: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Hosts waiting for their delay to pass.
+    delayed: Deadlines<String>,
+    /// Tasks waiting for their retry backoff, by sequence number.
+    retries: Deadlines<u64>,
     retry_tasks: HashMap<u64, Task>,
     retry_seq: u64,
     rng: u64,
     done: VecDeque<(usize, Result<Response, Error>)>,
 }
 
+/// The driver's part of the options.
+fn driver_config(opts: &Options) -> Config {
+    Config {
+        keep_alive: opts.keep_alive,
+        limits: opts.limits,
+        pool_idle_timeout: opts.pool_idle_timeout,
+        pool_max_idle_per_host: opts.pool_max_idle_per_host,
+        pool_max_idle: opts.pool_max_idle,
+        names: NamesConfig {
+            system_threads: opts.dns.system.then_some(opts.resolver_threads),
+            servers: opts.dns.servers.clone(),
+            search: opts.dns.search.clone(),
+            timeout: opts.dns.timeout,
+            ttl_floor: opts.dns.ttl_floor,
+            ttl_ceiling: opts.dns.ttl_ceiling,
+            overrides: opts.resolve_overrides.clone(),
+        },
+        tls: opts.tls.clone(),
+    }
+}
+
 impl Engine {
     pub(crate) fn new(opts: Options) -> io::Result<Engine> {
         let opts = Arc::new(opts);
         Ok(Engine {
-            driver: Driver::new(Arc::clone(&opts))?,
+            driver: Driver::new(driver_config(&opts))?,
             max_in_flight: opts.max_in_flight,
             opts,
             hosts: HashMap::new(),
             ready: VecDeque::new(),
-            delayed: BinaryHeap::new(),
-            retries: BinaryHeap::new(),
+            delayed: Deadlines::default(),
+            retries: Deadlines::default(),
             retry_tasks: HashMap::new(),
             retry_seq: 0,
             rng: seed(),
@@ -132,6 +159,7 @@ impl Engine {
             redirects: 0,
             attempts: 0,
             sink_used: false,
+            replayed: false,
         })
     }
 
@@ -170,48 +198,33 @@ impl Engine {
     }
 
     /// One turn: wait for I/O or the next deadline (at most `max_wait`), then process what
-    /// finished and start what may start.
+    /// finished and start what may start. Everything after the wait uses the driver's
+    /// reading of the clock.
     pub(crate) fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
-        let now = Instant::now();
+        let before = Instant::now();
         let mut wait = max_wait;
-        let next_local = [
-            self.delayed.peek().map(|Reverse((t, _))| *t),
-            self.retries.peek().map(|Reverse((t, _))| *t),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let next_local = [self.delayed.peek(), self.retries.peek()]
+            .into_iter()
+            .flatten()
+            .min();
         if let Some(t) = next_local {
-            let d = t.saturating_duration_since(now);
+            let d = t.saturating_duration_since(before);
             wait = Some(wait.map_or(d, |w| w.min(d)));
         }
         if !self.done.is_empty() || self.driver.has_finished() {
             wait = Some(Duration::ZERO);
         }
-        self.driver.turn(wait)?;
-        let now = Instant::now();
+        let now = self.driver.turn(wait)?;
         let finished: Vec<Finished> = self.driver.take_finished().collect();
         for f in finished {
             self.on_finished(f, now);
         }
-        while let Some(Reverse((t, _))) = self.retries.peek() {
-            if *t > now {
-                break;
-            }
-            let Some(Reverse((_, seq))) = self.retries.pop() else {
-                break;
-            };
+        while let Some((_, seq)) = self.retries.pop_due(now) {
             if let Some(task) = self.retry_tasks.remove(&seq) {
                 self.enqueue(task, now);
             }
         }
-        while let Some(Reverse((t, _))) = self.delayed.peek() {
-            if *t > now {
-                break;
-            }
-            let Some(Reverse((_, host))) = self.delayed.pop() else {
-                break;
-            };
+        while let Some((_, host)) = self.delayed.pop_due(now) {
             if let Some(h) = self.hosts.get_mut(&host) {
                 h.in_delayed = false;
             }
@@ -236,7 +249,7 @@ impl Engine {
                 // then forgets it, so idle hosts do not pile up in the map.
                 if let Some(t) = h.next_start {
                     h.in_delayed = true;
-                    self.delayed.push(Reverse((t, name.to_owned())));
+                    self.delayed.push(t, name.to_owned());
                 }
             }
             return;
@@ -248,7 +261,7 @@ impl Engine {
             if !h.in_delayed {
                 h.in_delayed = true;
                 if let Some(t) = h.next_start {
-                    self.delayed.push(Reverse((t, name.to_owned())));
+                    self.delayed.push(t, name.to_owned());
                 }
             }
             return;
@@ -272,74 +285,123 @@ impl Engine {
             let eligible = h.next_start.is_none_or(|t| t <= now)
                 && self.opts.per_host.is_none_or(|cap| h.active < cap);
             let task = if eligible { h.queue.pop_front() } else { None };
-            if let Some(task) = task {
+            if let Some(mut task) = task {
                 h.active += 1;
                 if !self.opts.host_delay.is_zero() {
                     h.next_start = Some(later(now, self.opts.host_delay));
                 }
-                self.driver.start(task, now);
+                task.attempts += 1;
+                let reuse = policy::reuse_for(&task);
+                self.driver.start(task, reuse, now);
             }
             self.refresh_host(&name, now);
         }
     }
 
     fn on_finished(&mut self, f: Finished, now: Instant) {
-        let Finished { task, result } = f;
+        let Finished { mut task, result } = f;
         let host = Origin::of(&task.url).host;
-        if let Some(h) = self.hosts.get_mut(&host) {
-            h.active = h.active.saturating_sub(1);
-        }
-        self.refresh_host(&host, now);
         match result {
-            Ok(resp) if follows_redirect(&task, resp.status, &resp.headers) => {
-                match redirect(task, &resp, &self.opts) {
-                    Ok(next) => self.enqueue(next, now),
-                    Err((id, e)) => self.done.push_back((id, Err(e))),
+            Ok(ex) => {
+                self.host_finished(&host, now);
+                self.on_response(task, ex, now);
+            }
+            Err(failure) => {
+                let Failure {
+                    mut error,
+                    reused,
+                    received_any,
+                } = failure;
+                let stale = policy::is_stale(reused, received_any, &error);
+                if stale && policy::may_replay(&task) {
+                    // The keep-alive race: the server closed the pooled connection as we
+                    // reused it. Once more on a new connection, at once (the task keeps
+                    // its admission slot) and not counted as an attempt.
+                    task.replayed = true;
+                    return self.driver.start(task, Reuse::Fresh, now);
+                }
+                self.host_finished(&host, now);
+                if stale {
+                    error.add_context(&format!(
+                        "a pooled connection the server had closed; {} is not replayed \
+                         (not idempotent, no Idempotency-Key)",
+                        task.method
+                    ));
+                }
+                error.set_reused(reused);
+                match self.retry_delay(&task, RetryCause::Error(&error)) {
+                    Some(delay) => self.schedule_retry(task, delay, now),
+                    None => {
+                        error.set_attempts(task.attempts);
+                        self.done.push_back((task.id, Err(error)));
+                    }
                 }
             }
-            result => match self.retry_delay(&task, &result) {
-                Some(delay) => {
-                    self.retry_seq += 1;
-                    self.retries
-                        .push(Reverse((later(now, delay), self.retry_seq)));
-                    self.retry_tasks.insert(self.retry_seq, task);
-                }
-                None => {
-                    let result = result.map_err(|mut e| {
-                        e.set_attempts(task.attempts);
-                        e
-                    });
-                    self.done.push_back((task.id, result));
-                }
-            },
         }
     }
 
+    /// One fewer attempt of this host runs.
+    fn host_finished(&mut self, host: &str, now: Instant) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.active = h.active.saturating_sub(1);
+        }
+        self.refresh_host(host, now);
+    }
+
+    /// A complete response: follow it, retry it, or deliver it.
+    fn on_response(&mut self, mut task: Task, ex: Exchanged, now: Instant) {
+        let status = ex.head.status;
+        if policy::follows_redirect(&task, status, &ex.head.headers) {
+            let allow = self.opts.allow_https_downgrade;
+            match policy::redirect(&mut task, status, &ex.head.headers, allow) {
+                Ok(()) => self.enqueue(task, now),
+                Err(mut e) => {
+                    e.set_attempts(task.attempts);
+                    self.done.push_back((task.id, Err(e)));
+                }
+            }
+            return;
+        }
+        let cause = RetryCause::Status(status, &ex.head.headers);
+        if let Some(delay) = self.retry_delay(&task, cause) {
+            return self.schedule_retry(task, delay, now);
+        }
+        let response = Response {
+            status,
+            reason: ex.head.reason,
+            version: ex.head.version,
+            headers: ex.head.headers,
+            body: ex.body,
+            body_len: ex.body_len,
+            url: task.url,
+            remote_addr: ex.remote,
+            timings: ex.timings,
+            redirects: task.redirects,
+            attempts: task.attempts,
+            reused_connection: ex.reused,
+            tls: ex.tls,
+        };
+        self.done.push_back((task.id, Ok(response)));
+    }
+
+    fn schedule_retry(&mut self, task: Task, delay: Duration, now: Instant) {
+        self.retry_seq += 1;
+        self.retries.push(later(now, delay), self.retry_seq);
+        self.retry_tasks.insert(self.retry_seq, task);
+    }
+
     /// Whether to retry, and after how long: transient failures only, within the budget.
-    fn retry_delay(&mut self, task: &Task, result: &Result<Response, Error>) -> Option<Duration> {
+    fn retry_delay(&mut self, task: &Task, cause: RetryCause<'_>) -> Option<Duration> {
         if task.attempts > task.knobs.retries || task.sink_used {
             return None;
         }
-        let retry_after = match result {
-            // The server may have acted on a non-idempotent request before failing.
-            Ok(r) if retries_status(task, r.status) => {
-                r.headers.get("retry-after").and_then(parse_retry_after)
-            }
-            Ok(_) => return None,
-            Err(e) => {
-                let transient = match e.kind() {
-                    // The request never left: safe for any method.
-                    ErrorKind::Connect => true,
-                    ErrorKind::Timeout | ErrorKind::Io | ErrorKind::Truncated => {
-                        is_idempotent(&task.method)
-                    }
-                    _ => false,
-                };
-                if !transient {
-                    return None;
-                }
-                None
-            }
+        let retry_after = match cause {
+            RetryCause::Status(status, headers) if policy::retries_status(task, status) => headers
+                .get("retry-after")
+                .and_then(|v| policy::parse_retry_after(v, SystemTime::now())),
+            RetryCause::Status(..) => return None,
+            RetryCause::Error(e) if policy::retries_error(task, e) => None,
+            RetryCause::Error(_) => return None,
         };
         let exp = self
             .opts
@@ -362,6 +424,12 @@ impl Engine {
     }
 }
 
+/// What a retry would be for.
+enum RetryCause<'a> {
+    Status(u16, &'a Headers),
+    Error(&'a Error),
+}
+
 fn seed() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
@@ -372,156 +440,4 @@ fn seed() -> u64 {
             .map_or(0, |d| d.as_nanos() as u64),
     );
     h.finish() | 1
-}
-
-/// RFC 9110 §9.2.2: methods a client may repeat without asking.
-pub(crate) fn is_idempotent(method: &str) -> bool {
-    matches!(
-        method,
-        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
-    )
-}
-
-pub(crate) fn is_redirect_status(status: u16) -> bool {
-    matches!(status, 301 | 302 | 303 | 307 | 308)
-}
-
-/// Whether this response will be followed rather than delivered (its body is then
-/// discarded, never streamed to the caller's sink).
-pub(crate) fn is_intermediate(task: &Task, status: u16, headers: &crate::Headers) -> bool {
-    follows_redirect(task, status, headers)
-        || (retries_status(task, status) && task.attempts <= task.knobs.retries)
-}
-
-/// Whether a response with this status and head is a redirect this task follows.
-fn follows_redirect(task: &Task, status: u16, headers: &crate::Headers) -> bool {
-    task.knobs.follow_redirects && is_redirect_status(status) && headers.contains("location")
-}
-
-/// Whether this status is one the task may retry (budget aside): a transient one, for a
-/// method the server cannot have half-applied.
-fn retries_status(task: &Task, status: u16) -> bool {
-    matches!(status, 429 | 502 | 503 | 504) && is_idempotent(&task.method)
-}
-
-/// Builds the next hop of a redirect, applying the security rules: only http/https, no
-/// https→http downgrade unless allowed, credentials dropped when the origin changes,
-/// 303 (and 301/302 after POST) become GET without a body.
-fn redirect(mut task: Task, resp: &Response, opts: &Options) -> Result<Task, (usize, Error)> {
-    let fail = |kind, msg: String| Error::new(kind, Phase::Redirect, msg);
-    if task.redirects >= task.knobs.max_redirects {
-        let msg = format!("more than {} redirects", task.knobs.max_redirects);
-        return Err((task.id, fail(ErrorKind::TooManyRedirects, msg)));
-    }
-    let location = resp.headers.get("location").unwrap_or("");
-    let next = match task.url.join(location.trim()) {
-        Ok(u) => u,
-        Err(e) => {
-            let msg = format!("bad location {location:?}: {e}");
-            return Err((task.id, fail(ErrorKind::BadRedirect, msg)));
-        }
-    };
-    if !matches!(next.scheme(), "http" | "https") || next.host_str().is_none_or(str::is_empty) {
-        let msg = format!("refusing to follow a redirect to {:?}", next.as_str());
-        return Err((task.id, fail(ErrorKind::BadRedirect, msg)));
-    }
-    if task.url.scheme() == "https" && next.scheme() == "http" && !opts.allow_https_downgrade {
-        let msg = format!("refusing https to http downgrade to {:?}", next.as_str());
-        return Err((task.id, fail(ErrorKind::BadRedirect, msg)));
-    }
-    if Origin::of(&task.url) != Origin::of(&next) {
-        for name in ["authorization", "cookie", "proxy-authorization", "host"] {
-            task.headers.remove(name);
-        }
-    }
-    let to_get = resp.status == 303 && task.method != "HEAD"
-        || matches!(resp.status, 301 | 302) && task.method == "POST";
-    if to_get {
-        task.method = "GET".to_owned();
-        task.body = None;
-        for name in ["content-type", "content-length", "content-encoding"] {
-            task.headers.remove(name);
-        }
-    }
-    task.url = next;
-    task.redirects += 1;
-    task.attempts = 0;
-    Ok(task)
-}
-
-/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-        return v.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    let at = parse_http_date(v)?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (the form senders must use).
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = s.split_ascii_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let day: u64 = day.parse().ok()?;
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = months.iter().position(|m| m == month)? as u64 + 1;
-    let year: u64 = year.parse().ok()?;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else {
-        return None;
-    };
-    // Four-digit years only (RFC 9110 §5.6.7): nothing later can overflow below.
-    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || *h > 23 || *m > 59 || *sec > 60
-    {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm), for years from 1970.
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_date_parses() {
-        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-        assert_eq!(secs, 784_111_777);
-        assert!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT").is_none());
-        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("+5"), None);
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        // A hostile date must not overflow (it panicked before the year bound).
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 300000000000 08:49:37 GMT"),
-            None
-        );
-        assert!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT").is_some());
-    }
 }

@@ -30,6 +30,9 @@ pub enum ErrorKind {
     Malformed,
     /// The connection ended before the response was complete. Server's or network's fault.
     Truncated,
+    /// The connection ended before any response byte (curl's "empty reply from server"):
+    /// the server closed it, often a pooled connection it had timed out as we reused it.
+    EmptyReply,
     /// The response exceeded a configured limit (head size, header count, body size).
     TooLarge,
     /// More redirects than allowed, or a redirect loop.
@@ -53,6 +56,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Malformed => "malformed",
             ErrorKind::Truncated => "truncated",
+            ErrorKind::EmptyReply => "empty_reply",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::TooManyRedirects => "too_many_redirects",
             ErrorKind::BadRedirect => "bad_redirect",
@@ -117,6 +121,7 @@ pub struct Error {
     phase: Phase,
     message: String,
     attempts: u32,
+    reused: Option<bool>,
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -127,6 +132,7 @@ impl Error {
             phase,
             message: message.into(),
             attempts: 0,
+            reused: None,
             source: None,
         }
     }
@@ -150,9 +156,8 @@ impl Error {
             | ProtoError::TooManyHeaders
             | ProtoError::ChunkLineTooLong
             | ProtoError::TrailersTooLarge => ErrorKind::TooLarge,
-            ProtoError::NoResponse | ProtoError::TruncatedHead | ProtoError::TruncatedBody => {
-                ErrorKind::Truncated
-            }
+            ProtoError::NoResponse => ErrorKind::EmptyReply,
+            ProtoError::TruncatedHead | ProtoError::TruncatedBody => ErrorKind::Truncated,
             ProtoError::InvalidMethod
             | ProtoError::InvalidHeaderName
             | ProtoError::InvalidHeaderValue => ErrorKind::InvalidRequest,
@@ -186,6 +191,23 @@ impl Error {
         self.attempts = n;
     }
 
+    /// Whether the failed attempt ran on a reused (pooled keep-alive) connection; `None`
+    /// when it never had a connection (refused before any I/O, or resolve or connect
+    /// failed).
+    pub fn reused_connection(&self) -> Option<bool> {
+        self.reused
+    }
+
+    pub(crate) fn set_reused(&mut self, reused: Option<bool>) {
+        self.reused = reused;
+    }
+
+    /// Adds what the caller of the failing layer knows (why it did not retry, say).
+    pub(crate) fn add_context(&mut self, note: &str) {
+        self.message.push_str("; ");
+        self.message.push_str(note);
+    }
+
     /// Whether this is a timeout (of any phase).
     pub fn is_timeout(&self) -> bool {
         self.kind == ErrorKind::Timeout
@@ -202,6 +224,29 @@ impl Error {
     /// The I/O cause, when there is one.
     pub fn io_error(&self) -> Option<&io::Error> {
         self.source.as_ref().and_then(|s| s.downcast_ref())
+    }
+}
+
+/// Our words for an I/O error, for a message that keeps the error itself as its source.
+pub(crate) fn describe_io(e: &io::Error) -> &'static str {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset",
+        K::ConnectionAborted => "connection aborted",
+        K::NotConnected => "not connected",
+        K::AddrNotAvailable => "address not available",
+        K::AddrInUse => "address in use",
+        K::BrokenPipe => "broken pipe",
+        K::TimedOut => "timed out",
+        K::UnexpectedEof => "unexpected end of stream",
+        K::WriteZero => "the connection took no bytes",
+        K::PermissionDenied => "permission denied",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        K::NetworkDown => "network down",
+        K::InvalidData => "invalid data",
+        _ => "i/o error",
     }
 }
 

@@ -224,7 +224,7 @@ impl<C: 'static> Fetcher<C> {
 
     fn accept(
         &mut self,
-        mut task: crate::driver::Task,
+        mut task: crate::task::Task,
         callback: Callback<C>,
         cookie: C,
         url: String,

@@ -45,9 +45,11 @@ mod fetcher;
 pub mod fuzzing;
 mod headers;
 mod options;
+mod policy;
 pub mod proto;
 mod request;
 mod response;
+mod task;
 mod tls;
 
 pub use error::{Error, ErrorKind, Phase};

@@ -11,20 +11,8 @@ use crate::error::Error;
 use crate::headers::Headers;
 use crate::proto::Limits;
 use crate::request::Overrides;
+use crate::task::Knobs;
 use crate::tls::{TlsOptions, parse_pem_certs};
-
-/// The per-request knobs, after a request's overrides were applied to the fetcher's.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Knobs {
-    pub timeout: Option<Duration>,
-    pub connect_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_body: u64,
-    pub follow_redirects: bool,
-    pub max_redirects: u32,
-    pub decompress: bool,
-    pub retries: u32,
-}
 
 impl Knobs {
     pub(crate) fn with(mut self, o: &Overrides) -> Knobs {

@@ -13,9 +13,7 @@ use url::Url;
 
 use crate::error::{Error, ErrorKind, Phase};
 use crate::headers::Headers;
-
-/// A body sink: receives each piece of the (decoded) body as it arrives.
-pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()>>;
+use crate::task::Sink;
 
 /// One request: method, URL, headers, optional body and per-request options.
 ///

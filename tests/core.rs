@@ -179,12 +179,15 @@ fn truncated_head_and_empty_reply() {
         (e.kind(), e.phase()),
         (ErrorKind::Truncated, Phase::ReceiveHead)
     );
+    // Closed before any byte: curl's "empty reply from server", not a truncated body.
     let s = answer(b"");
     let e = fetch(s.url("/")).unwrap_err();
     assert_eq!(
         (e.kind(), e.phase()),
-        (ErrorKind::Truncated, Phase::ReceiveHead)
+        (ErrorKind::EmptyReply, Phase::ReceiveHead)
     );
+    assert!(e.to_string().contains("empty reply"), "{e}");
+    assert_eq!(e.reused_connection(), Some(false));
 }
 
 #[test]
@@ -593,7 +596,10 @@ fn exactly_once_under_a_random_mix() {
                     (Ok(r), "good" | "slow") => r.status == 200,
                     (Err(e), "broken") => matches!(
                         e.kind(),
-                        ErrorKind::Truncated | ErrorKind::Malformed | ErrorKind::Io
+                        ErrorKind::Truncated
+                            | ErrorKind::EmptyReply
+                            | ErrorKind::Malformed
+                            | ErrorKind::Io
                     ),
                     (Err(e), "hang") => e.kind() == ErrorKind::Timeout,
                     (Err(e), "refused") => e.kind() == ErrorKind::Connect,

@@ -79,8 +79,12 @@ impl Behaviour {
             Behaviour::Trickle => (e.kind(), e.phase()) == (ErrorKind::Timeout, Phase::ReceiveBody),
             // Bytes sent just before an RST may or may not be read first, and after the
             // reset is reported a read sees EOF.
-            Behaviour::Reset => matches!(e.kind(), ErrorKind::Io | ErrorKind::Truncated),
-            Behaviour::Close => e.kind() == ErrorKind::Truncated,
+            // Closed before any byte is an empty reply; after some, a truncation.
+            Behaviour::Reset => matches!(
+                e.kind(),
+                ErrorKind::Io | ErrorKind::Truncated | ErrorKind::EmptyReply
+            ),
+            Behaviour::Close => matches!(e.kind(), ErrorKind::Truncated | ErrorKind::EmptyReply),
             Behaviour::Garbage => {
                 (e.kind(), e.phase()) == (ErrorKind::Malformed, Phase::ReceiveHead)
             }

@@ -1,150 +1,209 @@
-//! Name resolution behind a narrow seam: answers that need no lookup come back inline;
-//! others go to a few helper threads running the system resolver, which wake the loop
-//! through a `mio::Waker` when done.
+//! Names to addresses for new connections: pinned addresses and IP literals first, then
+//! `localhost`, then one of two resolvers — the in-loop stub (default) or the system
+//! resolver on helper threads — with one lookup in flight per name however many
+//! connections wait for it.
 //!
-//! Owns the lookup cache and the helper threads. It must never block the loop thread:
-//! `lookup` returns at once, `take_results` never waits.
+//! Owns the resolver and the waiting lists. It never touches a connection: answers go back
+//! to the loop as (waiter, answer) pairs.
 
 use std::collections::HashMap;
-use std::io;
-use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::Waker;
+use mio::{Registry, Waker};
 
-/// How long a system-resolver answer is reused (getaddrinfo gives no TTL).
-const CACHE_TTL: Duration = Duration::from_secs(60);
-/// How long a failed lookup is remembered, so a dead name is not asked for per request.
-const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+use super::stub::{Stub, StubOptions};
+use super::system::{self, Lookup};
+use crate::dns::conf::ResolvConf;
+use crate::dns::hosts::Hosts;
+use crate::task::Origin;
 
-/// The outcome of starting a lookup.
-pub(crate) enum Lookup {
-    /// Known now (cached).
-    Ready(Result<Vec<IpAddr>, String>),
-    /// Asked; the answer arrives through [`Resolver::take_results`] after a wake-up.
-    Pending,
+/// Why a name has no addresses.
+#[derive(Clone, Debug)]
+pub(crate) struct LookupError {
+    pub message: String,
+    /// No socket could be made for the query: the connection waits for a descriptor
+    /// instead of failing, as a connect does.
+    pub out_of_descriptors: bool,
 }
 
-type Answer = (String, Result<Vec<IpAddr>, String>);
-
-pub(crate) struct Resolver {
-    waker: Arc<Waker>,
-    threads: usize,
-    jobs: Option<Sender<String>>,
-    results: Option<Receiver<Answer>>,
-    cache: HashMap<String, (Result<Vec<IpAddr>, String>, Instant)>,
-}
-
-impl Resolver {
-    pub(crate) fn new(waker: Arc<Waker>, threads: usize) -> Resolver {
-        Resolver {
-            waker,
-            threads: threads.max(1),
-            jobs: None,
-            results: None,
-            cache: HashMap::new(),
+impl LookupError {
+    pub(crate) fn new(message: String) -> LookupError {
+        LookupError {
+            message,
+            out_of_descriptors: false,
         }
-    }
-
-    /// Starts resolving `host` (a name, not an IP literal). The caller coalesces: it asks
-    /// once per host however many requests wait for it.
-    pub(crate) fn lookup(&mut self, host: &str, now: Instant) -> Lookup {
-        if let Some((answer, expires)) = self.cache.get(host) {
-            if *expires > now {
-                return Lookup::Ready(answer.clone());
-            }
-        }
-        self.spawn_threads();
-        match &self.jobs {
-            Some(tx) if tx.send(host.to_owned()).is_ok() => Lookup::Pending,
-            _ => Lookup::Ready(Err("resolver threads are gone".into())),
-        }
-    }
-
-    /// Answers that arrived since the last call, cached as they pass.
-    pub(crate) fn take_results(&mut self, now: Instant) -> Vec<Answer> {
-        let Some(rx) = &self.results else {
-            return Vec::new();
-        };
-        let answers: Vec<Answer> = rx.try_iter().collect();
-        for (host, answer) in &answers {
-            let ttl = if answer.is_ok() {
-                CACHE_TTL
-            } else {
-                NEGATIVE_TTL
-            };
-            self.cache.insert(host.clone(), (answer.clone(), now + ttl));
-        }
-        if self.cache.len() > 10_000 {
-            self.cache.retain(|_, (_, exp)| *exp > now);
-        }
-        answers
-    }
-
-    /// Threads start on the first name that needs one, so a run over IP literals starts none.
-    fn spawn_threads(&mut self) {
-        if self.jobs.is_some() {
-            return;
-        }
-        let (job_tx, job_rx) = mpsc::channel::<String>();
-        let (res_tx, res_rx) = mpsc::channel::<Answer>();
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        for i in 0..self.threads {
-            let job_rx = Arc::clone(&job_rx);
-            let res_tx = res_tx.clone();
-            let waker = Arc::clone(&self.waker);
-            let spawned = thread::Builder::new()
-                .name(format!("parafetch-resolve-{i}"))
-                .spawn(move || resolver_thread(&job_rx, &res_tx, &waker));
-            if spawned.is_err() && i == 0 {
-                return;
-            }
-        }
-        self.jobs = Some(job_tx);
-        self.results = Some(res_rx);
     }
 }
 
-fn resolver_thread(jobs: &Mutex<Receiver<String>>, results: &Sender<Answer>, waker: &Waker) {
-    loop {
-        // The lock is held only while waiting for a job, never during a lookup.
-        let host = match jobs.lock() {
-            Ok(rx) => match rx.recv() {
-                Ok(h) => h,
-                Err(_) => return, // the loop is gone
-            },
-            Err(_) => return,
-        };
-        let answer = system_lookup(&host);
-        if results.send((host, answer)).is_err() {
-            return;
-        }
-        let _ = waker.wake();
-    }
+/// How names are resolved.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NamesConfig {
+    /// Use the system resolver on this many threads instead of the stub.
+    pub system_threads: Option<usize>,
+    pub servers: Option<Vec<SocketAddr>>,
+    pub search: Option<(Vec<String>, u8)>,
+    pub timeout: Option<(Duration, u8)>,
+    pub ttl_floor: Duration,
+    pub ttl_ceiling: Duration,
+    /// Pinned addresses per (host, port), skipping resolution.
+    pub overrides: HashMap<(String, u16), Vec<SocketAddr>>,
 }
 
-fn system_lookup(host: &str) -> Result<Vec<IpAddr>, String> {
-    match (host, 0u16).to_socket_addrs() {
-        Ok(addrs) => {
-            let mut ips: Vec<IpAddr> = Vec::new();
-            for a in addrs {
-                if !ips.contains(&a.ip()) {
-                    ips.push(a.ip());
+/// Who waits for an answer: a slot's key and generation.
+pub(crate) type Waiter = (usize, u32);
+
+enum Backend {
+    Stub(Box<Stub>),
+    System(system::Resolver),
+}
+
+pub(crate) struct Names {
+    backend: Backend,
+    overrides: HashMap<(String, u16), Vec<SocketAddr>>,
+    waiting: HashMap<String, Vec<Waiter>>,
+}
+
+impl Names {
+    pub(crate) fn new(config: &NamesConfig, waker: Arc<Waker>) -> Names {
+        let backend = match config.system_threads {
+            Some(threads) => Backend::System(system::Resolver::new(waker, threads)),
+            None => {
+                let mut conf = ResolvConf::system();
+                if let Some(servers) = &config.servers {
+                    conf.nameservers = servers.clone();
                 }
+                if let Some((search, ndots)) = &config.search {
+                    conf.search = search.clone();
+                    conf.ndots = *ndots;
+                }
+                if let Some((timeout, attempts)) = config.timeout {
+                    conf.timeout = timeout;
+                    conf.attempts = attempts;
+                }
+                Backend::Stub(Box::new(Stub::new(StubOptions {
+                    conf,
+                    hosts: Hosts::system(),
+                    ttl_floor: config.ttl_floor,
+                    ttl_ceiling: config.ttl_ceiling,
+                })))
             }
-            if ips.is_empty() {
-                Err(format!("{host}: no addresses"))
-            } else {
-                Ok(ips)
+        };
+        Names {
+            backend,
+            overrides: config.overrides.clone(),
+            waiting: HashMap::new(),
+        }
+    }
+
+    /// The addresses of `origin` when known at once; otherwise `waiter` is told later,
+    /// through [`Names::take_answers`].
+    pub(crate) fn lookup(
+        &mut self,
+        origin: &Origin,
+        waiter: Waiter,
+        now: Instant,
+        registry: &Registry,
+    ) -> Option<Result<Vec<SocketAddr>, LookupError>> {
+        let port = origin.port;
+        if let Some(addrs) = self.overrides.get(&(origin.host.clone(), port)) {
+            return Some(Ok(addrs.clone()));
+        }
+        let literal = origin.host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            return Some(Ok(vec![SocketAddr::new(ip, port)]));
+        }
+        if origin.host == "localhost" || origin.host.ends_with(".localhost") {
+            // RFC 6761 §6.3: localhost names are loopback without asking anyone. IPv4
+            // first: local servers far more often listen there only.
+            let ips = [
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ];
+            return Some(Ok(with_port(&ips, port)));
+        }
+        // One name however it was written: `example.com.` and `example.com` share a lookup.
+        let name = origin.host.trim_end_matches('.');
+        if let Some(waiters) = self.waiting.get_mut(name) {
+            waiters.push(waiter); // coalesced: one lookup serves every connection
+            return None;
+        }
+        let ready = match &mut self.backend {
+            Backend::System(r) => match r.lookup(name, now) {
+                Lookup::Ready(answer) => Some(answer),
+                Lookup::Pending => None,
+            },
+            Backend::Stub(s) => s.lookup(name, now, registry),
+        };
+        match ready {
+            Some(answer) => Some(answer.map(|ips| with_port(&ips, port))),
+            None => {
+                self.waiting.insert(name.to_owned(), vec![waiter]);
+                None
             }
         }
-        Err(e) => Err(lookup_message(host, &e)),
+    }
+
+    /// A readiness event on a DNS query's socket.
+    pub(crate) fn on_event(
+        &mut self,
+        key: usize,
+        generation: u32,
+        now: Instant,
+        registry: &Registry,
+    ) {
+        if let Backend::Stub(s) = &mut self.backend {
+            s.on_event(key, generation, now, registry);
+        }
+    }
+
+    /// Lookups finished since the last call, each waiter with its answer (addresses without
+    /// a port). `woke`: the waker fired (the system resolver's threads have answers).
+    pub(crate) fn take_answers(
+        &mut self,
+        woke: bool,
+        now: Instant,
+        registry: &Registry,
+    ) -> Vec<(Waiter, Result<Vec<IpAddr>, LookupError>)> {
+        let done = match &mut self.backend {
+            Backend::Stub(s) => {
+                s.fire_timers(now, registry);
+                if !s.has_done() {
+                    return Vec::new();
+                }
+                s.take_done()
+            }
+            Backend::System(r) if woke => r.take_results(now),
+            Backend::System(_) => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (host, answer) in done {
+            for waiter in self.waiting.remove(&host).unwrap_or_default() {
+                out.push((waiter, answer.clone()));
+            }
+        }
+        out
+    }
+
+    /// When the resolver needs the loop back: its earliest query deadline, or `now` when
+    /// answers already wait to be taken.
+    pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        match &self.backend {
+            // A lookup can finish inside `lookup` (every nameserver unreachable at once):
+            // its outcome waits in the stub, so do not sleep.
+            Backend::Stub(s) if s.has_done() => Some(now),
+            Backend::Stub(s) => s.next_deadline(),
+            Backend::System(_) => None,
+        }
+    }
+
+    /// Forgets every waiter (the loop is being torn down).
+    pub(crate) fn clear(&mut self) {
+        self.waiting.clear();
     }
 }
 
-fn lookup_message(host: &str, e: &io::Error) -> String {
-    format!("{host}: {e}")
+pub(crate) fn with_port(ips: &[IpAddr], port: u16) -> Vec<SocketAddr> {
+    ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()
 }

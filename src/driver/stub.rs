@@ -11,26 +11,28 @@
 //! a reply counts only if its ID and question match ours, else it is ignored and the query
 //! keeps waiting; only records owned by the queried name (after CNAMEs) are used.
 
-use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpStream, UdpSocket};
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 use slab::Slab;
 
+use super::cache::{DNS_CACHE_MAX, TtlCache};
+use super::connect::out_of_descriptors;
+use super::resolve::LookupError;
+use super::timer::{Deadlines, later};
+use super::token;
 use crate::dns::conf::ResolvConf;
 use crate::dns::hosts::Hosts;
 use crate::dns::message::{
     Answer, QType, Rcode, TcpFrameReader, encode_query, frame_tcp, parse_response,
 };
 
-/// Tokens of DNS sockets have this bit set; the rest is the query's key and generation.
-pub(crate) const DNS_TOKEN_BIT: usize = 1 << 62;
 /// How long a failed lookup (timeout, SERVFAIL) is remembered.
 const FAILURE_TTL: Duration = Duration::from_secs(5);
 /// Largest reply read over UDP (EDNS0 advertises 1232; servers may send up to this).
@@ -46,7 +48,19 @@ pub(crate) struct StubOptions {
 }
 
 /// What became of a lookup.
-pub(crate) type Outcome = Result<Vec<IpAddr>, String>;
+pub(crate) type Outcome = Result<Vec<IpAddr>, LookupError>;
+
+/// Where a failed try failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The nameserver (or the network to it): remembered for a while.
+    Remote,
+    /// Here, but the next request may fare better (no route, say): not cached.
+    Local,
+    /// No socket could be made (out of file descriptors): not cached, and the waiting
+    /// requests wait for a descriptor instead of failing.
+    NoDescriptor,
+}
 
 /// The answer for one address family of one candidate name.
 #[derive(Clone, Debug)]
@@ -55,9 +69,8 @@ enum Part {
     Addrs(Vec<IpAddr>, u32),
     NoData(Option<u32>),
     NxDomain(Option<u32>),
-    /// The reason, and whether it was local (no socket): a local failure is not cached,
-    /// since the next request may well get a socket.
-    Failed(String, bool),
+    /// The reason, and where it failed.
+    Failed(String, Fault),
 }
 
 struct Lookup {
@@ -102,9 +115,9 @@ struct Query {
 pub(crate) struct Stub {
     opts: StubOptions,
     lookups: HashMap<String, Lookup>,
-    cache: HashMap<String, (Outcome, Instant)>,
+    cache: TtlCache<Outcome>,
     queries: Slab<Query>,
-    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    timers: Deadlines<(usize, u32)>,
     next_generation: u32,
     random: RandomState,
     counter: u64,
@@ -115,23 +128,14 @@ pub(crate) struct Stub {
     local_failure: bool,
 }
 
-fn dns_token(key: usize, generation: u32) -> Token {
-    Token(DNS_TOKEN_BIT | key | ((generation as usize & 0xFF_FFFF) << 32))
-}
-
-/// The key and generation of a DNS token (the caller checked [`DNS_TOKEN_BIT`]).
-pub(crate) fn dns_untoken(t: Token) -> (usize, u32) {
-    (t.0 & 0xFFFF_FFFF, ((t.0 >> 32) & 0xFF_FFFF) as u32)
-}
-
 impl Stub {
     pub(crate) fn new(opts: StubOptions) -> Stub {
         Stub {
             opts,
             lookups: HashMap::new(),
-            cache: HashMap::new(),
+            cache: TtlCache::new(DNS_CACHE_MAX),
             queries: Slab::new(),
-            timers: BinaryHeap::new(),
+            timers: Deadlines::default(),
             next_generation: 0,
             random: RandomState::new(),
             counter: 0,
@@ -160,17 +164,17 @@ impl Stub {
         if let Some(addrs) = self.opts.hosts.lookup(&host) {
             return Some(Ok(addrs.to_vec()));
         }
-        if let Some((outcome, expires)) = self.cache.get(&host) {
-            if *expires > now {
-                return Some(outcome.clone());
-            }
+        if let Some(outcome) = self.cache.get(&host, now) {
+            return Some(outcome.clone());
         }
         if self.lookups.contains_key(&host) {
             return None; // coalesced: one lookup serves every request for this host
         }
         let candidates = self.opts.conf.candidates(&host);
         if candidates.is_empty() || self.opts.conf.nameservers.is_empty() {
-            return Some(Err(format!("{host}: no nameserver to ask")));
+            return Some(Err(LookupError::new(format!(
+                "{host}: no nameserver to ask"
+            ))));
         }
         self.lookups.insert(
             host.clone(),
@@ -197,7 +201,7 @@ impl Stub {
 
     /// The earliest query deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.peek()
     }
 
     fn start_candidate(&mut self, host: &str, now: Instant, registry: &Registry) {
@@ -239,8 +243,8 @@ impl Stub {
             }
             let mut msg = Vec::with_capacity(64);
             if let Err(e) = encode_query(id, &ask.name, qtype, &mut msg) {
-                let part = Part::Failed(format!("{}: cannot be asked for: {e}", ask.name), false);
-                return self.fail_all(&ask, part, now, registry);
+                let reason = format!("{}: cannot be asked for: {e}", ask.name);
+                return self.fail_all(&ask, Part::Failed(reason, Fault::Remote), now, registry);
             }
             ids.push((qtype, id));
             msgs.push(msg);
@@ -253,12 +257,12 @@ impl Stub {
             for msg in &msgs {
                 sock.send(msg)?;
             }
-            registry.register(&mut sock, dns_token(key, generation), Interest::READABLE)?;
+            registry.register(&mut sock, token::dns(key, generation), Interest::READABLE)?;
             Ok(sock)
         });
         match sent {
             Ok(sock) => {
-                let deadline = now + self.opts.conf.timeout;
+                let deadline = later(now, self.opts.conf.timeout);
                 entry.insert(Query {
                     generation,
                     ask,
@@ -266,10 +270,23 @@ impl Stub {
                     deadline,
                     wire: Wire::Udp(sock),
                 });
-                self.timers.push(Reverse((deadline, key, generation)));
+                self.timers.push(deadline, (key, generation));
+            }
+            Err(e) if out_of_descriptors(&e) => {
+                // Not the nameserver's fault, and the next server would fare no better.
+                let reason = format!(
+                    "{}: no socket for a query: out of file descriptors",
+                    ask.name
+                );
+                self.fail_all(
+                    &ask,
+                    Part::Failed(reason, Fault::NoDescriptor),
+                    now,
+                    registry,
+                );
             }
             Err(e) => {
-                // No socket (out of descriptors, no route to the server): this try failed.
+                // No socket (no route to the server, say): this try failed.
                 let reason = format!("cannot reach nameserver {addr}: {e}");
                 self.local_failure = true;
                 self.retry_or_fail(ask, reason, now, registry);
@@ -298,7 +315,12 @@ impl Stub {
             };
             return self.send(next, now, registry);
         }
-        let part = Part::Failed(format!("{}: {reason}", ask.name), self.local_failure);
+        let fault = if self.local_failure {
+            Fault::Local
+        } else {
+            Fault::Remote
+        };
+        let part = Part::Failed(format!("{}: {reason}", ask.name), fault);
         self.fail_all(&ask, part, now, registry);
     }
 
@@ -316,8 +338,13 @@ impl Stub {
     }
 
     /// A readiness event for a query's socket.
-    pub(crate) fn on_event(&mut self, token: Token, now: Instant, registry: &Registry) {
-        let (key, generation) = dns_untoken(token);
+    pub(crate) fn on_event(
+        &mut self,
+        key: usize,
+        generation: u32,
+        now: Instant,
+        registry: &Registry,
+    ) {
         if self
             .queries
             .get(key)
@@ -430,8 +457,8 @@ impl Stub {
         let id = self.random_u16();
         let mut msg = Vec::new();
         if let Err(e) = encode_query(id, &ask.name, qtype, &mut msg) {
-            let part = Part::Failed(format!("{}: cannot be asked for: {e}", ask.name), false);
-            return self.fail_all(&ask, part, now, registry);
+            let reason = format!("{}: cannot be asked for: {e}", ask.name);
+            return self.fail_all(&ask, Part::Failed(reason, Fault::Remote), now, registry);
         }
         let mut out = Vec::with_capacity(msg.len() + 2);
         frame_tcp(&msg, &mut out);
@@ -442,14 +469,14 @@ impl Stub {
         let opened = TcpStream::connect(addr).and_then(|mut s| {
             registry.register(
                 &mut s,
-                dns_token(key, generation),
+                token::dns(key, generation),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
             Ok(s)
         });
         match opened {
             Ok(stream) => {
-                let deadline = now + self.opts.conf.timeout;
+                let deadline = later(now, self.opts.conf.timeout);
                 entry.insert(Query {
                     generation,
                     ask,
@@ -462,7 +489,19 @@ impl Stub {
                         reader: TcpFrameReader::new(),
                     },
                 });
-                self.timers.push(Reverse((deadline, key, generation)));
+                self.timers.push(deadline, (key, generation));
+            }
+            Err(e) if out_of_descriptors(&e) => {
+                let reason = format!(
+                    "{}: no socket for a query: out of file descriptors",
+                    ask.name
+                );
+                self.fail_all(
+                    &ask,
+                    Part::Failed(reason, Fault::NoDescriptor),
+                    now,
+                    registry,
+                );
             }
             Err(e) => {
                 let reason = format!("tcp to nameserver {addr}: {e}");
@@ -473,11 +512,7 @@ impl Stub {
 
     /// Fires due query timeouts.
     pub(crate) fn fire_timers(&mut self, now: Instant, registry: &Registry) {
-        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, (key, generation))) = self.timers.pop_due(now) {
             let live = self
                 .queries
                 .get(key)
@@ -526,7 +561,12 @@ impl Stub {
         }
         if !addrs_v4.is_empty() || !addrs_v6.is_empty() {
             let ttl = self.clamp(Duration::from_secs(u64::from(ttl)));
-            return self.finish(host, Ok(interleave(addrs_v6, addrs_v4)), now + ttl);
+            return self.finish(
+                host,
+                Ok(interleave(addrs_v6, addrs_v4)),
+                later(now, ttl),
+                now,
+            );
         }
         let negative = matches!(v4, Part::NxDomain(_) | Part::NoData(_))
             && matches!(v6, Part::NxDomain(_) | Part::NoData(_));
@@ -535,9 +575,21 @@ impl Stub {
             return self.start_candidate(host, now, registry);
         }
         let name = l.candidates[l.index].clone();
+        let fault = |p: &Part| match p {
+            Part::Failed(_, f) => Some(*f),
+            _ => None,
+        };
+        let no_descriptor = [&v4, &v6]
+            .iter()
+            .any(|p| fault(p) == Some(Fault::NoDescriptor));
         let (reason, ttl) = match (&v4, &v6) {
-            (Part::Failed(r, true), _) | (_, Part::Failed(r, true)) => (r.clone(), Duration::ZERO),
-            (Part::Failed(r, false), _) | (_, Part::Failed(r, false)) => (r.clone(), FAILURE_TTL),
+            (Part::Failed(r, Fault::NoDescriptor | Fault::Local), _)
+            | (_, Part::Failed(r, Fault::NoDescriptor | Fault::Local)) => {
+                (r.clone(), Duration::ZERO)
+            }
+            (Part::Failed(r, Fault::Remote), _) | (_, Part::Failed(r, Fault::Remote)) => {
+                (r.clone(), FAILURE_TTL)
+            }
             (Part::NxDomain(t), _) | (_, Part::NxDomain(t)) => (
                 format!("{name}: NXDOMAIN (no such name)"),
                 self.clamp(Duration::from_secs(u64::from(t.unwrap_or(0)))),
@@ -548,7 +600,11 @@ impl Stub {
             ),
             _ => (format!("{name}: no addresses"), FAILURE_TTL),
         };
-        self.finish(host, Err(reason), now + ttl);
+        let error = LookupError {
+            message: reason,
+            out_of_descriptors: no_descriptor,
+        };
+        self.finish(host, Err(error), later(now, ttl), now);
     }
 
     fn clamp(&self, ttl: Duration) -> Duration {
@@ -558,17 +614,11 @@ impl Stub {
         )
     }
 
-    fn finish(&mut self, host: &str, outcome: Outcome, expires: Instant) {
+    fn finish(&mut self, host: &str, outcome: Outcome, expires: Instant, now: Instant) {
         self.lookups.remove(host);
         self.done.push((host.to_owned(), outcome.clone()));
-        if expires <= Instant::now() {
-            return; // not to be cached
-        }
-        if self.cache.len() >= 100_000 {
-            let now = Instant::now();
-            self.cache.retain(|_, (_, exp)| *exp > now);
-        }
-        self.cache.insert(host.to_owned(), (outcome, expires));
+        // An answer that expires now (a failure here, say) is not cached.
+        self.cache.insert(host.to_owned(), outcome, expires, now);
     }
 }
 

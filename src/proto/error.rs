@@ -80,7 +80,9 @@ impl ProtoError {
             ProtoError::ChunkLineTooLong => "chunk size line too long",
             ProtoError::InvalidChunkEnd => "invalid line ending in chunked body",
             ProtoError::TrailersTooLarge => "trailer section too large",
-            ProtoError::NoResponse => "connection closed before any response byte",
+            ProtoError::NoResponse => {
+                "empty reply from server (connection closed before any response byte)"
+            }
             ProtoError::TruncatedHead => "connection closed inside the response head",
             ProtoError::TruncatedBody => "connection closed before the end of the response body",
             ProtoError::InvalidMethod => "invalid request method",

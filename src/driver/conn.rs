@@ -1,0 +1,978 @@
+//! One connection's state machine. Every state transition of a connection happens in this
+//! file; each state holds exactly the data it needs, so an illegal combination (an attempt
+//! without a transport, an idle connection with an exchange) cannot be written down.
+//!
+//! ```text
+//!               answer                  won (http)
+//!  Resolving ──────────► Connecting ─────────────────────────► Active ──► Idle (pooled)
+//!      │                    │   │ won (https)          done ▲    │  ▲        │
+//!      │                    │   └──────────► Handshaking ───┘    │  └────────┘ reused
+//!      │                    │                     │              │           │
+//!      └────────────────────┴─────────────────────┴──────────────┴───────────┴─► Closed
+//!        error / timeout: the attempt ends with an error   response done, not reusable;
+//!                                                          idle expired or peer closed
+//! ```
+//!
+//! The handlers ([`Slot::on_ready`], [`Slot::on_timeout`], [`Slot::on_resolved`],
+//! [`Slot::reuse`], [`Slot::on_descriptor`]) return a [`Transition`] saying what happened.
+//! An attempt leaves a connection only by value, inside [`Transition::Ended`]; the loop
+//! (`mod.rs`) alone frees slab entries, hands results up and touches the pool, so a request
+//! cannot be completed twice or dropped silently.
+//!
+//! Owns sockets, the TLS session and the HTTP exchange of one connection; it moves bytes
+//! between the socket and [`Exchange`] and never parses HTTP itself.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Registry;
+
+use super::connect::{Race, RaceStep};
+use super::timer::{Timer, TimerTable, later};
+use super::token;
+use super::transport::Transport;
+use super::{Config, Exchanged, Failure};
+use crate::error::{Error, ErrorKind, Phase, describe_io};
+use crate::policy;
+use crate::proto::{
+    ContentDecoder, Event, Exchange, Framing, RequestInfo, ResponseHead, decode, encode_request,
+};
+use crate::response::{Timings, TlsInfo};
+use crate::task::{Origin, Task};
+use crate::tls::{TlsStream, client_config, server_name, tls_cause};
+
+/// Most body bytes reserved up front from a `Content-Length`: small bodies get one exact
+/// allocation; a large (or lying) length gets no more than this until bytes arrive, so a
+/// server cannot make us reserve memory by declaring it.
+const PREALLOCATE_MAX: u64 = 64 * 1024;
+
+/// What the loop hands a handler: the registry, the shared read buffer, the configuration,
+/// the turn's `now`, and a flag to raise when a socket closed.
+pub(crate) struct Cx<'a> {
+    pub registry: &'a Registry,
+    pub buf: &'a mut [u8],
+    pub config: &'a Config,
+    /// Built on the first https connection, then shared (sessions resume across it).
+    pub tls: &'a mut Option<Arc<rustls::ClientConfig>>,
+    pub now: Instant,
+    /// The slot's slab key (for its tokens).
+    pub key: usize,
+    /// Set when a socket closed: connections waiting for a descriptor may try again.
+    pub closed: bool,
+}
+
+/// What a readiness event said about a socket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer closed (or the socket failed): its EOF is already pending, and no new edge
+    /// will announce it, so reads go on until they see it.
+    pub closed: bool,
+}
+
+/// An established connection: the byte pipe and what is known of its peer.
+pub(crate) struct Link {
+    transport: Transport,
+    remote: SocketAddr,
+    tls: Option<TlsInfo>,
+}
+
+impl Link {
+    fn close(mut self, cx: &mut Cx<'_>) {
+        self.transport.deregister(cx.registry);
+        cx.closed = true;
+    }
+}
+
+/// A connection's state, with each state's data inside it.
+pub(crate) enum Conn {
+    /// Waiting for the resolver.
+    Resolving { attempt: Attempt },
+    /// Racing connection attempts to the resolved addresses.
+    Connecting { attempt: Attempt, race: Race },
+    /// Connected; the TLS handshake is under way (`link` holds a TLS transport).
+    Handshaking { attempt: Attempt, link: Link },
+    /// A request is being written or its response read.
+    Active {
+        attempt: Attempt,
+        link: Link,
+        exchange: Exchange,
+    },
+    /// Pooled, waiting for the next request to its origin.
+    Idle { link: Link, since: Instant },
+    /// Terminal: the loop frees the slot.
+    Closed,
+}
+
+impl Conn {
+    /// Closes whatever sockets the state holds and gives back its attempt, if any (a
+    /// connection torn down from outside a transition: the loop fails that attempt).
+    pub(crate) fn shut(self, cx: &mut Cx<'_>) -> Option<Attempt> {
+        match self {
+            Conn::Resolving { attempt } => Some(attempt),
+            Conn::Connecting { attempt, mut race } => {
+                cx.closed |= race.close(cx.registry);
+                Some(attempt)
+            }
+            Conn::Handshaking { attempt, link } | Conn::Active { attempt, link, .. } => {
+                link.close(cx);
+                Some(attempt)
+            }
+            Conn::Idle { link, .. } => {
+                link.close(cx);
+                None
+            }
+            Conn::Closed => None,
+        }
+    }
+
+    pub(crate) fn is_resolving(&self) -> bool {
+        matches!(self, Conn::Resolving { .. })
+    }
+
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        match self {
+            Conn::Idle { since, .. } => Some(*since),
+            _ => None,
+        }
+    }
+}
+
+/// What the loop must do after a handler ran.
+// `Ended` is large, but a transition is moved once, straight from the handler to the loop,
+// which moves its parts on: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Transition {
+    /// Nothing: the connection waits for its next event or deadline.
+    Stay,
+    /// No socket could be made (out of file descriptors): call
+    /// [`Slot::on_descriptor`] when one was freed.
+    NeedDescriptor,
+    /// The attempt ended. With `parked` the connection is now `Idle` and may be pooled;
+    /// otherwise it is `Closed`.
+    Ended {
+        task: Task,
+        result: Result<Exchanged, Failure>,
+        parked: bool,
+    },
+    /// An idle connection ended (expired, or the peer closed it or sent junk).
+    Closed,
+}
+
+/// One slab entry: a connection and what the loop needs to route events and deadlines.
+pub(crate) struct Slot {
+    pub generation: u32,
+    pub origin: Origin,
+    /// The lane of the connection attempt that won: events of the losers' lanes that were
+    /// already queued must not reach it.
+    pub lane: u8,
+    pub timers: TimerTable,
+    /// The deadline this slot has in the loop's heap (a later one there is stale).
+    pub scheduled: Option<Instant>,
+    pub conn: Conn,
+}
+
+impl Slot {
+    /// A new connection for `attempt`, waiting to be resolved.
+    pub(crate) fn new(generation: u32, origin: Origin, attempt: Attempt, now: Instant) -> Slot {
+        let mut timers = TimerTable::default();
+        timers.set(
+            Timer::Connect,
+            later(now, attempt.task.knobs.connect_timeout),
+        );
+        if let Some(t) = attempt.task.knobs.timeout {
+            timers.set(Timer::Total, later(now, t));
+        }
+        Slot {
+            generation,
+            origin,
+            lane: 0,
+            timers,
+            scheduled: None,
+            conn: Conn::Resolving { attempt },
+        }
+    }
+
+    fn take(&mut self) -> Conn {
+        std::mem::replace(&mut self.conn, Conn::Closed)
+    }
+
+    /// The resolver answered.
+    pub(crate) fn on_resolved(
+        &mut self,
+        answer: Result<Vec<SocketAddr>, Error>,
+        cx: &mut Cx<'_>,
+    ) -> Transition {
+        let Conn::Resolving { mut attempt } = self.take() else {
+            unreachable_state(self, "an answer for a connection that is not resolving");
+            return Transition::Stay;
+        };
+        attempt.mark(|t, d| t.resolve = d);
+        match answer {
+            Ok(addrs) if !addrs.is_empty() => {
+                let race = Race::new(addrs);
+                self.conn = Conn::Connecting { attempt, race };
+                self.advance_race(cx)
+            }
+            Ok(_) => {
+                let err = Error::new(ErrorKind::Dns, Phase::Resolve, "no addresses");
+                end_with_error(attempt, err, None, false)
+            }
+            Err(err) => end_with_error(attempt, err, None, false),
+        }
+    }
+
+    /// A descriptor was freed after [`Transition::NeedDescriptor`]: try again.
+    pub(crate) fn on_descriptor(&mut self, cx: &mut Cx<'_>) -> Transition {
+        match self.conn {
+            Conn::Connecting { .. } => self.advance_race(cx),
+            _ => Transition::Stay,
+        }
+    }
+
+    /// Puts an attempt on this pooled connection.
+    pub(crate) fn reuse(&mut self, mut attempt: Attempt, cx: &mut Cx<'_>) -> Transition {
+        let Conn::Idle { link, .. } = self.take() else {
+            unreachable_state(self, "reuse of a connection that is not idle");
+            return end_with_error(attempt, internal("pooled connection lost"), None, false);
+        };
+        attempt.reused = true;
+        self.timers = TimerTable::default();
+        if let Some(t) = attempt.task.knobs.timeout {
+            self.timers.set(Timer::Total, later(cx.now, t));
+        }
+        self.begin_exchange(attempt, link, cx)
+    }
+
+    /// A readiness event for this connection's socket on `lane`.
+    pub(crate) fn on_ready(&mut self, lane: u8, r: Readiness, cx: &mut Cx<'_>) -> Transition {
+        if lane != self.lane && !matches!(self.conn, Conn::Connecting { .. }) {
+            return Transition::Stay; // a losing attempt's event, queued before it was dropped
+        }
+        match &mut self.conn {
+            Conn::Connecting { .. } => self.on_connect_event(lane, cx),
+            Conn::Handshaking { .. } => self.on_handshake_event(cx),
+            Conn::Active { .. } => self.pump(r, cx),
+            Conn::Idle { link, .. } => {
+                // A parked connection became readable: the server closed it or sent junk.
+                match link.transport.read(cx.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Transition::Stay,
+                    _ => {
+                        self.take().shut(cx);
+                        Transition::Closed
+                    }
+                }
+            }
+            Conn::Resolving { .. } | Conn::Closed => Transition::Stay,
+        }
+    }
+
+    /// A deadline of this connection may have passed: acts on the first one that did.
+    pub(crate) fn on_timeout(&mut self, cx: &mut Cx<'_>) -> Transition {
+        let Some(timer) = self.timers.expired(cx.now) else {
+            return Transition::Stay;
+        };
+        self.timers.stop(timer);
+        match (timer, &self.conn) {
+            (Timer::Race, Conn::Connecting { .. }) => self.advance_race(cx),
+            (_, Conn::Idle { .. }) => {
+                self.take().shut(cx);
+                Transition::Closed
+            }
+            (Timer::Race | Timer::Pool, _) | (_, Conn::Closed) => Transition::Stay,
+            (timer, _) => {
+                let err = self.timeout_error(timer);
+                self.fail(err, cx)
+            }
+        }
+    }
+
+    /// What a passed deadline means in the current state.
+    fn timeout_error(&self, timer: Timer) -> Error {
+        let knobs = match &self.conn {
+            Conn::Resolving { attempt }
+            | Conn::Connecting { attempt, .. }
+            | Conn::Handshaking { attempt, .. }
+            | Conn::Active { attempt, .. } => attempt.task.knobs,
+            Conn::Idle { .. } | Conn::Closed => {
+                return Error::new(ErrorKind::Timeout, self.phase(), "timed out");
+            }
+        };
+        let msg = match (timer, &self.conn) {
+            (Timer::Total, _) => format!(
+                "request took longer than {:?}",
+                knobs.timeout.unwrap_or_default()
+            ),
+            (Timer::Idle, _) => format!("no data for {:?}", knobs.idle_timeout),
+            (_, Conn::Resolving { .. }) => format!(
+                "name not resolved within the connect timeout of {:?}",
+                knobs.connect_timeout
+            ),
+            (_, Conn::Handshaking { .. }) => format!(
+                "tls handshake did not finish within the connect timeout of {:?}",
+                knobs.connect_timeout
+            ),
+            (_, Conn::Connecting { race, .. }) => match race.last_error() {
+                Some(e) => format!(
+                    "could not connect within {:?} (last error: {})",
+                    knobs.connect_timeout,
+                    describe_io(e)
+                ),
+                None => format!("could not connect within {:?}", knobs.connect_timeout),
+            },
+            _ => format!("could not connect within {:?}", knobs.connect_timeout),
+        };
+        Error::new(ErrorKind::Timeout, self.phase(), msg)
+    }
+
+    /// The phase an error or timeout now belongs to.
+    fn phase(&self) -> Phase {
+        match &self.conn {
+            Conn::Resolving { .. } => Phase::Resolve,
+            Conn::Connecting { .. } => Phase::Connect,
+            Conn::Handshaking { .. } => Phase::Tls,
+            Conn::Active {
+                attempt, exchange, ..
+            } => {
+                if !exchange.poll_transmit().is_empty() && !exchange.received_any() {
+                    Phase::SendRequest
+                } else {
+                    attempt.receive_phase()
+                }
+            }
+            Conn::Idle { .. } | Conn::Closed => Phase::ReceiveHead,
+        }
+    }
+
+    /// Ends the attempt with `err` and closes the connection.
+    fn fail(&mut self, err: Error, cx: &mut Cx<'_>) -> Transition {
+        let (reused, received) = match &self.conn {
+            Conn::Resolving { .. } | Conn::Connecting { .. } => (None, false),
+            Conn::Handshaking { .. } => (Some(false), false),
+            Conn::Active {
+                attempt, exchange, ..
+            } => (Some(attempt.reused), exchange.received_any()),
+            Conn::Idle { .. } | Conn::Closed => (None, false),
+        };
+        match self.take().shut(cx) {
+            Some(attempt) => end_with_error(attempt, err, reused, received),
+            None => Transition::Closed,
+        }
+    }
+
+    /// Starts attempts on the next addresses and acts on what the race says.
+    fn advance_race(&mut self, cx: &mut Cx<'_>) -> Transition {
+        let (key, generation) = (cx.key, self.generation);
+        let Conn::Connecting { race, .. } = &mut self.conn else {
+            return Transition::Stay;
+        };
+        let step = race.advance(
+            cx.registry,
+            |lane| token::conn(key, generation, lane),
+            cx.now,
+        );
+        self.on_race_step(step, cx)
+    }
+
+    fn on_connect_event(&mut self, lane: u8, cx: &mut Cx<'_>) -> Transition {
+        let (key, generation) = (cx.key, self.generation);
+        let Conn::Connecting { race, .. } = &mut self.conn else {
+            return Transition::Stay;
+        };
+        let token = |lane| token::conn(key, generation, lane);
+        let step = race.on_event(lane, cx.registry, token, cx.now, &mut cx.closed);
+        self.on_race_step(step, cx)
+    }
+
+    fn on_race_step(&mut self, step: RaceStep, cx: &mut Cx<'_>) -> Transition {
+        match step {
+            RaceStep::Running => {
+                match &self.conn {
+                    Conn::Connecting { race, .. } => match race.next_at {
+                        Some(at) => self.timers.set(Timer::Race, at),
+                        None => self.timers.stop(Timer::Race),
+                    },
+                    _ => self.timers.stop(Timer::Race),
+                }
+                Transition::Stay
+            }
+            RaceStep::OutOfDescriptors => {
+                self.timers.stop(Timer::Race);
+                Transition::NeedDescriptor
+            }
+            RaceStep::Lost(last) => {
+                let mut err = Error::new(
+                    ErrorKind::Connect,
+                    Phase::Connect,
+                    match &last {
+                        Some(e) => format!(
+                            "{}:{}: {}",
+                            self.origin.host,
+                            self.origin.port,
+                            describe_io(e)
+                        ),
+                        None => format!(
+                            "{}:{}: no address worked",
+                            self.origin.host, self.origin.port
+                        ),
+                    },
+                );
+                if let Some(e) = last {
+                    err = err.with_source(e);
+                }
+                self.fail(err, cx)
+            }
+            RaceStep::Won { stream, addr, lane } => {
+                self.timers.stop(Timer::Race);
+                let Conn::Connecting { mut attempt, .. } = self.take() else {
+                    unreachable_state(self, "a won race outside connecting");
+                    return Transition::Stay;
+                };
+                let _ = stream.set_nodelay(true);
+                self.lane = lane;
+                attempt.mark(|t, d| t.connect = d);
+                let link = Link {
+                    transport: Transport::Plain(stream),
+                    remote: addr,
+                    tls: None,
+                };
+                if self.origin.https {
+                    self.start_tls(attempt, link, cx)
+                } else {
+                    self.begin_exchange(attempt, link, cx)
+                }
+            }
+        }
+    }
+
+    /// Wraps the connected socket in a TLS client and starts the handshake.
+    fn start_tls(&mut self, attempt: Attempt, mut link: Link, cx: &mut Cx<'_>) -> Transition {
+        let config = match cx.tls {
+            Some(c) => Arc::clone(c),
+            None => match client_config(&cx.config.tls) {
+                Ok(c) => Arc::clone(cx.tls.insert(c)),
+                Err(e) => {
+                    let err = Error::new(
+                        ErrorKind::Tls,
+                        Phase::Tls,
+                        "cannot build the tls configuration",
+                    )
+                    .with_source(e);
+                    link.close(cx);
+                    return end_with_error(attempt, err, Some(false), false);
+                }
+            },
+        };
+        let name = match server_name(&self.origin.host) {
+            Ok(n) => n,
+            Err(e) => {
+                link.close(cx);
+                return end_with_error(attempt, e, Some(false), false);
+            }
+        };
+        let Transport::Plain(tcp) = link.transport else {
+            unreachable_state(self, "tls over tls");
+            return Transition::Stay;
+        };
+        match TlsStream::new(tcp, config, name) {
+            Ok(tls) => {
+                link.transport = Transport::Tls(Box::new(tls));
+                self.conn = Conn::Handshaking { attempt, link };
+                self.on_handshake_event(cx)
+            }
+            Err(e) => {
+                // The socket went with the failed session: a descriptor is free.
+                cx.closed = true;
+                end_with_error(attempt, e, Some(false), false)
+            }
+        }
+    }
+
+    /// Advances the TLS handshake; when it completes, the exchange begins.
+    fn on_handshake_event(&mut self, cx: &mut Cx<'_>) -> Transition {
+        let Conn::Handshaking { link, .. } = &mut self.conn else {
+            return Transition::Stay;
+        };
+        let Transport::Tls(t) = &mut link.transport else {
+            return Transition::Stay;
+        };
+        match t.handshake() {
+            Ok(false) => Transition::Stay,
+            Ok(true) => {
+                link.tls = Some(t.info());
+                let Conn::Handshaking { mut attempt, link } = self.take() else {
+                    return Transition::Stay;
+                };
+                attempt.mark(|t, d| t.tls = d);
+                self.begin_exchange(attempt, link, cx)
+            }
+            Err(e) => {
+                let msg = match tls_cause(&e) {
+                    Some(cause) => cause.to_string(),
+                    None => format!("tls handshake failed: {}", describe_io(&e)),
+                };
+                let err = Error::new(ErrorKind::Tls, Phase::Tls, msg).with_source(e);
+                self.fail(err, cx)
+            }
+        }
+    }
+
+    /// Encodes the request and starts writing it on an established connection.
+    fn begin_exchange(&mut self, attempt: Attempt, link: Link, cx: &mut Cx<'_>) -> Transition {
+        let t = &attempt.task;
+        let body_len = policy::declared_length(t);
+        let mut bytes = Vec::with_capacity(256 + t.body.as_ref().map_or(0, |b| b.len()));
+        if let Err(e) = encode_request(&mut bytes, &t.method, &t.url, &t.headers, body_len) {
+            link.close(cx);
+            let reused = Some(attempt.reused);
+            return end_with_error(attempt, Error::proto(Phase::SendRequest, e), reused, false);
+        }
+        if let Some(b) = &t.body {
+            bytes.extend_from_slice(b);
+        }
+        let info = RequestInfo {
+            head_request: t.method.eq_ignore_ascii_case("HEAD"),
+            connection_close: !cx.config.keep_alive,
+        };
+        let exchange = Exchange::new(bytes, info, cx.config.limits);
+        self.timers.stop(Timer::Connect);
+        self.timers.stop(Timer::Race);
+        self.timers
+            .set(Timer::Idle, later(cx.now, attempt.task.knobs.idle_timeout));
+        self.conn = Conn::Active {
+            attempt,
+            link,
+            exchange,
+        };
+        // The socket is writable now (just connected, or idle): no need to wait for an event.
+        let r = Readiness {
+            readable: false,
+            writable: true,
+            closed: false,
+        };
+        self.pump(r, cx)
+    }
+
+    /// Moves bytes on an active connection and acts on the outcome.
+    fn pump(&mut self, r: Readiness, cx: &mut Cx<'_>) -> Transition {
+        let Conn::Active {
+            attempt,
+            link,
+            exchange,
+        } = &mut self.conn
+        else {
+            return Transition::Stay;
+        };
+        let before = attempt.activity;
+        let step = pump(&mut link.transport, exchange, attempt, cx.buf, r);
+        if attempt.activity != before {
+            // Bytes moved: the connection is not idle.
+            self.timers
+                .set(Timer::Idle, later(cx.now, attempt.task.knobs.idle_timeout));
+        }
+        match step {
+            Step::Wait => Transition::Stay,
+            Step::Done => self.finish(cx),
+            Step::Fail(e) => self.fail(e, cx),
+        }
+    }
+
+    /// The response is complete: hand it up, and park the connection if it can carry
+    /// another request.
+    fn finish(&mut self, cx: &mut Cx<'_>) -> Transition {
+        let Conn::Active {
+            attempt,
+            mut link,
+            exchange,
+        } = self.take()
+        else {
+            return Transition::Stay;
+        };
+        let Some(head) = attempt.head else {
+            // The exchange ended without a head: impossible by its contract; fail safe.
+            link.close(cx);
+            let err = Error::new(
+                ErrorKind::Malformed,
+                Phase::ReceiveHead,
+                "response ended without a head",
+            );
+            let reused = Some(attempt.reused);
+            return end_with_error(attempt, err, reused, true);
+        };
+        let mut reusable =
+            cx.config.keep_alive && exchange.close_reason().is_none() && !attempt.spent;
+        if reusable && attempt.probe {
+            // Bytes (or an EOF) left unread would never raise a new edge: the next request
+            // would read them as its response. Pool only a drained socket.
+            reusable = matches!(
+                link.transport.read(cx.buf),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            );
+        }
+        let mut timings = attempt.timings;
+        timings.total = attempt.start.elapsed();
+        let lifetime = policy::pooled_lifetime(&head.headers, cx.config.pool_idle_timeout);
+        let exchanged = Exchanged {
+            head,
+            body: attempt.body,
+            body_len: attempt.body_len,
+            remote: link.remote,
+            timings,
+            reused: attempt.reused,
+            tls: link.tls.clone(),
+        };
+        let parked = reusable && !lifetime.is_zero();
+        self.timers = TimerTable::default();
+        if parked {
+            self.timers.set(Timer::Pool, later(cx.now, lifetime));
+            self.conn = Conn::Idle {
+                link,
+                since: cx.now,
+            };
+        } else {
+            link.close(cx);
+        }
+        Transition::Ended {
+            task: attempt.task,
+            result: Ok(exchanged),
+            parked,
+        }
+    }
+}
+
+/// An attempt's end with an error, for the loop.
+fn end_with_error(
+    attempt: Attempt,
+    error: Error,
+    reused: Option<bool>,
+    received: bool,
+) -> Transition {
+    Transition::Ended {
+        task: attempt.task,
+        result: Err(Failure {
+            error,
+            reused,
+            received_any: received,
+        }),
+        parked: false,
+    }
+}
+
+fn internal(msg: &str) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        Phase::Prepare,
+        format!("internal error: {msg}"),
+    )
+}
+
+/// A handler met a state its caller rules out. Debug builds stop here; release builds go
+/// on safely (the caller returns a harmless transition).
+fn unreachable_state(slot: &Slot, what: &str) {
+    if cfg!(debug_assertions) {
+        panic!(
+            "{what} (state closed: {})",
+            matches!(slot.conn, Conn::Closed)
+        );
+    }
+}
+
+/// One attempt: a task on its way through one connection.
+pub(crate) struct Attempt {
+    task: Task,
+    start: Instant,
+    phase_start: Instant,
+    /// Counts socket progress, so the handler knows to push the idle deadline.
+    activity: u64,
+    head: Option<ResponseHead>,
+    body: Vec<u8>,
+    body_len: u64,
+    timings: Timings,
+    reused: bool,
+    /// Bytes arrived after the response ended, or the peer had already closed: the
+    /// connection is not reusable.
+    spent: bool,
+    /// The response will be followed or retried, not delivered: its body is dropped.
+    discard_body: bool,
+    /// The response ended without the socket having been read to WouldBlock (TLS reads a
+    /// record at a time; a full buffer may hide more): read once more before pooling.
+    probe: bool,
+    /// Decodes a gzip/deflate body when content decoding is on.
+    decoder: Option<ContentDecoder>,
+}
+
+impl Attempt {
+    pub(crate) fn new(task: Task, now: Instant) -> Attempt {
+        Attempt {
+            task,
+            start: now,
+            phase_start: now,
+            activity: 0,
+            head: None,
+            body: Vec::new(),
+            body_len: 0,
+            timings: Timings::default(),
+            reused: false,
+            spent: false,
+            discard_body: false,
+            probe: false,
+            decoder: None,
+        }
+    }
+
+    pub(crate) fn into_task(self) -> Task {
+        self.task
+    }
+
+    /// Ends a phase: records its duration through `set` and starts the next one. Timings
+    /// read the clock afresh, not the loop turn's `now`: a turn can connect, handshake and
+    /// read a reply (a fast local peer), and those phases must not read as zero.
+    fn mark(&mut self, set: impl FnOnce(&mut Timings, Duration)) {
+        let now = Instant::now();
+        set(&mut self.timings, now - self.phase_start);
+        self.phase_start = now;
+    }
+
+    fn receive_phase(&self) -> Phase {
+        if self.head.is_some() {
+            Phase::ReceiveBody
+        } else {
+            Phase::ReceiveHead
+        }
+    }
+
+    /// The final head arrived: decide what happens to the body.
+    fn on_head(&mut self, head: ResponseHead, framing: Option<Framing>) -> Result<(), Error> {
+        if let Some(Framing::Length(n)) = framing {
+            if n > self.task.knobs.max_body {
+                return Err(too_large_body(self.task.knobs.max_body));
+            }
+        }
+        self.discard_body = policy::is_intermediate(&self.task, head.status, &head.headers);
+        if self.task.knobs.decompress && !matches!(framing, Some(Framing::NoBody) | None) {
+            self.decoder = head
+                .headers
+                .get("content-encoding")
+                .and_then(ContentDecoder::for_encoding);
+        }
+        if let Some(Framing::Length(n)) = framing {
+            // A buffered body of known length: one allocation, not a doubling series.
+            let buffered = self.task.sink.is_none() && self.decoder.is_none() && !self.discard_body;
+            if buffered {
+                self.body.reserve_exact(n.min(PREALLOCATE_MAX) as usize);
+            }
+        }
+        self.head = Some(head);
+        Ok(())
+    }
+
+    /// Body bytes from the exchange: decoded if asked (in small steps, so a bomb stops at
+    /// the limit), then delivered.
+    fn on_body(&mut self, data: &[u8]) -> Result<(), Error> {
+        let Some(mut d) = self.decoder.take() else {
+            return self.deliver(data);
+        };
+        let mut result = Ok(());
+        for piece in data.chunks(decode::STEP) {
+            result = match d.push(piece) {
+                Ok(out) => self.deliver(out),
+                Err(e) => Err(bad_encoding(e)),
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        self.decoder = Some(d);
+        result
+    }
+
+    /// The body ended: flush the decoder.
+    fn on_end(&mut self) -> Result<(), Error> {
+        match self.decoder.take() {
+            Some(mut d) => match d.finish() {
+                Ok(out) => self.deliver(out),
+                Err(e) => Err(bad_encoding(e)),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Counted against the limit, then sunk, kept or (for an intermediate response) dropped.
+    fn deliver(&mut self, data: &[u8]) -> Result<(), Error> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.body_len += data.len() as u64;
+        if self.body_len > self.task.knobs.max_body {
+            return Err(too_large_body(self.task.knobs.max_body));
+        }
+        if self.discard_body {
+            return Ok(());
+        }
+        match &mut self.task.sink {
+            Some(sink) => {
+                self.task.sink_used = true;
+                sink(data).map_err(|e| Error::io(ErrorKind::Io, Phase::ReceiveBody, e))?;
+            }
+            None => self.body.extend_from_slice(data),
+        }
+        Ok(())
+    }
+}
+
+fn bad_encoding(e: io::Error) -> Error {
+    let msg = "cannot decode the body's content-encoding";
+    Error::new(ErrorKind::Malformed, Phase::ReceiveBody, msg).with_source(e)
+}
+
+fn too_large_body(max: u64) -> Error {
+    Error::new(
+        ErrorKind::TooLarge,
+        Phase::ReceiveBody,
+        format!("body exceeds the limit of {max} bytes"),
+    )
+}
+
+/// An I/O error on an established connection: TLS failures are `tls`, the rest `io`.
+fn io_failure(e: io::Error, phase: Phase) -> Error {
+    match tls_cause(&e) {
+        Some(cause) => Error::new(ErrorKind::Tls, phase, cause.to_string()).with_source(e),
+        None => Error::io(ErrorKind::Io, phase, e),
+    }
+}
+
+/// The outcome of moving bytes on an active connection.
+enum Step {
+    Wait,
+    Done,
+    Fail(Error),
+}
+
+/// Writes what the exchange has to send, then reads until `WouldBlock`. A short read means
+/// the socket was drained (with edge-triggered readiness new data brings a new edge), unless
+/// the event said the peer closed: then the EOF is pending and must be read now.
+fn pump(
+    t: &mut Transport,
+    ex: &mut Exchange,
+    a: &mut Attempt,
+    buf: &mut [u8],
+    r: Readiness,
+) -> Step {
+    if r.writable {
+        // TLS records left over from an earlier write go first.
+        if let Err(e) = t.flush() {
+            return Step::Fail(io_failure(e, Phase::SendRequest));
+        }
+        while !ex.poll_transmit().is_empty() {
+            let data = ex.poll_transmit();
+            match t.write(data) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Step::Fail(Error::io(ErrorKind::Io, Phase::SendRequest, e));
+                }
+                Ok(n) => {
+                    // A short TCP write means the socket buffer is full (a writable edge
+                    // follows); TLS takes less when its record buffer is full, and says
+                    // WouldBlock itself when the socket is.
+                    let full = n < data.len() && !t.is_tls();
+                    ex.handle_transmitted(n);
+                    a.activity += 1; // a slow upload in progress is not idle
+                    if full {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The server may have answered early and closed: read what it said first.
+                Err(_) if ex.received_any() || r.readable => break,
+                Err(e) => return Step::Fail(io_failure(e, Phase::SendRequest)),
+            }
+        }
+    }
+    if !r.readable {
+        return Step::Wait;
+    }
+    loop {
+        match t.read(buf) {
+            Ok(0) => {
+                let phase = a.receive_phase();
+                return match ex.handle_eof() {
+                    Ok(_) if ex.is_done() => match a.on_end() {
+                        Ok(()) => Step::Done,
+                        Err(e) => Step::Fail(e),
+                    },
+                    Ok(_) => Step::Fail(Error::new(
+                        ErrorKind::Truncated,
+                        phase,
+                        "connection closed early",
+                    )),
+                    Err(e) => Step::Fail(Error::proto(phase, e)),
+                };
+            }
+            Ok(n) => {
+                if !ex.received_any() {
+                    a.timings.first_byte = a.start.elapsed();
+                }
+                a.activity += 1;
+                match feed(ex, a, &buf[..n]) {
+                    Err(e) => return Step::Fail(e),
+                    Ok(true) => {
+                        // The event said the peer closed: its EOF is pending behind the
+                        // response and no new edge will announce it. Pooling this
+                        // connection would hand the next request a dead socket.
+                        a.spent |= r.closed;
+                        a.probe = t.is_tls() || n == buf.len();
+                        return Step::Done;
+                    }
+                    // TLS plaintext comes a record at a time: only TCP may take the shortcut.
+                    Ok(false) if n < buf.len() && !r.closed && !t.is_tls() => return Step::Wait,
+                    Ok(false) => {}
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && t.is_tls() => {
+                // TCP closed without close_notify. A length or chunked body knows its end
+                // (the exchange says truncated or not); a close-delimited one cannot be
+                // trusted complete: an attacker could have cut it. We refuse it.
+                let phase = a.receive_phase();
+                let err = match ex.handle_eof() {
+                    Err(pe) => Error::proto(phase, pe),
+                    Ok(_) => Error::new(
+                        ErrorKind::Truncated,
+                        phase,
+                        "server closed the tls connection without close_notify: \
+                         the close-delimited body may be truncated",
+                    ),
+                };
+                return Step::Fail(err.with_source(e));
+            }
+            Err(e) => return Step::Fail(io_failure(e, a.receive_phase())),
+        }
+    }
+}
+
+/// Feeds received bytes to the exchange; `Ok(true)` when the response is complete.
+fn feed(ex: &mut Exchange, a: &mut Attempt, data: &[u8]) -> Result<bool, Error> {
+    let mut off = 0;
+    loop {
+        let phase = a.receive_phase();
+        let p = ex
+            .handle_input(&data[off..])
+            .map_err(|e| Error::proto(phase, e))?;
+        off += p.consumed;
+        match p.event {
+            None => return Ok(false),
+            Some(Event::Head(head)) => a.on_head(head, ex.framing())?,
+            Some(Event::Body(b)) => a.on_body(b)?,
+            Some(Event::End) => {
+                a.spent |= off < data.len();
+                a.on_end()?;
+                return Ok(true);
+            }
+        }
+    }
+}
