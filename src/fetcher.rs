@@ -172,9 +172,9 @@ impl Builder {
         I: IntoIterator,
         I::Item: IntoRequest,
     {
-        let engine = Engine::new(self.opts);
+        let engine = Engine::new(self.opts).map_err(no_loop);
         FetchAll {
-            engine: engine.map_err(Some),
+            engine,
             urls: urls.into_iter(),
             pending: Slab::new(),
             ready: VecDeque::new(),
@@ -336,14 +336,11 @@ impl<C: 'static> Fetcher<C> {
             // id that a follow-up below reuses.
             Err(_) => self.engine.clear(),
         }
+        let e = loop_failed(err);
         let ids: Vec<usize> = self.pending.iter().map(|(id, _)| id).collect();
         for id in ids {
             let p = self.pending.remove(id);
-            let e = Error::new(
-                ErrorKind::Io,
-                Phase::Prepare,
-                format!("event loop failed: {err}"),
-            );
+            let e = e.clone();
             let done = Done {
                 url: p.url,
                 result: Err(e),
@@ -353,6 +350,21 @@ impl<C: 'static> Fetcher<C> {
             self.drain_queue();
         }
     }
+}
+
+/// The OS refused to make an event loop (out of descriptors, say).
+fn no_loop(e: io::Error) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        Phase::Prepare,
+        "cannot create the event loop",
+    )
+    .with_source(e)
+}
+
+/// The event loop failed while running.
+fn loop_failed(e: io::Error) -> Error {
+    Error::new(ErrorKind::Io, Phase::Prepare, "the event loop failed").with_source(e)
 }
 
 impl<C: 'static> Drop for Fetcher<C> {
@@ -400,7 +412,8 @@ where
 
 /// The iterator returned by [`fetch_all`].
 pub struct FetchAll<I> {
-    engine: Result<Engine, Option<io::Error>>,
+    /// The loop, or why there is none: every URL left then fails with (a clone of) it.
+    engine: Result<Engine, Error>,
     urls: I,
     pending: Slab<String>,
     ready: VecDeque<(String, Result<Response, Error>)>,
@@ -421,14 +434,9 @@ where
             let engine = match &mut self.engine {
                 Ok(e) => e,
                 Err(e) => {
-                    // No loop could be made: every URL fails with the reason.
+                    // No loop: every URL fails with the reason.
                     let request = self.urls.next()?.into_request();
-                    let msg = match e {
-                        Some(e) => format!("cannot create the event loop: {e}"),
-                        None => "cannot create the event loop".to_owned(),
-                    };
-                    let err = Error::new(ErrorKind::Io, Phase::Prepare, msg);
-                    return Some((request.url().to_owned(), Err(err)));
+                    return Some((request.url().to_owned(), Err(e.clone())));
                 }
             };
             while self.pending.len() < engine.max_in_flight() {
@@ -453,15 +461,11 @@ where
                 return None;
             }
             if let Err(e) = engine.turn(None) {
+                let err = loop_failed(e);
                 for (_, url) in std::mem::take(&mut self.pending) {
-                    let err = Error::new(
-                        ErrorKind::Io,
-                        Phase::Prepare,
-                        format!("event loop failed: {e}"),
-                    );
-                    self.ready.push_back((url, Err(err)));
+                    self.ready.push_back((url, Err(err.clone())));
                 }
-                self.engine = Err(None);
+                self.engine = Err(err);
             }
         }
     }

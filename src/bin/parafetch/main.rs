@@ -184,6 +184,7 @@ fn request(t: &Template, url: &str, index: usize) -> Result<(Request, Option<Pat
         phase: "prepare",
         message: format!("cannot create {}: {e}", path.display()),
         attempts: 0,
+        reused: None,
     })?;
     Ok((req.write_to(file), Some(path)))
 }

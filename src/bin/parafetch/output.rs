@@ -20,19 +20,30 @@ pub struct Failure {
     pub kind: &'static str,
     /// `Phase::as_str`, e.g. `"receive_head"`.
     pub phase: &'static str,
-    /// Lowercase, human-readable.
+    /// Lowercase, human-readable: the library's message and then its chain of causes,
+    /// each once (what `{:#}` prints after kind and phase), so nothing is lost.
     pub message: String,
     /// Attempts made before giving up (0: refused before any attempt).
     pub attempts: u32,
+    /// Whether the failed attempt's connection was reused (`None`: no connection).
+    pub reused: Option<bool>,
 }
 
 impl From<&parafetch::Error> for Failure {
     fn from(e: &parafetch::Error) -> Failure {
+        let mut message = e.message().to_owned();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
         Failure {
             kind: e.kind().as_str(),
             phase: e.phase().as_str(),
-            message: e.message().to_owned(),
+            message,
             attempts: e.attempts(),
+            reused: e.reused_connection(),
         }
     }
 }
@@ -100,7 +111,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "timings": null,
             "redirects": null,
             "attempts": f.attempts,
-            "reused_connection": null,
+            "reused_connection": f.reused,
             "error": {"kind": f.kind, "phase": f.phase, "message": f.message},
         }),
     }
