@@ -79,9 +79,15 @@ impl<C> Queue<C> {
         Ok(())
     }
 
-    /// Changes the fetcher's in-flight cap when the callback returns.
-    pub fn set_max_requests(&mut self, n: usize) {
+    /// Changes the fetcher's in-flight cap (at least 1) when the callback returns, as
+    /// [`Fetcher::set_max_in_flight`] does.
+    pub fn set_max_in_flight(&mut self, n: usize) {
         self.max_in_flight = Some(n);
+    }
+
+    /// [`Queue::set_max_in_flight`] under ParallelCurl's name.
+    pub fn set_max_requests(&mut self, n: usize) {
+        self.set_max_in_flight(n);
     }
 
     /// How many follow-ups this callback has queued.
@@ -103,8 +109,10 @@ struct Pending<C> {
 
 /// Fetches many URLs at once from the calling thread, calling back as each finishes.
 ///
-/// `start_request` returns at once while fewer than `max_in_flight` requests are accepted
-/// and unfinished (plus the builder's `backlog`, default 0); otherwise it runs the loop,
+/// At most [`max_in_flight`](Fetcher::max_in_flight) requests are
+/// [`running`](Fetcher::running) at once. `start_request` returns at once while fewer than
+/// `max_in_flight` requests are [`pending`](Fetcher::pending) (accepted and not yet called
+/// back; plus the builder's `backlog`, default 0); otherwise it runs the loop,
 /// delivering completions to their callbacks, until one finishes, then accepts the new one.
 /// Every accepted request gets exactly one callback.
 ///
@@ -237,23 +245,53 @@ impl<C: 'static> Fetcher<C> {
         self.engine.accept(task);
     }
 
-    /// Changes the in-flight cap; takes effect at once for new starts (running requests
-    /// are never interrupted).
-    pub fn set_max_requests(&mut self, n: usize) {
+    /// Changes the in-flight cap (at least 1; the builder's
+    /// [`max_in_flight`](Builder::max_in_flight)). Takes effect at once: a raised cap
+    /// starts waiting requests now; a lowered one never interrupts running requests, it
+    /// only holds back new starts until fewer run.
+    pub fn set_max_in_flight(&mut self, n: usize) {
         self.engine.set_max_in_flight(n);
     }
 
-    /// The in-flight cap.
-    pub fn max_requests(&self) -> usize {
+    /// The in-flight cap: the most attempts [`running`](Fetcher::running) at once.
+    pub fn max_in_flight(&self) -> usize {
         self.engine.max_in_flight()
     }
 
-    /// Requests accepted and not yet called back (running, queued or waiting to retry).
-    pub fn in_flight(&self) -> usize {
+    /// [`Fetcher::set_max_in_flight`] under ParallelCurl's name.
+    pub fn set_max_requests(&mut self, n: usize) {
+        self.set_max_in_flight(n);
+    }
+
+    /// [`Fetcher::max_in_flight`] under ParallelCurl's name.
+    pub fn max_requests(&self) -> usize {
+        self.max_in_flight()
+    }
+
+    /// Requests accepted and not yet called back: those running, those queued for a slot
+    /// (behind the global or a per-host cap, or a host delay), those waiting to retry or
+    /// to follow a redirect, and follow-ups accepted from callbacks. Zero after
+    /// [`finish_all_requests`](Fetcher::finish_all_requests). At most the cap plus the
+    /// builder's [`backlog`](Builder::backlog) when only `start_request` adds requests;
+    /// follow-ups queued from callbacks may take it further.
+    pub fn pending(&self) -> usize {
         self.pending.len()
     }
 
-    /// Attempts on the wire right now (never more than the cap).
+    /// The old name of [`Fetcher::pending`]: it counts more than the requests in flight.
+    #[deprecated(
+        note = "counts accepted requests not yet called back: use `pending()`; \
+                         `running()` counts the attempts in flight"
+    )]
+    pub fn in_flight(&self) -> usize {
+        self.pending()
+    }
+
+    /// Attempts on the wire right now: connections resolving, connecting, handshaking,
+    /// sending or receiving for a request. Never more than
+    /// [`max_in_flight`](Fetcher::max_in_flight) (after a lowered cap, until enough
+    /// finish). A request waiting for a slot, a retry or a redirect is
+    /// [`pending`](Fetcher::pending) but not running.
     pub fn running(&self) -> usize {
         self.engine.running()
     }
@@ -381,8 +419,9 @@ impl<C: 'static> Drop for Fetcher<C> {
 impl<C: 'static> fmt::Debug for Fetcher<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fetcher")
-            .field("max_requests", &self.max_requests())
-            .field("in_flight", &self.in_flight())
+            .field("max_in_flight", &self.max_in_flight())
+            .field("pending", &self.pending())
+            .field("running", &self.running())
             .finish()
     }
 }

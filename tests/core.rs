@@ -284,7 +284,7 @@ fn bad_urls_are_refused_at_once() {
         )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
-    assert_eq!(f.in_flight(), 0);
+    assert_eq!(f.pending(), 0);
 }
 
 /// A listener whose accept queue is full, so it drops new SYNs: a connect to it never
@@ -491,17 +491,17 @@ fn admission_cap_is_reached_and_never_exceeded() {
     for i in 0..20 {
         f.start_request(s.url(&format!("/a{i}")), cb(statuses.clone()), ())
             .unwrap();
-        assert!(f.running() <= 5 && f.in_flight() <= 5);
+        assert!(f.running() <= 5 && f.pending() <= 5);
     }
     f.finish_all_requests();
     assert_eq!(s.in_handler_peak(), 5);
     phase2.store(true, std::sync::atomic::Ordering::SeqCst);
     s.reset_peak();
-    f.set_max_requests(2);
+    f.set_max_in_flight(2);
     for i in 0..10 {
         f.start_request(s.url(&format!("/b{i}")), cb(statuses.clone()), ())
             .unwrap();
-        assert!(f.running() <= 2 && f.in_flight() <= 2);
+        assert!(f.running() <= 2 && f.pending() <= 2);
     }
     f.finish_all_requests();
     assert_eq!(s.in_handler_peak(), 2);

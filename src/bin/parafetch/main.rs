@@ -94,7 +94,7 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
         // Make room first, so start_request returns at once and `now` below is when this
         // request was accepted (the library may begin connecting inside start_request), and
         // so at most `capacity` output files are open.
-        while fetcher.in_flight() >= capacity {
+        while fetcher.pending() >= capacity {
             fetcher.poll(None);
         }
         // The reader of our stdout is gone (`| head`): finish what runs, start no more.
