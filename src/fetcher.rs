@@ -154,33 +154,45 @@ impl Builder {
     /// Builds the fetcher.
     ///
     /// # Panics
-    /// When the OS refuses an event queue (out of file descriptors); see
-    /// [`Builder::try_build`].
+    /// When [`Builder::try_build`] fails: a bad option (a PEM bundle without a valid
+    /// certificate), or the OS refuses an event queue (out of file descriptors). The panic
+    /// message is the error with its causes.
     pub fn build<C: 'static>(self) -> Fetcher<C> {
-        self.try_build()
-            .expect("parafetch: cannot create the event loop")
+        match self.try_build() {
+            Ok(f) => f,
+            Err(e) => panic!("parafetch: {e:#}"),
+        }
     }
 
     /// Builds the fetcher.
     ///
     /// # Errors
-    /// When the OS refuses an event queue or waker (out of file descriptors).
-    pub fn try_build<C: 'static>(self) -> io::Result<Fetcher<C>> {
+    /// Kind `tls`, phase `prepare`: a bundle given to [`Builder::tls_roots_pem`] holds no
+    /// certificate or a malformed one. Kind `io`, phase `prepare`: the OS refuses an event
+    /// queue or waker (out of file descriptors); [`Error::io_error`] has the OS's error.
+    pub fn try_build<C: 'static>(self) -> Result<Fetcher<C>, Error> {
+        if let Some(e) = self.invalid {
+            return Err(e);
+        }
         Ok(Fetcher {
-            engine: Engine::new(self.opts)?,
+            engine: Engine::new(self.opts).map_err(no_loop)?,
             pending: Slab::new(),
             queue: Queue::new(),
         })
     }
 
     /// An iterator fetching `urls` with this builder's options, yielding each result as it
-    /// finishes. See [`fetch_all`].
+    /// finishes. See [`fetch_all`]. Where [`Builder::try_build`] would fail, every URL is
+    /// yielded with that error instead.
     pub fn fetch_all<I>(self, urls: I) -> FetchAll<I::IntoIter>
     where
         I: IntoIterator,
         I::Item: IntoRequest,
     {
-        let engine = Engine::new(self.opts).map_err(no_loop);
+        let engine = match self.invalid {
+            Some(e) => Err(e),
+            None => Engine::new(self.opts).map_err(no_loop),
+        };
         FetchAll {
             engine,
             urls: urls.into_iter(),

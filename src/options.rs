@@ -180,6 +180,9 @@ impl Default for Options {
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
     pub(crate) opts: Options,
+    /// The first bad option found while chaining (a bad PEM bundle), reported by
+    /// [`Builder::try_build`] so that every option setter returns `Self`.
+    pub(crate) invalid: Option<Error>,
 }
 
 impl Builder {
@@ -368,11 +371,28 @@ impl Builder {
     /// Trusts the certificates in a PEM bundle (a private CA, say) in addition to the
     /// default roots.
     ///
-    /// # Errors
-    /// Kind `tls` when the bundle holds no certificate or a malformed one.
-    pub fn tls_roots_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
-        self.opts.tls.extra_roots.extend(parse_pem_certs(pem)?);
-        Ok(self)
+    /// The bundle is parsed now, but a bad one does not break the chain: it is remembered,
+    /// and [`try_build`](Builder::try_build) returns it (kind `tls`, phase `prepare`),
+    /// [`build`](Builder::build) panics with it, and [`fetch_all`](Builder::fetch_all)
+    /// yields it for every URL.
+    ///
+    /// # Examples
+    /// ```
+    /// let err = parafetch::Fetcher::builder()
+    ///     .tls_roots_pem(b"not a certificate")
+    ///     .max_in_flight(4)
+    ///     .try_build::<()>()
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), parafetch::ErrorKind::Tls);
+    /// ```
+    pub fn tls_roots_pem(mut self, pem: &[u8]) -> Self {
+        match parse_pem_certs(pem) {
+            Ok(certs) => self.opts.tls.extra_roots.extend(certs),
+            Err(e) => {
+                self.invalid.get_or_insert(e);
+            }
+        }
+        self
     }
 
     /// Whether to trust Mozilla's roots (the `webpki-roots` feature, on by default).

@@ -26,10 +26,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use parafetch::{Builder, Done, Fetcher, Queue, Request};
+use parafetch::{Builder, Done, ErrorKind, Fetcher, Queue, Request};
 
 use args::{Cli, Command, FetchArgs};
-use output::{Failure, Mode, Outcome, Reporter};
+use output::{Failure, Mode, Outcome, Reporter, chain};
 
 /// Exit status for usage errors, as clap uses.
 const USAGE: u8 = 2;
@@ -63,6 +63,18 @@ struct Template {
 
 fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
     let (builder, capacity) = builder(&args)?;
+    let mut fetcher: Fetcher<usize> = match builder.try_build() {
+        Ok(f) => f,
+        // The only option the builder can refuse is a bad --cacert bundle.
+        Err(e) if e.kind() == ErrorKind::Tls => {
+            let path = args.cacert.as_deref().unwrap_or(Path::new("-")).display();
+            return Err(Usage(format!("--cacert {path}: {}", chain(&e))));
+        }
+        Err(e) => {
+            eprintln!("parafetch: error: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let template = template(&args)?;
     if args.urls.is_empty() && args.input.is_none() {
         return Err(Usage(
@@ -87,7 +99,6 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
         quiet: args.quiet,
     };
     let reporter = Rc::new(RefCell::new(Reporter::new(mode, entries.len())));
-    let mut fetcher: Fetcher<usize> = builder.build();
     let total = entries.len();
     let mut skipped = 0;
     for (index, entry) in entries.into_iter().enumerate() {
@@ -273,10 +284,8 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
         // Like curl: the file replaces the built-in roots rather than adding to them.
         let pem = std::fs::read(path)
             .map_err(|e| Usage(format!("cannot read --cacert {}: {e}", path.display())))?;
-        b = b
-            .tls_roots_pem(&pem)
-            .map_err(|e| Usage(format!("--cacert {}: {}", path.display(), e.message())))?
-            .tls_default_roots(false);
+        // A bad bundle is reported when the fetcher is built.
+        b = b.tls_roots_pem(&pem).tls_default_roots(false);
     }
     if args.insecure {
         eprintln!(

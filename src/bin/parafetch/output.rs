@@ -29,19 +29,25 @@ pub struct Failure {
     pub reused: Option<bool>,
 }
 
+/// An error's message and then each of its causes once, joined by ": " (what `{:#}`
+/// prints after kind and phase).
+pub fn chain(e: &parafetch::Error) -> String {
+    let mut message = e.message().to_owned();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}
+
 impl From<&parafetch::Error> for Failure {
     fn from(e: &parafetch::Error) -> Failure {
-        let mut message = e.message().to_owned();
-        let mut cause = std::error::Error::source(e);
-        while let Some(c) = cause {
-            message.push_str(": ");
-            message.push_str(&c.to_string());
-            cause = c.source();
-        }
         Failure {
             kind: e.kind().as_str(),
             phase: e.phase().as_str(),
-            message,
+            message: chain(e),
             attempts: e.attempts(),
             reused: e.reused_connection(),
         }
