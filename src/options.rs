@@ -282,9 +282,18 @@ impl Builder {
         self
     }
 
-    /// Retry transient failures (connect errors, timeouts, resets, 429, 502, 503, 504) up
-    /// to `n` times with exponential backoff and jitter, honouring `Retry-After`.
-    /// Default 0.
+    /// Retry transient failures up to `n` times, with exponential backoff and jitter
+    /// (from [`retry_backoff`](Builder::retry_backoff)). Default 0.
+    ///
+    /// What is retried:
+    /// - a failed connect (`connect`), for any method: the request never left;
+    /// - a timeout, an I/O error or a truncated response (`timeout`, `io`, `truncated`),
+    ///   and a 429, 502, 503 or 504 response, for idempotent methods only (GET, HEAD, PUT,
+    ///   DELETE, OPTIONS, TRACE; RFC 9110 §9.2.2): the server may have acted on a POST or
+    ///   PATCH before failing.
+    ///
+    /// A `Retry-After` on a retried response is honoured, up to [`MAX_RETRY_AFTER`] (60 s).
+    /// A request whose body already went to its sink is not retried.
     pub fn retries(mut self, n: u32) -> Self {
         self.opts.knobs.retries = n;
         self
