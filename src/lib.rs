@@ -33,7 +33,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod demo;
 // Sans-IO DNS. Public only so fuzz targets and tests can reach it; not supported API (yet).
 #[doc(hidden)]
 pub mod dns;

@@ -17,6 +17,7 @@ mod args;
 mod demo;
 mod input;
 mod output;
+mod server;
 
 use std::cell::RefCell;
 use std::fs::File;
