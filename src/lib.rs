@@ -27,6 +27,17 @@
 //! Or as an iterator: [`fetch_all`]`(urls, 20)` yields `(url, Result<Response, Error>)` as
 //! each finishes.
 //!
+//! ## rustls is part of the public API
+//!
+//! [`Builder::tls_config`] takes a `rustls::ClientConfig`, so rustls is a public
+//! dependency: its types appear in our signatures whether or not we re-export it. We
+//! re-export it as [`parafetch::rustls`](crate::rustls) so you build that config with
+//! exactly the rustls version parafetch links (a `ClientConfig` from another rustls
+//! version is a different type and would not compile). The cost, which we accept: moving
+//! to a semver-incompatible rustls release (0.23 → 0.24, say) is a breaking change of
+//! parafetch and comes with a parafetch version bump of the same weight. Users who never
+//! call `tls_config` are unaffected in practice.
+//!
 //! Layers (see DESIGN.md): [`proto`] is sans-IO HTTP/1.1 (bytes in, events out); the driver
 //! is the mio loop (sockets, timers, pool); the engine decides admission, redirects and
 //! retries; [`Fetcher`] is the API.
@@ -60,5 +71,7 @@ pub use options::{
 pub use proto::HttpVersion;
 pub use request::{IntoRequest, Request};
 pub use response::{Response, Timings, TlsInfo};
-/// The TLS library parafetch uses, for [`Builder::tls_config`].
+/// The TLS library parafetch uses, at the exact version it links, for
+/// [`Builder::tls_config`]. A semver-incompatible rustls upgrade is a breaking change of
+/// parafetch (see the crate docs).
 pub use rustls;

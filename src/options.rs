@@ -413,6 +413,11 @@ impl Builder {
 
     /// Uses this rustls configuration for every `https` connection, as is (roots,
     /// verifier, ALPN, versions: all yours). Shared by all connections, so sessions resume.
+    ///
+    /// Build it with [`parafetch::rustls`](crate::rustls), the rustls parafetch links:
+    /// a config from another rustls version is another type. This ties parafetch's semver
+    /// to rustls's: a semver-incompatible rustls upgrade is a parafetch breaking change.
+    /// We accept that rather than wrap every rustls option in our own types.
     pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
         self.opts.tls.custom = Some(config);
         self
