@@ -28,6 +28,43 @@ pub struct Done<C> {
     pub cookie: C,
 }
 
+impl<C> Done<C> {
+    /// A finished request, for unit-testing a callback without a network: call the
+    /// callback with it and a [`Queue::new`], then inspect what it queued.
+    ///
+    /// # Examples
+    /// ```
+    /// use parafetch::{Done, Queue, Response};
+    ///
+    /// /// A crawler's callback: follows the `Location` of a 3xx, one hop deep.
+    /// fn on_done(done: Done<u32>, queue: &mut Queue<u32>) {
+    ///     let Ok(resp) = done.result else { return };
+    ///     if let (300..=399, Some(next), 0) = (resp.status, resp.headers.get("location"), done.cookie) {
+    ///         queue.start_request(next, on_done, done.cookie + 1).expect("a valid url");
+    ///     }
+    /// }
+    ///
+    /// let url = url::Url::parse("http://example.com/old").unwrap();
+    /// let resp = Response::new(301, url.clone()).with_header("Location", "http://example.com/new");
+    /// let mut queue = Queue::new();
+    /// on_done(Done::new(url.as_str(), Ok(resp), 0), &mut queue);
+    /// assert_eq!(queue.urls().collect::<Vec<_>>(), ["http://example.com/new"]);
+    ///
+    /// // One hop only: at depth 1 nothing more is queued.
+    /// let resp = Response::new(301, url.clone()).with_header("Location", "http://example.com/x");
+    /// let mut queue = Queue::new();
+    /// on_done(Done::new(url.as_str(), Ok(resp), 1), &mut queue);
+    /// assert!(queue.is_empty());
+    /// ```
+    pub fn new(url: impl Into<String>, result: Result<Response, Error>, cookie: C) -> Done<C> {
+        Done {
+            url: url.into(),
+            result,
+            cookie,
+        }
+    }
+}
+
 impl<C: fmt::Debug> fmt::Debug for Done<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Done")
@@ -47,11 +84,24 @@ pub struct Queue<C> {
 }
 
 impl<C> Queue<C> {
-    fn new() -> Queue<C> {
+    /// An empty queue, for unit-testing a callback (the fetcher makes its own): pass it to
+    /// the callback, then look at [`urls`](Queue::urls). See [`Done::new`] for an example.
+    pub fn new() -> Queue<C> {
         Queue {
             items: Vec::new(),
             max_in_flight: None,
         }
+    }
+
+    /// The URLs of the follow-ups queued so far, as given, in order.
+    pub fn urls(&self) -> impl Iterator<Item = &str> + '_ {
+        self.items.iter().map(|(_, _, _, url)| url.as_str())
+    }
+
+    /// The in-flight cap the callback asked for with
+    /// [`set_max_in_flight`](Queue::set_max_in_flight), if it did.
+    pub fn requested_max_in_flight(&self) -> Option<usize> {
+        self.max_in_flight
     }
 
     /// Starts a follow-up request once the callback returns. Follow-ups are never refused
@@ -98,6 +148,21 @@ impl<C> Queue<C> {
     /// Whether this callback has queued nothing.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+}
+
+impl<C> Default for Queue<C> {
+    fn default() -> Queue<C> {
+        Queue::new()
+    }
+}
+
+impl<C> fmt::Debug for Queue<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("urls", &self.urls().collect::<Vec<_>>())
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
     }
 }
 
