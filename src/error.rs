@@ -45,6 +45,11 @@ pub enum ErrorKind {
     BadRedirect,
     /// Another I/O error on an established connection (reset, broken pipe, ...).
     Io,
+    /// A callback queued a follow-up while the fetcher already held as many requests
+    /// (accepted, not yet called back) as
+    /// [`Builder::max_queued_followups`](crate::Builder::max_queued_followups) allows.
+    /// Caller's fault: the follow-up was not kept; start it again once requests finish.
+    QueueFull,
 }
 
 impl ErrorKind {
@@ -64,6 +69,7 @@ impl ErrorKind {
             ErrorKind::TooManyRedirects => "too_many_redirects",
             ErrorKind::BadRedirect => "bad_redirect",
             ErrorKind::Io => "io",
+            ErrorKind::QueueFull => "queue_full",
         }
     }
 }

@@ -11,7 +11,7 @@ use slab::Slab;
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::options::Builder;
+use crate::options::{Builder, DEFAULT_MAX_QUEUED_FOLLOWUPS};
 use crate::request::{IntoRequest, Request, Target};
 use crate::response::Response;
 
@@ -81,15 +81,25 @@ pub struct Queue<C> {
     /// Each follow-up with its URL as given (the request holds it parsed already).
     items: Vec<(Request, Callback<C>, C, String)>,
     max_in_flight: Option<usize>,
+    /// The builder's `max_queued_followups`.
+    limit: usize,
+    /// Requests the fetcher holds, not yet called back, while the callback runs (the
+    /// fetcher sets it before each call).
+    outstanding: usize,
 }
 
 impl<C> Queue<C> {
     /// An empty queue, for unit-testing a callback (the fetcher makes its own): pass it to
     /// the callback, then look at [`urls`](Queue::urls). See [`Done::new`] for an example.
+    ///
+    /// It holds at most [`DEFAULT_MAX_QUEUED_FOLLOWUPS`] follow-ups, as a fresh fetcher's
+    /// queue does.
     pub fn new() -> Queue<C> {
         Queue {
             items: Vec::new(),
             max_in_flight: None,
+            limit: DEFAULT_MAX_QUEUED_FOLLOWUPS,
+            outstanding: 0,
         }
     }
 
@@ -104,12 +114,17 @@ impl<C> Queue<C> {
         self.max_in_flight
     }
 
-    /// Starts a follow-up request once the callback returns. Follow-ups are never refused
-    /// for lack of room: they wait in the fetcher's queue for a slot.
+    /// Starts a follow-up request once the callback returns. A follow-up does not wait for
+    /// an in-flight slot here (the callback must not block): it is accepted when the
+    /// callback returns and waits in the fetcher's queue for a slot.
     ///
     /// # Errors
     /// A malformed URL, unsupported scheme or bad header is refused at once, as in
-    /// [`Fetcher::start_request`]; the callback is then not kept.
+    /// [`Fetcher::start_request`]. Kind [`QueueFull`](ErrorKind::QueueFull) when the
+    /// fetcher already holds
+    /// [`max_queued_followups`](Builder::max_queued_followups) requests accepted and not
+    /// yet called back, counting the follow-ups this callback queued. Either way nothing is
+    /// kept: the callback and cookie are dropped, and the error is the only outcome.
     pub fn start_request<F>(
         &mut self,
         request: impl IntoRequest,
@@ -120,6 +135,14 @@ impl<C> Queue<C> {
         F: FnOnce(Done<C>, &mut Queue<C>) + 'static,
     {
         let mut request = request.into_request();
+        let held = self.outstanding.saturating_add(self.items.len());
+        if held >= self.limit {
+            let msg = format!(
+                "the follow-up queue is full: {held} requests pending, at most {} allowed",
+                self.limit
+            );
+            return Err(Error::new(ErrorKind::QueueFull, Phase::Prepare, msg));
+        }
         let given = request.url().to_owned();
         // Parsed once, here: the fetcher then takes the URL as it is, not parsing it again.
         let target = std::mem::replace(&mut request.target, Target::Text(String::new()));
@@ -239,10 +262,12 @@ impl Builder {
         if let Some(e) = self.invalid {
             return Err(e);
         }
+        let mut queue = Queue::new();
+        queue.limit = self.opts.max_queued_followups;
         Ok(Fetcher {
             engine: Engine::new(self.opts).map_err(no_loop)?,
             pending: Slab::new(),
-            queue: Queue::new(),
+            queue,
         })
     }
 
@@ -350,7 +375,8 @@ impl<C: 'static> Fetcher<C> {
     /// to follow a redirect, and follow-ups accepted from callbacks. Zero after
     /// [`finish_all_requests`](Fetcher::finish_all_requests). At most the cap plus the
     /// builder's [`backlog`](Builder::backlog) when only `start_request` adds requests;
-    /// follow-ups queued from callbacks may take it further.
+    /// follow-ups queued from callbacks may take it further, up to
+    /// [`max_queued_followups`](Builder::max_queued_followups).
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -404,6 +430,7 @@ impl<C: 'static> Fetcher<C> {
                 result,
                 cookie: p.cookie,
             };
+            self.queue.outstanding = self.pending.len();
             (p.callback)(done, &mut self.queue);
             called += 1;
             self.drain_queue();
@@ -425,7 +452,10 @@ impl<C: 'static> Fetcher<C> {
     }
 
     fn drain_queue_once(&mut self) {
-        for (request, callback, cookie, url) in std::mem::take(&mut self.queue.items) {
+        let batch = std::mem::take(&mut self.queue.items);
+        let mut rest = batch.len();
+        for (request, callback, cookie, url) in batch {
+            rest -= 1;
             match self.engine.prepare(request) {
                 Ok(task) => self.accept(task, callback, cookie, url),
                 Err(e) => {
@@ -435,6 +465,8 @@ impl<C: 'static> Fetcher<C> {
                         result: Err(e),
                         cookie,
                     };
+                    // The rest of this batch is held too, though not accepted yet.
+                    self.queue.outstanding = self.pending.len() + rest;
                     callback(done, &mut self.queue);
                 }
             }
@@ -461,6 +493,7 @@ impl<C: 'static> Fetcher<C> {
                 result: Err(e),
                 cookie: p.cookie,
             };
+            self.queue.outstanding = self.pending.len();
             (p.callback)(done, &mut self.queue);
             self.drain_queue();
         }

@@ -77,11 +77,16 @@ pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest `Retry-After` honoured; a longer one is capped to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// Default most requests a fetcher holds (accepted, not yet called back) for a callback to
+/// still queue a follow-up; see [`Builder::max_queued_followups`].
+pub const DEFAULT_MAX_QUEUED_FOLLOWUPS: usize = 100_000;
+
 /// Everything a fetcher applies to its requests.
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub max_in_flight: usize,
     pub backlog: usize,
+    pub max_queued_followups: usize,
     pub knobs: Knobs,
     pub limits: Limits,
     pub user_agent: String,
@@ -134,6 +139,7 @@ impl Default for Options {
         Options {
             max_in_flight: 10,
             backlog: 0,
+            max_queued_followups: DEFAULT_MAX_QUEUED_FOLLOWUPS,
             knobs: Knobs {
                 timeout: Some(DEFAULT_TIMEOUT),
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -198,6 +204,26 @@ impl Builder {
     /// a backlog lets requests for other hosts start while one host is saturated.
     pub fn backlog(mut self, n: usize) -> Self {
         self.opts.backlog = n;
+        self
+    }
+
+    /// Bounds the follow-ups callbacks queue ([`Queue::start_request`](crate::Queue::start_request)):
+    /// a callback may queue one only while the fetcher holds fewer than `n` requests
+    /// accepted and not yet called back ([`Fetcher::pending`](crate::Fetcher::pending)),
+    /// counting those the callback has queued already. Past it, `Queue::start_request`
+    /// returns an error of kind [`QueueFull`](crate::ErrorKind::QueueFull) and keeps
+    /// nothing, so a crawler whose pages link to ever more pages cannot grow the
+    /// fetcher's memory without bound, and is told so rather than losing requests
+    /// silently.
+    ///
+    /// Default [`DEFAULT_MAX_QUEUED_FOLLOWUPS`] (100 000): a waiting request costs its
+    /// URL, headers, callback and cookie, a few hundred bytes to a few KiB, so the default
+    /// bounds the queue to tens or hundreds of MiB, while a crawl's frontier larger than
+    /// that belongs in the caller's own store (a file, a database), fed in as requests
+    /// finish. Set it at or above `max_in_flight` plus `backlog` so that callbacks can
+    /// queue at all.
+    pub fn max_queued_followups(mut self, n: usize) -> Self {
+        self.opts.max_queued_followups = n;
         self
     }
 

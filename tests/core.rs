@@ -715,6 +715,57 @@ fn follow_ups_queued_by_error_callbacks_run() {
     assert_eq!(*got.borrow(), ["a true", "b invalid_request", "c true"]);
 }
 
+/// Follow-ups are bounded: past `max_queued_followups` requests pending, `Queue::start_request`
+/// says `queue_full` and keeps nothing; what it accepted is fetched and called back.
+#[test]
+fn follow_ups_past_the_cap_are_refused_not_lost() {
+    let s = TestServer::start(support::ok_body(b"ok"));
+    let called: Rc<RefCell<Vec<u32>>> = Rc::default();
+    let refused: Rc<RefCell<Vec<(ErrorKind, Phase, String)>>> = Rc::default();
+    let mut f: Fetcher<u32> = Fetcher::builder()
+        .max_in_flight(2)
+        .max_queued_followups(5)
+        .build();
+    let (c, r, base) = (called.clone(), refused.clone(), s.url("/child/"));
+    f.start_request(
+        s.url("/root"),
+        move |d: Done<u32>, q: &mut Queue<u32>| {
+            assert_eq!(d.result.unwrap().status, 200);
+            c.borrow_mut().push(d.cookie);
+            for i in 1..=8 {
+                let c = c.clone();
+                let on_child = move |d: Done<u32>, _: &mut Queue<u32>| {
+                    assert_eq!(d.result.unwrap().status, 200);
+                    c.borrow_mut().push(d.cookie);
+                };
+                if let Err(e) = q.start_request(format!("{base}{i}"), on_child, i) {
+                    r.borrow_mut()
+                        .push((e.kind(), e.phase(), e.message().to_owned()));
+                }
+            }
+            assert_eq!(q.len(), 5);
+        },
+        0,
+    )
+    .unwrap();
+    f.finish_all_requests();
+    assert_eq!(f.pending(), 0);
+    let mut called = called.borrow().clone();
+    called.sort();
+    assert_eq!(
+        called,
+        [0, 1, 2, 3, 4, 5],
+        "accepted follow-ups run, refused ones never"
+    );
+    let refused = refused.borrow();
+    assert_eq!(refused.len(), 3);
+    for (kind, phase, msg) in refused.iter() {
+        assert_eq!((*kind, *phase), (ErrorKind::QueueFull, Phase::Prepare));
+        assert!(msg.contains("follow-up queue is full"), "{msg}");
+    }
+    assert_eq!(s.requests().len(), 6);
+}
+
 /// `Duration::MAX` means "no limit" to many callers: it must not overflow a deadline.
 #[test]
 fn huge_timeouts_do_not_overflow() {
