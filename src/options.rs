@@ -192,7 +192,9 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Most requests in flight at once (the global cap; at least 1). Default 10.
+    /// Most requests in flight at once (the global cap; at least 1). Default 10. Change it
+    /// later with [`Fetcher::set_max_in_flight`](crate::Fetcher::set_max_in_flight) (or
+    /// from a callback, [`Queue::set_max_in_flight`](crate::Queue::set_max_in_flight)).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.opts.max_in_flight = n.max(1);
         self
