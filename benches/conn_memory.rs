@@ -163,8 +163,7 @@ fn main() {
             let port = n.https.expect("tls listener").port();
             let builder = Fetcher::builder()
                 .tls_default_roots(false)
-                .tls_roots_pem(pki.ca_pem.as_bytes())
-                .expect("test CA");
+                .tls_roots_pem(pki.ca_pem.as_bytes());
             show(
                 "TLS (rustls)",
                 measure(builder, &format!("https://localhost:{port}/1k"), k, Some(n)),

@@ -1,10 +1,17 @@
 //! The public error type: what went wrong, in which phase, and why.
 //!
 //! Owns classification only; it never decides whether to retry (the engine does).
+//!
+//! The display rule: `{}` prints `"{kind} during {phase}: {message}"`, where the message is
+//! in our own words and never repeats its cause's text; [`std::error::Error::source`]
+//! returns the cause; the alternate form `{:#}` appends the chain of causes once
+//! (`": {cause}: {cause's cause}"`). So a chain printer (`anyhow`'s `{:#}`, or a loop over
+//! `source()`) and ours each print every cause exactly once.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 use crate::proto::ProtoError;
 
@@ -41,6 +48,11 @@ pub enum ErrorKind {
     BadRedirect,
     /// Another I/O error on an established connection (reset, broken pipe, ...).
     Io,
+    /// A callback queued a follow-up while the fetcher already held as many requests
+    /// (accepted, not yet called back) as
+    /// [`Builder::max_queued_followups`](crate::Builder::max_queued_followups) allows.
+    /// Caller's fault: the follow-up was not kept; start it again once requests finish.
+    QueueFull,
 }
 
 impl ErrorKind {
@@ -61,6 +73,7 @@ impl ErrorKind {
             ErrorKind::TooManyRedirects => "too_many_redirects",
             ErrorKind::BadRedirect => "bad_redirect",
             ErrorKind::Io => "io",
+            ErrorKind::QueueFull => "queue_full",
         }
     }
 }
@@ -116,13 +129,28 @@ impl fmt::Display for Phase {
 }
 
 /// Why one request failed. Other requests are never affected.
+///
+/// `{}` prints `"{kind} during {phase}: {message}"`; the message never repeats the cause,
+/// which [`source`](std::error::Error::source) returns and `{:#}` appends.
+///
+/// # Examples
+/// ```
+/// # fn show(e: &parafetch::Error) {
+/// eprintln!("{e}");   // e.g. "io during receive_body: connection reset"
+/// eprintln!("{e:#}"); // the same, then ": " and each cause, e.g. the OS's own words
+/// # }
+/// ```
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     phase: Phase,
     message: String,
     attempts: u32,
     reused: Option<bool>,
-    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+    proto: Option<ProtoError>,
+    // An `Arc` so an error can be cloned (a builder's remembered error is reported to every
+    // URL of a `fetch_all`).
+    source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -133,23 +161,30 @@ impl Error {
             message: message.into(),
             attempts: 0,
             reused: None,
+            proto: None,
             source: None,
         }
     }
 
+    /// Attaches the cause. The message must not repeat the cause's text (see the display
+    /// rule in the module comment).
     pub(crate) fn with_source(
         mut self,
         source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
     ) -> Error {
-        self.source = Some(source.into());
+        self.source = Some(Arc::from(source.into()));
         self
     }
 
+    /// An I/O error: the message names its kind in our words, the error itself is the
+    /// source.
     pub(crate) fn io(kind: ErrorKind, phase: Phase, err: io::Error) -> Error {
-        Error::new(kind, phase, err.to_string()).with_source(err)
+        Error::new(kind, phase, io_words(err.kind())).with_source(err)
     }
 
-    /// A response the server got wrong, classified by what the protocol layer found.
+    /// A response the server got wrong (or a request we refuse to send), classified by what
+    /// the protocol layer found. The protocol error's text is our own words, so it is the
+    /// message, and it is no cause: [`Error::proto_error`] returns it.
     pub(crate) fn proto(phase: Phase, err: ProtoError) -> Error {
         let kind = match err {
             ProtoError::HeadTooLarge
@@ -163,7 +198,9 @@ impl Error {
             | ProtoError::InvalidHeaderValue => ErrorKind::InvalidRequest,
             _ => ErrorKind::Malformed,
         };
-        Error::new(kind, phase, err.as_str()).with_source(err)
+        let mut e = Error::new(kind, phase, err.as_str());
+        e.proto = Some(err);
+        e
     }
 
     /// What went wrong.
@@ -176,7 +213,8 @@ impl Error {
         self.phase
     }
 
-    /// A lowercase, human-readable description (without kind and phase).
+    /// A lowercase, human-readable description in parafetch's words, without kind, phase
+    /// or cause (the cause is [`source`](std::error::Error::source); `{:#}` prints both).
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -191,9 +229,9 @@ impl Error {
         self.attempts = n;
     }
 
-    /// Whether the failed attempt ran on a reused (pooled keep-alive) connection; `None`
-    /// when it never had a connection (refused before any I/O, or resolve or connect
-    /// failed).
+    /// Whether the failed attempt ran on a reused keep-alive connection: `Some(true)` for
+    /// a pooled one, `Some(false)` for a fresh one, `None` when no connection was involved
+    /// (the request was refused before any, or resolving or connecting failed).
     pub fn reused_connection(&self) -> Option<bool> {
         self.reused
     }
@@ -213,40 +251,16 @@ impl Error {
         self.kind == ErrorKind::Timeout
     }
 
-    /// The protocol-level cause, when the server's bytes were at fault.
+    /// What the protocol layer found, when the server's bytes (or the caller's request
+    /// head) were at fault. Its text is [`Error::message`]; it is not a
+    /// [`source`](std::error::Error::source).
     pub fn proto_error(&self) -> Option<ProtoError> {
-        self.source
-            .as_ref()
-            .and_then(|s| s.downcast_ref::<ProtoError>())
-            .copied()
+        self.proto
     }
 
     /// The I/O cause, when there is one.
     pub fn io_error(&self) -> Option<&io::Error> {
-        self.source.as_ref().and_then(|s| s.downcast_ref())
-    }
-}
-
-/// Our words for an I/O error, for a message that keeps the error itself as its source.
-pub(crate) fn describe_io(e: &io::Error) -> &'static str {
-    use io::ErrorKind as K;
-    match e.kind() {
-        K::ConnectionRefused => "connection refused",
-        K::ConnectionReset => "connection reset",
-        K::ConnectionAborted => "connection aborted",
-        K::NotConnected => "not connected",
-        K::AddrNotAvailable => "address not available",
-        K::AddrInUse => "address in use",
-        K::BrokenPipe => "broken pipe",
-        K::TimedOut => "timed out",
-        K::UnexpectedEof => "unexpected end of stream",
-        K::WriteZero => "the connection took no bytes",
-        K::PermissionDenied => "permission denied",
-        K::HostUnreachable => "host unreachable",
-        K::NetworkUnreachable => "network unreachable",
-        K::NetworkDown => "network down",
-        K::InvalidData => "invalid data",
-        _ => "i/o error",
+        self.source.as_deref().and_then(|s| s.downcast_ref())
     }
 }
 
@@ -256,6 +270,9 @@ impl fmt::Debug for Error {
         d.field("kind", &self.kind)
             .field("phase", &self.phase)
             .field("message", &self.message);
+        if let Some(r) = self.reused {
+            d.field("reused", &r);
+        }
         if let Some(s) = &self.source {
             d.field("source", s);
         }
@@ -265,14 +282,148 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} during {}: {}", self.kind, self.phase, self.message)
+        write!(f, "{} during {}: {}", self.kind, self.phase, self.message)?;
+        if f.alternate() {
+            let mut cause = self.source();
+            while let Some(c) = cause {
+                write!(f, ": {c}")?;
+                cause = c.source();
+            }
+        }
+        Ok(())
     }
 }
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.source
-            .as_ref()
-            .map(|s| s.as_ref() as &(dyn StdError + 'static))
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+/// An I/O error's kind in our words, for [`Error::io`]'s message.
+pub(crate) fn io_words(kind: io::ErrorKind) -> &'static str {
+    use io::ErrorKind as K;
+    match kind {
+        K::ConnectionReset => "connection reset",
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionAborted => "connection aborted",
+        K::NotConnected => "not connected",
+        K::BrokenPipe => "broken pipe",
+        K::TimedOut => "timed out",
+        K::UnexpectedEof => "unexpected end of stream",
+        K::WriteZero => "the peer accepted no more bytes",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        K::NetworkDown => "network down",
+        K::AddrInUse => "address in use",
+        K::AddrNotAvailable => "address not available",
+        K::PermissionDenied => "permission denied",
+        K::InvalidData => "invalid data",
+        K::OutOfMemory => "out of memory",
+        _ => "i/o error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(io::Error);
+
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("outer cause")
+        }
+    }
+
+    impl StdError for Outer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// Prints a chain the way `anyhow`'s `{:#}` does: each error's `{}`, joined by ": ".
+    fn chain(e: &dyn StdError) -> String {
+        let mut out = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn display_source_and_alternate_never_repeat_a_cause() {
+        let io = io::Error::new(io::ErrorKind::ConnectionReset, "peer said bye");
+        let e = Error::io(ErrorKind::Io, Phase::ReceiveBody, io);
+        assert_eq!(e.to_string(), "io during receive_body: connection reset");
+        assert_eq!(
+            format!("{e:#}"),
+            "io during receive_body: connection reset: peer said bye"
+        );
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("peer said bye")
+        );
+        // A source()-walking printer sees each cause once too.
+        assert_eq!(chain(&e), format!("{e:#}"));
+        assert_eq!(
+            e.io_error().map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionReset)
+        );
+
+        // Two levels: each cause printed once, in order.
+        let inner = io::Error::other("inner cause");
+        let e = Error::new(ErrorKind::Connect, Phase::Connect, "no address worked")
+            .with_source(Outer(inner));
+        assert_eq!(e.to_string(), "connect during connect: no address worked");
+        assert_eq!(
+            format!("{e:#}"),
+            "connect during connect: no address worked: outer cause: inner cause"
+        );
+        assert_eq!(chain(&e), format!("{e:#}"));
+        assert_eq!(format!("{e:#}").matches("inner cause").count(), 1);
+    }
+
+    #[test]
+    fn proto_errors_are_the_message_not_a_cause() {
+        let e = Error::proto(Phase::ReceiveHead, ProtoError::HeadTooLarge);
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+        assert_eq!(e.message(), ProtoError::HeadTooLarge.as_str());
+        assert!(e.source().is_none());
+        assert_eq!(e.to_string(), format!("{e:#}"));
+        assert_eq!(e.proto_error(), Some(ProtoError::HeadTooLarge));
+    }
+
+    #[test]
+    fn io_messages_are_our_words() {
+        let e = Error::io(
+            ErrorKind::Connect,
+            Phase::Connect,
+            io::Error::from(io::ErrorKind::ConnectionRefused),
+        );
+        assert_eq!(e.message(), "connection refused");
+        let e = Error::io(
+            ErrorKind::Io,
+            Phase::ReceiveBody,
+            io::Error::other("disk full"),
+        );
+        assert_eq!(e.message(), "i/o error");
+        assert!(format!("{e:#}").ends_with(": disk full"));
+    }
+
+    #[test]
+    fn reused_is_unknown_until_set() {
+        let mut e = Error::new(ErrorKind::Io, Phase::ReceiveHead, "x");
+        assert_eq!(e.reused_connection(), None);
+        e.set_reused(Some(true));
+        assert_eq!(e.reused_connection(), Some(true));
+        let clone = e.clone();
+        assert_eq!(clone.reused_connection(), Some(true));
     }
 }

@@ -11,7 +11,7 @@ use slab::Slab;
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::options::Builder;
+use crate::options::{Builder, DEFAULT_MAX_QUEUED_FOLLOWUPS};
 use crate::request::{IntoRequest, Request, Target};
 use crate::response::Response;
 
@@ -26,6 +26,43 @@ pub struct Done<C> {
     pub result: Result<Response, Error>,
     /// The caller's data given to `start_request`.
     pub cookie: C,
+}
+
+impl<C> Done<C> {
+    /// A finished request, for unit-testing a callback without a network: call the
+    /// callback with it and a [`Queue::new`], then inspect what it queued.
+    ///
+    /// # Examples
+    /// ```
+    /// use parafetch::{Done, Queue, Response};
+    ///
+    /// /// A crawler's callback: follows the `Location` of a 3xx, one hop deep.
+    /// fn on_done(done: Done<u32>, queue: &mut Queue<u32>) {
+    ///     let Ok(resp) = done.result else { return };
+    ///     if let (300..=399, Some(next), 0) = (resp.status, resp.headers.get("location"), done.cookie) {
+    ///         queue.start_request(next, on_done, done.cookie + 1).expect("a valid url");
+    ///     }
+    /// }
+    ///
+    /// let url = url::Url::parse("http://example.com/old").unwrap();
+    /// let resp = Response::new(301, url.clone()).with_header("Location", "http://example.com/new");
+    /// let mut queue = Queue::new();
+    /// on_done(Done::new(url.as_str(), Ok(resp), 0), &mut queue);
+    /// assert_eq!(queue.urls().collect::<Vec<_>>(), ["http://example.com/new"]);
+    ///
+    /// // One hop only: at depth 1 nothing more is queued.
+    /// let resp = Response::new(301, url.clone()).with_header("Location", "http://example.com/x");
+    /// let mut queue = Queue::new();
+    /// on_done(Done::new(url.as_str(), Ok(resp), 1), &mut queue);
+    /// assert!(queue.is_empty());
+    /// ```
+    pub fn new(url: impl Into<String>, result: Result<Response, Error>, cookie: C) -> Done<C> {
+        Done {
+            url: url.into(),
+            result,
+            cookie,
+        }
+    }
 }
 
 impl<C: fmt::Debug> fmt::Debug for Done<C> {
@@ -44,22 +81,50 @@ pub struct Queue<C> {
     /// Each follow-up with its URL as given (the request holds it parsed already).
     items: Vec<(Request, Callback<C>, C, String)>,
     max_in_flight: Option<usize>,
+    /// The builder's `max_queued_followups`.
+    limit: usize,
+    /// Requests the fetcher holds, not yet called back, while the callback runs (the
+    /// fetcher sets it before each call).
+    outstanding: usize,
 }
 
 impl<C> Queue<C> {
-    fn new() -> Queue<C> {
+    /// An empty queue, for unit-testing a callback (the fetcher makes its own): pass it to
+    /// the callback, then look at [`urls`](Queue::urls). See [`Done::new`] for an example.
+    ///
+    /// It holds at most [`DEFAULT_MAX_QUEUED_FOLLOWUPS`] follow-ups, as a fresh fetcher's
+    /// queue does.
+    pub fn new() -> Queue<C> {
         Queue {
             items: Vec::new(),
             max_in_flight: None,
+            limit: DEFAULT_MAX_QUEUED_FOLLOWUPS,
+            outstanding: 0,
         }
     }
 
-    /// Starts a follow-up request once the callback returns. Follow-ups are never refused
-    /// for lack of room: they wait in the fetcher's queue for a slot.
+    /// The URLs of the follow-ups queued so far, as given, in order.
+    pub fn urls(&self) -> impl Iterator<Item = &str> + '_ {
+        self.items.iter().map(|(_, _, _, url)| url.as_str())
+    }
+
+    /// The in-flight cap the callback asked for with
+    /// [`set_max_in_flight`](Queue::set_max_in_flight), if it did.
+    pub fn requested_max_in_flight(&self) -> Option<usize> {
+        self.max_in_flight
+    }
+
+    /// Starts a follow-up request once the callback returns. A follow-up does not wait for
+    /// an in-flight slot here (the callback must not block): it is accepted when the
+    /// callback returns and waits in the fetcher's queue for a slot.
     ///
     /// # Errors
     /// A malformed URL, unsupported scheme or bad header is refused at once, as in
-    /// [`Fetcher::start_request`]; the callback is then not kept.
+    /// [`Fetcher::start_request`]. Kind [`QueueFull`](ErrorKind::QueueFull) when the
+    /// fetcher already holds
+    /// [`max_queued_followups`](Builder::max_queued_followups) requests accepted and not
+    /// yet called back, counting the follow-ups this callback queued. Either way nothing is
+    /// kept: the callback and cookie are dropped, and the error is the only outcome.
     pub fn start_request<F>(
         &mut self,
         request: impl IntoRequest,
@@ -70,6 +135,14 @@ impl<C> Queue<C> {
         F: FnOnce(Done<C>, &mut Queue<C>) + 'static,
     {
         let mut request = request.into_request();
+        let held = self.outstanding.saturating_add(self.items.len());
+        if held >= self.limit {
+            let msg = format!(
+                "the follow-up queue is full: {held} requests pending, at most {} allowed",
+                self.limit
+            );
+            return Err(Error::new(ErrorKind::QueueFull, Phase::Prepare, msg));
+        }
         let given = request.url().to_owned();
         // Parsed once, here: the fetcher then takes the URL as it is, not parsing it again.
         let target = std::mem::replace(&mut request.target, Target::Text(String::new()));
@@ -79,9 +152,15 @@ impl<C> Queue<C> {
         Ok(())
     }
 
-    /// Changes the fetcher's in-flight cap when the callback returns.
-    pub fn set_max_requests(&mut self, n: usize) {
+    /// Changes the fetcher's in-flight cap (at least 1) when the callback returns, as
+    /// [`Fetcher::set_max_in_flight`] does.
+    pub fn set_max_in_flight(&mut self, n: usize) {
         self.max_in_flight = Some(n);
+    }
+
+    /// [`Queue::set_max_in_flight`] under ParallelCurl's name.
+    pub fn set_max_requests(&mut self, n: usize) {
+        self.set_max_in_flight(n);
     }
 
     /// How many follow-ups this callback has queued.
@@ -95,6 +174,21 @@ impl<C> Queue<C> {
     }
 }
 
+impl<C> Default for Queue<C> {
+    fn default() -> Queue<C> {
+        Queue::new()
+    }
+}
+
+impl<C> fmt::Debug for Queue<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("urls", &self.urls().collect::<Vec<_>>())
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
 struct Pending<C> {
     callback: Callback<C>,
     cookie: C,
@@ -103,8 +197,10 @@ struct Pending<C> {
 
 /// Fetches many URLs at once from the calling thread, calling back as each finishes.
 ///
-/// `start_request` returns at once while fewer than `max_in_flight` requests are accepted
-/// and unfinished (plus the builder's `backlog`, default 0); otherwise it runs the loop,
+/// At most [`max_in_flight`](Fetcher::max_in_flight) requests are
+/// [`running`](Fetcher::running) at once. `start_request` returns at once while fewer than
+/// `max_in_flight` requests are [`pending`](Fetcher::pending) (accepted and not yet called
+/// back; plus the builder's `backlog`, default 0); otherwise it runs the loop,
 /// delivering completions to their callbacks, until one finishes, then accepts the new one.
 /// Every accepted request gets exactly one callback.
 ///
@@ -146,35 +242,49 @@ impl Builder {
     /// Builds the fetcher.
     ///
     /// # Panics
-    /// When the OS refuses an event queue (out of file descriptors); see
-    /// [`Builder::try_build`].
+    /// When [`Builder::try_build`] fails: a bad option (a PEM bundle without a valid
+    /// certificate), or the OS refuses an event queue (out of file descriptors). The panic
+    /// message is the error with its causes.
     pub fn build<C: 'static>(self) -> Fetcher<C> {
-        self.try_build()
-            .expect("parafetch: cannot create the event loop")
+        match self.try_build() {
+            Ok(f) => f,
+            Err(e) => panic!("parafetch: {e:#}"),
+        }
     }
 
     /// Builds the fetcher.
     ///
     /// # Errors
-    /// When the OS refuses an event queue or waker (out of file descriptors).
-    pub fn try_build<C: 'static>(self) -> io::Result<Fetcher<C>> {
+    /// Kind `tls`, phase `prepare`: a bundle given to [`Builder::tls_roots_pem`] holds no
+    /// certificate or a malformed one. Kind `io`, phase `prepare`: the OS refuses an event
+    /// queue or waker (out of file descriptors); [`Error::io_error`] has the OS's error.
+    pub fn try_build<C: 'static>(self) -> Result<Fetcher<C>, Error> {
+        if let Some(e) = self.invalid {
+            return Err(e);
+        }
+        let mut queue = Queue::new();
+        queue.limit = self.opts.max_queued_followups;
         Ok(Fetcher {
-            engine: Engine::new(self.opts)?,
+            engine: Engine::new(self.opts).map_err(no_loop)?,
             pending: Slab::new(),
-            queue: Queue::new(),
+            queue,
         })
     }
 
     /// An iterator fetching `urls` with this builder's options, yielding each result as it
-    /// finishes. See [`fetch_all`].
+    /// finishes. See [`fetch_all`]. Where [`Builder::try_build`] would fail, every URL is
+    /// yielded with that error instead.
     pub fn fetch_all<I>(self, urls: I) -> FetchAll<I::IntoIter>
     where
         I: IntoIterator,
         I::Item: IntoRequest,
     {
-        let engine = Engine::new(self.opts);
+        let engine = match self.invalid {
+            Some(e) => Err(e),
+            None => Engine::new(self.opts).map_err(no_loop),
+        };
         FetchAll {
-            engine: engine.map_err(Some),
+            engine,
             urls: urls.into_iter(),
             pending: Slab::new(),
             ready: VecDeque::new(),
@@ -237,23 +347,54 @@ impl<C: 'static> Fetcher<C> {
         self.engine.accept(task);
     }
 
-    /// Changes the in-flight cap; takes effect at once for new starts (running requests
-    /// are never interrupted).
-    pub fn set_max_requests(&mut self, n: usize) {
+    /// Changes the in-flight cap (at least 1; the builder's
+    /// [`max_in_flight`](Builder::max_in_flight)). Takes effect at once: a raised cap
+    /// starts waiting requests now; a lowered one never interrupts running requests, it
+    /// only holds back new starts until fewer run.
+    pub fn set_max_in_flight(&mut self, n: usize) {
         self.engine.set_max_in_flight(n);
     }
 
-    /// The in-flight cap.
-    pub fn max_requests(&self) -> usize {
+    /// The in-flight cap: the most attempts [`running`](Fetcher::running) at once.
+    pub fn max_in_flight(&self) -> usize {
         self.engine.max_in_flight()
     }
 
-    /// Requests accepted and not yet called back (running, queued or waiting to retry).
-    pub fn in_flight(&self) -> usize {
+    /// [`Fetcher::set_max_in_flight`] under ParallelCurl's name.
+    pub fn set_max_requests(&mut self, n: usize) {
+        self.set_max_in_flight(n);
+    }
+
+    /// [`Fetcher::max_in_flight`] under ParallelCurl's name.
+    pub fn max_requests(&self) -> usize {
+        self.max_in_flight()
+    }
+
+    /// Requests accepted and not yet called back: those running, those queued for a slot
+    /// (behind the global or a per-host cap, or a host delay), those waiting to retry or
+    /// to follow a redirect, and follow-ups accepted from callbacks. Zero after
+    /// [`finish_all_requests`](Fetcher::finish_all_requests). At most the cap plus the
+    /// builder's [`backlog`](Builder::backlog) when only `start_request` adds requests;
+    /// follow-ups queued from callbacks may take it further, up to
+    /// [`max_queued_followups`](Builder::max_queued_followups).
+    pub fn pending(&self) -> usize {
         self.pending.len()
     }
 
-    /// Attempts on the wire right now (never more than the cap).
+    /// The old name of [`Fetcher::pending`]: it counts more than the requests in flight.
+    #[deprecated(
+        note = "counts accepted requests not yet called back: use `pending()`; \
+                         `running()` counts the attempts in flight"
+    )]
+    pub fn in_flight(&self) -> usize {
+        self.pending()
+    }
+
+    /// Attempts on the wire right now: connections resolving, connecting, handshaking,
+    /// sending or receiving for a request. Never more than
+    /// [`max_in_flight`](Fetcher::max_in_flight) (after a lowered cap, until enough
+    /// finish). A request waiting for a slot, a retry or a redirect is
+    /// [`pending`](Fetcher::pending) but not running.
     pub fn running(&self) -> usize {
         self.engine.running()
     }
@@ -289,6 +430,7 @@ impl<C: 'static> Fetcher<C> {
                 result,
                 cookie: p.cookie,
             };
+            self.queue.outstanding = self.pending.len();
             (p.callback)(done, &mut self.queue);
             called += 1;
             self.drain_queue();
@@ -310,7 +452,10 @@ impl<C: 'static> Fetcher<C> {
     }
 
     fn drain_queue_once(&mut self) {
-        for (request, callback, cookie, url) in std::mem::take(&mut self.queue.items) {
+        let batch = std::mem::take(&mut self.queue.items);
+        let mut rest = batch.len();
+        for (request, callback, cookie, url) in batch {
+            rest -= 1;
             match self.engine.prepare(request) {
                 Ok(task) => self.accept(task, callback, cookie, url),
                 Err(e) => {
@@ -320,6 +465,8 @@ impl<C: 'static> Fetcher<C> {
                         result: Err(e),
                         cookie,
                     };
+                    // The rest of this batch is held too, though not accepted yet.
+                    self.queue.outstanding = self.pending.len() + rest;
                     callback(done, &mut self.queue);
                 }
             }
@@ -336,23 +483,36 @@ impl<C: 'static> Fetcher<C> {
             // id that a follow-up below reuses.
             Err(_) => self.engine.clear(),
         }
+        let e = loop_failed(err);
         let ids: Vec<usize> = self.pending.iter().map(|(id, _)| id).collect();
         for id in ids {
             let p = self.pending.remove(id);
-            let e = Error::new(
-                ErrorKind::Io,
-                Phase::Prepare,
-                format!("event loop failed: {err}"),
-            );
+            let e = e.clone();
             let done = Done {
                 url: p.url,
                 result: Err(e),
                 cookie: p.cookie,
             };
+            self.queue.outstanding = self.pending.len();
             (p.callback)(done, &mut self.queue);
             self.drain_queue();
         }
     }
+}
+
+/// The OS refused to make an event loop (out of descriptors, say).
+fn no_loop(e: io::Error) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        Phase::Prepare,
+        "cannot create the event loop",
+    )
+    .with_source(e)
+}
+
+/// The event loop failed while running.
+fn loop_failed(e: io::Error) -> Error {
+    Error::new(ErrorKind::Io, Phase::Prepare, "the event loop failed").with_source(e)
 }
 
 impl<C: 'static> Drop for Fetcher<C> {
@@ -369,8 +529,9 @@ impl<C: 'static> Drop for Fetcher<C> {
 impl<C: 'static> fmt::Debug for Fetcher<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fetcher")
-            .field("max_requests", &self.max_requests())
-            .field("in_flight", &self.in_flight())
+            .field("max_in_flight", &self.max_in_flight())
+            .field("pending", &self.pending())
+            .field("running", &self.running())
             .finish()
     }
 }
@@ -400,7 +561,8 @@ where
 
 /// The iterator returned by [`fetch_all`].
 pub struct FetchAll<I> {
-    engine: Result<Engine, Option<io::Error>>,
+    /// The loop, or why there is none: every URL left then fails with (a clone of) it.
+    engine: Result<Engine, Error>,
     urls: I,
     pending: Slab<String>,
     ready: VecDeque<(String, Result<Response, Error>)>,
@@ -421,14 +583,9 @@ where
             let engine = match &mut self.engine {
                 Ok(e) => e,
                 Err(e) => {
-                    // No loop could be made: every URL fails with the reason.
+                    // No loop: every URL fails with the reason.
                     let request = self.urls.next()?.into_request();
-                    let msg = match e {
-                        Some(e) => format!("cannot create the event loop: {e}"),
-                        None => "cannot create the event loop".to_owned(),
-                    };
-                    let err = Error::new(ErrorKind::Io, Phase::Prepare, msg);
-                    return Some((request.url().to_owned(), Err(err)));
+                    return Some((request.url().to_owned(), Err(e.clone())));
                 }
             };
             while self.pending.len() < engine.max_in_flight() {
@@ -453,15 +610,11 @@ where
                 return None;
             }
             if let Err(e) = engine.turn(None) {
+                let err = loop_failed(e);
                 for (_, url) in std::mem::take(&mut self.pending) {
-                    let err = Error::new(
-                        ErrorKind::Io,
-                        Phase::Prepare,
-                        format!("event loop failed: {e}"),
-                    );
-                    self.ready.push_back((url, Err(err)));
+                    self.ready.push_back((url, Err(err.clone())));
                 }
-                self.engine = Err(None);
+                self.engine = Err(err);
             }
         }
     }

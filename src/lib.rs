@@ -27,13 +27,23 @@
 //! Or as an iterator: [`fetch_all`]`(urls, 20)` yields `(url, Result<Response, Error>)` as
 //! each finishes.
 //!
+//! ## rustls is part of the public API
+//!
+//! [`Builder::tls_config`] takes a `rustls::ClientConfig`, so rustls is a public
+//! dependency: its types appear in our signatures whether or not we re-export it. We
+//! re-export it as [`parafetch::rustls`](crate::rustls) so you build that config with
+//! exactly the rustls version parafetch links (a `ClientConfig` from another rustls
+//! version is a different type and would not compile). The cost, which we accept: moving
+//! to a semver-incompatible rustls release (0.23 → 0.24, say) is a breaking change of
+//! parafetch and comes with a parafetch version bump of the same weight. Users who never
+//! call `tls_config` are unaffected in practice.
+//!
 //! Layers (see DESIGN.md): [`proto`] is sans-IO HTTP/1.1 (bytes in, events out); the driver
 //! is the mio loop (sockets, timers, pool); the engine decides admission, redirects and
 //! retries; [`Fetcher`] is the API.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod demo;
 // Sans-IO DNS. Public only so fuzz targets and tests can reach it; not supported API (yet).
 #[doc(hidden)]
 pub mod dns;
@@ -57,11 +67,14 @@ pub use fetcher::{Done, FetchAll, Fetcher, Queue, fetch_all};
 pub use headers::Headers;
 pub use options::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
-    DEFAULT_MAX_REDIRECTS, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE,
-    DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RETRY_BACKOFF, DEFAULT_TIMEOUT, MAX_RETRY_AFTER,
+    DEFAULT_MAX_QUEUED_FOLLOWUPS, DEFAULT_MAX_REDIRECTS, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_POOL_MAX_IDLE, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RETRY_BACKOFF, DEFAULT_TIMEOUT,
+    MAX_RETRY_AFTER,
 };
 pub use proto::HttpVersion;
 pub use request::{IntoRequest, Request};
 pub use response::{Response, Timings, TlsInfo};
-/// The TLS library parafetch uses, for [`Builder::tls_config`].
+/// The TLS library parafetch uses, at the exact version it links, for
+/// [`Builder::tls_config`]. A semver-incompatible rustls upgrade is a breaking change of
+/// parafetch (see the crate docs).
 pub use rustls;

@@ -65,11 +65,16 @@ pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest `Retry-After` honoured; a longer one is capped to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// Default most requests a fetcher holds (accepted, not yet called back) for a callback to
+/// still queue a follow-up; see [`Builder::max_queued_followups`].
+pub const DEFAULT_MAX_QUEUED_FOLLOWUPS: usize = 100_000;
+
 /// Everything a fetcher applies to its requests.
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub max_in_flight: usize,
     pub backlog: usize,
+    pub max_queued_followups: usize,
     pub knobs: Knobs,
     pub limits: Limits,
     pub user_agent: String,
@@ -122,6 +127,7 @@ impl Default for Options {
         Options {
             max_in_flight: 10,
             backlog: 0,
+            max_queued_followups: DEFAULT_MAX_QUEUED_FOLLOWUPS,
             knobs: Knobs {
                 timeout: Some(DEFAULT_TIMEOUT),
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -168,10 +174,15 @@ impl Default for Options {
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
     pub(crate) opts: Options,
+    /// The first bad option found while chaining (a bad PEM bundle), reported by
+    /// [`Builder::try_build`] so that every option setter returns `Self`.
+    pub(crate) invalid: Option<Error>,
 }
 
 impl Builder {
-    /// Most requests in flight at once (the global cap; at least 1). Default 10.
+    /// Most requests in flight at once (the global cap; at least 1). Default 10. Change it
+    /// later with [`Fetcher::set_max_in_flight`](crate::Fetcher::set_max_in_flight) (or
+    /// from a callback, [`Queue::set_max_in_flight`](crate::Queue::set_max_in_flight)).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.opts.max_in_flight = n.max(1);
         self
@@ -183,6 +194,26 @@ impl Builder {
     /// a backlog lets requests for other hosts start while one host is saturated.
     pub fn backlog(mut self, n: usize) -> Self {
         self.opts.backlog = n;
+        self
+    }
+
+    /// Bounds the follow-ups callbacks queue ([`Queue::start_request`](crate::Queue::start_request)):
+    /// a callback may queue one only while the fetcher holds fewer than `n` requests
+    /// accepted and not yet called back ([`Fetcher::pending`](crate::Fetcher::pending)),
+    /// counting those the callback has queued already. Past it, `Queue::start_request`
+    /// returns an error of kind [`QueueFull`](crate::ErrorKind::QueueFull) and keeps
+    /// nothing, so a crawler whose pages link to ever more pages cannot grow the
+    /// fetcher's memory without bound, and is told so rather than losing requests
+    /// silently.
+    ///
+    /// Default [`DEFAULT_MAX_QUEUED_FOLLOWUPS`] (100 000): a waiting request costs its
+    /// URL, headers, callback and cookie, a few hundred bytes to a few KiB, so the default
+    /// bounds the queue to tens or hundreds of MiB, while a crawl's frontier larger than
+    /// that belongs in the caller's own store (a file, a database), fed in as requests
+    /// finish. Set it at or above `max_in_flight` plus `backlog` so that callbacks can
+    /// queue at all.
+    pub fn max_queued_followups(mut self, n: usize) -> Self {
+        self.opts.max_queued_followups = n;
         self
     }
 
@@ -267,9 +298,18 @@ impl Builder {
         self
     }
 
-    /// Retry transient failures (connect errors, timeouts, resets, 429, 502, 503, 504) up
-    /// to `n` times with exponential backoff and jitter, honouring `Retry-After`.
-    /// Default 0.
+    /// Retry transient failures up to `n` times, with exponential backoff and jitter
+    /// (from [`retry_backoff`](Builder::retry_backoff)). Default 0.
+    ///
+    /// What is retried:
+    /// - a failed connect (`connect`), for any method: the request never left;
+    /// - a timeout, an I/O error or a truncated response (`timeout`, `io`, `truncated`),
+    ///   and a 429, 502, 503 or 504 response, for idempotent methods only (GET, HEAD, PUT,
+    ///   DELETE, OPTIONS, TRACE; RFC 9110 §9.2.2): the server may have acted on a POST or
+    ///   PATCH before failing.
+    ///
+    /// A `Retry-After` on a retried response is honoured, up to [`MAX_RETRY_AFTER`] (60 s).
+    /// A request whose body already went to its sink is not retried.
     pub fn retries(mut self, n: u32) -> Self {
         self.opts.knobs.retries = n;
         self
@@ -356,11 +396,28 @@ impl Builder {
     /// Trusts the certificates in a PEM bundle (a private CA, say) in addition to the
     /// default roots.
     ///
-    /// # Errors
-    /// Kind `tls` when the bundle holds no certificate or a malformed one.
-    pub fn tls_roots_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
-        self.opts.tls.extra_roots.extend(parse_pem_certs(pem)?);
-        Ok(self)
+    /// The bundle is parsed now, but a bad one does not break the chain: it is remembered,
+    /// and [`try_build`](Builder::try_build) returns it (kind `tls`, phase `prepare`),
+    /// [`build`](Builder::build) panics with it, and [`fetch_all`](Builder::fetch_all)
+    /// yields it for every URL.
+    ///
+    /// # Examples
+    /// ```
+    /// let err = parafetch::Fetcher::builder()
+    ///     .tls_roots_pem(b"not a certificate")
+    ///     .max_in_flight(4)
+    ///     .try_build::<()>()
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), parafetch::ErrorKind::Tls);
+    /// ```
+    pub fn tls_roots_pem(mut self, pem: &[u8]) -> Self {
+        match parse_pem_certs(pem) {
+            Ok(certs) => self.opts.tls.extra_roots.extend(certs),
+            Err(e) => {
+                self.invalid.get_or_insert(e);
+            }
+        }
+        self
     }
 
     /// Whether to trust Mozilla's roots (the `webpki-roots` feature, on by default).
@@ -372,6 +429,11 @@ impl Builder {
 
     /// Uses this rustls configuration for every `https` connection, as is (roots,
     /// verifier, ALPN, versions: all yours). Shared by all connections, so sessions resume.
+    ///
+    /// Build it with [`parafetch::rustls`](crate::rustls), the rustls parafetch links:
+    /// a config from another rustls version is another type. This ties parafetch's semver
+    /// to rustls's: a semver-incompatible rustls upgrade is a parafetch breaking change.
+    /// We accept that rather than wrap every rustls option in our own types.
     pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
         self.opts.tls.custom = Some(config);
         self

@@ -257,7 +257,9 @@ pub(crate) fn check_url(target: Target) -> Result<Url, Error> {
     let url = match target {
         Target::Url(u) => u,
         Target::Text(s) => Url::parse(s.trim()).map_err(|e| {
-            Error::new(ErrorKind::InvalidUrl, Phase::Prepare, format!("{s:?}: {e}")).with_source(e)
+            // The parser's reason is the cause (`{:#}` prints it), not part of the message.
+            let msg = format!("{s:?} is not a valid url");
+            Error::new(ErrorKind::InvalidUrl, Phase::Prepare, msg).with_source(e)
         })?,
     };
     check_parsed(url)

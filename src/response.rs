@@ -1,7 +1,7 @@
 //! What a finished request hands back: status, headers, body, where it came from, how long
 //! each phase took.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use url::Url;
@@ -42,6 +42,51 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response with this status from this URL, and the rest empty or zero: no reason
+    /// phrase, HTTP/1.1, no headers, an empty body, the unspecified address `0.0.0.0:0`,
+    /// zero timings, no redirect, one attempt, a fresh connection, no TLS. For testing
+    /// callbacks; the fetcher builds the real ones. Fields are public, so set any other
+    /// directly, or use [`with_header`](Response::with_header) and
+    /// [`with_body`](Response::with_body).
+    ///
+    /// # Examples
+    /// ```
+    /// let url = url::Url::parse("http://example.com/").unwrap();
+    /// let resp = parafetch::Response::new(404, url).with_body("not here");
+    /// assert_eq!((resp.status, resp.body_len), (404, 8));
+    /// assert!(!resp.is_success());
+    /// ```
+    pub fn new(status: u16, url: Url) -> Response {
+        Response {
+            status,
+            reason: String::new(),
+            version: HttpVersion::Http11,
+            headers: Headers::new(),
+            body: Vec::new(),
+            body_len: 0,
+            url,
+            remote_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            timings: Timings::default(),
+            redirects: 0,
+            attempts: 1,
+            reused_connection: false,
+            tls: None,
+        }
+    }
+
+    /// Appends a header field (repeats kept, as received ones are).
+    pub fn with_header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Response {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Sets the body, and [`body_len`](Response::body_len) to its length.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Response {
+        self.body = body.into();
+        self.body_len = self.body.len() as u64;
+        self
+    }
+
     /// The body as text, decoded as UTF-8 with invalid sequences replaced.
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.body)
@@ -54,7 +99,7 @@ impl Response {
 }
 
 /// How long each phase took. A phase that did not happen (a reused connection needs no
-/// resolve, connect or handshake; plain http needs no TLS) is zero.
+/// resolve, connect or handshake; plain http needs no TLS) is zero. `Default` is all zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Timings {
@@ -70,8 +115,9 @@ pub struct Timings {
     pub total: Duration,
 }
 
-/// The negotiated parameters of a TLS connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The negotiated parameters of a TLS connection. `Default` (empty names, no ALPN, not
+/// resumed) is for tests; set the public fields as needed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TlsInfo {
     /// e.g. `"TLSv1_3"`.

@@ -166,6 +166,31 @@ fn tls_io_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// Our words for a TLS failure, for a message that keeps the rustls error as its source.
+pub(crate) fn tls_words(e: &rustls::Error) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    match e {
+        E::InvalidCertificate(c) => match c {
+            C::Expired | C::ExpiredContext { .. } => "certificate has expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => "certificate is not valid yet".into(),
+            C::UnknownIssuer => "certificate issuer is not trusted".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "certificate is not valid for this name".into()
+            }
+            C::Revoked => "certificate was revoked".into(),
+            C::BadSignature => "certificate signature is bad".into(),
+            C::BadEncoding => "certificate is malformed".into(),
+            _ => "certificate was refused".into(),
+        },
+        E::AlertReceived(alert) => format!("the server sent the alert {alert:?}"),
+        E::NoCertificatesPresented => "the server presented no certificate".into(),
+        E::PeerIncompatible(_) => "the server's tls is incompatible with ours".into(),
+        E::PeerMisbehaved(_) => "the server broke the tls protocol".into(),
+        E::InvalidMessage(_) => "the server sent a malformed tls message".into(),
+        _ => "tls failed".into(),
+    }
+}
+
 /// The rustls error inside an I/O error, if that is what it is.
 pub(crate) fn tls_cause(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref())
@@ -186,7 +211,7 @@ impl<S: Read + Write> TlsStream<S> {
         name: ServerName<'static>,
     ) -> Result<Self, Error> {
         let conn = ClientConnection::new(config, name)
-            .map_err(|e| Error::new(ErrorKind::Tls, Phase::Tls, e.to_string()).with_source(e))?;
+            .map_err(|e| Error::new(ErrorKind::Tls, Phase::Tls, tls_words(&e)).with_source(e))?;
         Ok(TlsStream {
             sock,
             conn,

@@ -287,7 +287,7 @@ fn bad_urls_are_refused_at_once() {
         )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
-    assert_eq!(f.in_flight(), 0);
+    assert_eq!(f.pending(), 0);
 }
 
 /// A listener whose accept queue is full, so it drops new SYNs: a connect to it never
@@ -494,17 +494,17 @@ fn admission_cap_is_reached_and_never_exceeded() {
     for i in 0..20 {
         f.start_request(s.url(&format!("/a{i}")), cb(statuses.clone()), ())
             .unwrap();
-        assert!(f.running() <= 5 && f.in_flight() <= 5);
+        assert!(f.running() <= 5 && f.pending() <= 5);
     }
     f.finish_all_requests();
     assert_eq!(s.in_handler_peak(), 5);
     phase2.store(true, std::sync::atomic::Ordering::SeqCst);
     s.reset_peak();
-    f.set_max_requests(2);
+    f.set_max_in_flight(2);
     for i in 0..10 {
         f.start_request(s.url(&format!("/b{i}")), cb(statuses.clone()), ())
             .unwrap();
-        assert!(f.running() <= 2 && f.in_flight() <= 2);
+        assert!(f.running() <= 2 && f.pending() <= 2);
     }
     f.finish_all_requests();
     assert_eq!(s.in_handler_peak(), 2);
@@ -719,6 +719,57 @@ fn follow_ups_queued_by_error_callbacks_run() {
     .unwrap();
     f.finish_all_requests();
     assert_eq!(*got.borrow(), ["a true", "b invalid_request", "c true"]);
+}
+
+/// Follow-ups are bounded: past `max_queued_followups` requests pending, `Queue::start_request`
+/// says `queue_full` and keeps nothing; what it accepted is fetched and called back.
+#[test]
+fn follow_ups_past_the_cap_are_refused_not_lost() {
+    let s = TestServer::start(support::ok_body(b"ok"));
+    let called: Rc<RefCell<Vec<u32>>> = Rc::default();
+    let refused: Rc<RefCell<Vec<(ErrorKind, Phase, String)>>> = Rc::default();
+    let mut f: Fetcher<u32> = Fetcher::builder()
+        .max_in_flight(2)
+        .max_queued_followups(5)
+        .build();
+    let (c, r, base) = (called.clone(), refused.clone(), s.url("/child/"));
+    f.start_request(
+        s.url("/root"),
+        move |d: Done<u32>, q: &mut Queue<u32>| {
+            assert_eq!(d.result.unwrap().status, 200);
+            c.borrow_mut().push(d.cookie);
+            for i in 1..=8 {
+                let c = c.clone();
+                let on_child = move |d: Done<u32>, _: &mut Queue<u32>| {
+                    assert_eq!(d.result.unwrap().status, 200);
+                    c.borrow_mut().push(d.cookie);
+                };
+                if let Err(e) = q.start_request(format!("{base}{i}"), on_child, i) {
+                    r.borrow_mut()
+                        .push((e.kind(), e.phase(), e.message().to_owned()));
+                }
+            }
+            assert_eq!(q.len(), 5);
+        },
+        0,
+    )
+    .unwrap();
+    f.finish_all_requests();
+    assert_eq!(f.pending(), 0);
+    let mut called = called.borrow().clone();
+    called.sort();
+    assert_eq!(
+        called,
+        [0, 1, 2, 3, 4, 5],
+        "accepted follow-ups run, refused ones never"
+    );
+    let refused = refused.borrow();
+    assert_eq!(refused.len(), 3);
+    for (kind, phase, msg) in refused.iter() {
+        assert_eq!((*kind, *phase), (ErrorKind::QueueFull, Phase::Prepare));
+        assert!(msg.contains("follow-up queue is full"), "{msg}");
+    }
+    assert_eq!(s.requests().len(), 6);
 }
 
 /// `Duration::MAX` means "no limit" to many callers: it must not overflow a deadline.

@@ -106,7 +106,7 @@ fn emfile_child() {
     assert!(out.ok > 0, "some requests must get through");
 
     // 2. Recovery on the same fetcher, within the limit.
-    fetcher.set_max_requests(10);
+    fetcher.set_max_in_flight(10);
     let out = batch(&mut fetcher, (0..100).map(url));
     eprintln!("child: 100 at 10 in flight: {out:?}");
     assert_eq!(out.ok, 100, "after the storm every request succeeds");

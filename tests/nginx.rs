@@ -38,7 +38,6 @@ fn nginx_plain_and_tls() {
         Fetcher::builder()
             .tls_default_roots(false)
             .tls_roots_pem(pki().ca_pem.as_bytes())
-            .unwrap()
     };
     for url in [ng.url("/1k.bin"), https_url(&ng, "/1k.bin")] {
         let r = trusting()
@@ -102,8 +101,7 @@ fn nginx_keep_alive_many_requests() {
     let b = Fetcher::builder()
         .max_in_flight(8)
         .tls_default_roots(false)
-        .tls_roots_pem(pki().ca_pem.as_bytes())
-        .unwrap();
+        .tls_roots_pem(pki().ca_pem.as_bytes());
     let mut reused = 0;
     for (url, r) in b.fetch_all(urls) {
         let r = r.unwrap_or_else(|e| panic!("{url}: {e}"));

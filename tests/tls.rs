@@ -127,7 +127,6 @@ fn trusting() -> Builder {
     Fetcher::builder()
         .tls_default_roots(false)
         .tls_roots_pem(pki().ca_pem.as_bytes())
-        .expect("test CA parses")
 }
 
 fn fetch(b: Builder, url: String) -> Result<Response, parafetch::Error> {
@@ -196,8 +195,25 @@ fn danger_accept_invalid_certs_accepts_self_signed() {
 
 #[test]
 fn bad_pem_is_refused() {
-    let e = Fetcher::builder().tls_roots_pem(b"not a pem").unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Tls);
+    // The chain goes on; building reports the bad bundle.
+    let b = Fetcher::builder()
+        .tls_roots_pem(b"not a pem")
+        .max_in_flight(2);
+    let e = b.clone().try_build::<()>().unwrap_err();
+    assert_eq!((e.kind(), e.phase()), (ErrorKind::Tls, Phase::Prepare));
+    // fetch_all yields it for every URL, as it does when no event loop can be made.
+    let urls = ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"];
+    let results: Vec<_> = b.clone().fetch_all(urls).collect();
+    assert_eq!(results.len(), 2);
+    for (url, r) in results {
+        let e = r.expect_err("no fetcher, no response");
+        assert_eq!(e.kind(), ErrorKind::Tls, "{url}: {e}");
+    }
+    // build panics with the error.
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(b.build::<()>())))
+        .unwrap_err();
+    let msg = panic.downcast_ref::<String>().expect("a formatted message");
+    assert!(msg.contains("tls during prepare"), "{msg}");
 }
 
 /// Policy: a close-delimited body must end with close_notify; a bare TCP close could be an

@@ -34,14 +34,14 @@ use super::timer::{Timer, TimerTable, later};
 use super::token;
 use super::transport::Transport;
 use super::{Config, Exchanged, Failure};
-use crate::error::{Error, ErrorKind, Phase, describe_io};
+use crate::error::{Error, ErrorKind, Phase, io_words};
 use crate::policy;
 use crate::proto::{
     ContentDecoder, Event, Exchange, Framing, RequestInfo, ResponseHead, decode, encode_request,
 };
 use crate::response::{Timings, TlsInfo};
 use crate::task::{Origin, Task};
-use crate::tls::{TlsStream, client_config, server_name, tls_cause};
+use crate::tls::{TlsStream, client_config, server_name, tls_cause, tls_words};
 
 /// Most body bytes reserved up front from a `Content-Length`: small bodies get one exact
 /// allocation; a large (or lying) length gets no more than this until bytes arrive, so a
@@ -319,7 +319,7 @@ impl Slot {
                 Some(e) => format!(
                     "could not connect within {:?} (last error: {})",
                     knobs.connect_timeout,
-                    describe_io(e)
+                    io_words(e.kind())
                 ),
                 None => format!("could not connect within {:?}", knobs.connect_timeout),
             },
@@ -412,7 +412,7 @@ impl Slot {
                             "{}:{}: {}",
                             self.origin.host,
                             self.origin.port,
-                            describe_io(e)
+                            io_words(e.kind())
                         ),
                         None => format!(
                             "{}:{}: no address worked",
@@ -511,8 +511,8 @@ impl Slot {
             }
             Err(e) => {
                 let msg = match tls_cause(&e) {
-                    Some(cause) => cause.to_string(),
-                    None => format!("tls handshake failed: {}", describe_io(&e)),
+                    Some(cause) => tls_words(cause),
+                    None => format!("tls handshake failed: {}", io_words(e.kind())),
                 };
                 let err = Error::new(ErrorKind::Tls, Phase::Tls, msg).with_source(e);
                 self.fail(err, cx)
@@ -815,7 +815,10 @@ impl Attempt {
         match &mut self.task.sink {
             Some(sink) => {
                 self.task.sink_used = true;
-                sink(data).map_err(|e| Error::io(ErrorKind::Io, Phase::ReceiveBody, e))?;
+                sink(data).map_err(|e| {
+                    let msg = format!("the body sink failed: {}", io_words(e.kind()));
+                    Error::new(ErrorKind::Io, Phase::ReceiveBody, msg).with_source(e)
+                })?;
             }
             None => self.body.extend_from_slice(data),
         }
@@ -839,7 +842,7 @@ fn too_large_body(max: u64) -> Error {
 /// An I/O error on an established connection: TLS failures are `tls`, the rest `io`.
 fn io_failure(e: io::Error, phase: Phase) -> Error {
     match tls_cause(&e) {
-        Some(cause) => Error::new(ErrorKind::Tls, phase, cause.to_string()).with_source(e),
+        Some(cause) => Error::new(ErrorKind::Tls, phase, tls_words(cause)).with_source(e),
         None => Error::io(ErrorKind::Io, phase, e),
     }
 }

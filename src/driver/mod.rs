@@ -50,7 +50,7 @@ use crate::tls::TlsOptions;
 use conn::{Attempt, Cx, Readiness, Slot, Transition};
 use pool::Pool;
 use resolve::{LookupError, Names, with_port};
-use timer::Deadlines;
+use timer::{Deadlines, Timer};
 use token::Source;
 
 pub(crate) use resolve::NamesConfig;
@@ -173,9 +173,15 @@ impl Driver {
         };
         if let Some(max_idle) = max_idle {
             let slots = &self.slots;
+            // A connection whose pool deadline passed while the loop was not turning is
+            // past its lifetime: not taken, its timer closes it.
             let fits = |key: usize| {
-                let since = slots.get(key).and_then(|s| s.conn.idle_since());
-                since.is_some_and(|since| max_idle.is_none_or(|m| now - since < m))
+                let Some(slot) = slots.get(key) else {
+                    return false;
+                };
+                let alive = slot.timers.get(Timer::Pool).is_some_and(|at| at > now);
+                let since = slot.conn.idle_since();
+                alive && since.is_some_and(|since| max_idle.is_none_or(|m| now - since < m))
             };
             if let Some(key) = self.pool.take(&origin, fits) {
                 return self.run(key, now, |slot, cx| slot.reuse(attempt, cx));

@@ -116,9 +116,10 @@ pub struct FetchArgs {
     /// Largest response head (status line and header fields). Suffixes K, M. Default 64K.
     #[arg(long, value_name = "BYTES", value_parser = bytes, help_heading = "Limits")]
     pub max_head: Option<u64>,
-    /// Retry transient failures (connect errors, timeouts, resets, 429, 502, 503, 504) up to
-    /// N times, with backoff, honouring Retry-After. A body already partly saved is not
-    /// retried.
+    /// Retry transient failures up to N times, with backoff: connect errors for any method;
+    /// timeouts, i/o errors, truncated responses and statuses 429, 502, 503, 504 only for
+    /// idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS, TRACE; never POST or PATCH).
+    /// Retry-After is honoured up to 60 s. A body already partly saved is not retried.
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub retry: Option<u32>,
 

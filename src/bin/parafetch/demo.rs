@@ -2,17 +2,17 @@
 //! request after a delay; the same URLs are fetched once per concurrency level and the wall
 //! times compared. With 100 URLs and 100 ms: about 10 s with 1 in flight, 0.5 s with 20.
 //!
-//! Owns the experiment and its report; the server is the library's `DemoServer`.
+//! Owns the experiment and its report; the server is [`crate::server::DemoServer`].
 
 use std::cell::Cell;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use parafetch::demo::DemoServer;
 use parafetch::{Done, Fetcher, Queue};
 
 use crate::args::DemoArgs;
+use crate::server::DemoServer;
 
 /// Runs the demo; exit status 1 if the server cannot start or any request fails.
 pub fn run(args: &DemoArgs) -> ExitCode {

@@ -17,6 +17,7 @@ mod args;
 mod demo;
 mod input;
 mod output;
+mod server;
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -26,10 +27,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use parafetch::{Builder, Done, Fetcher, Queue, Request};
+use parafetch::{Builder, Done, ErrorKind, Fetcher, Queue, Request};
 
 use args::{Cli, Command, FetchArgs};
-use output::{Failure, Mode, Outcome, Reporter};
+use output::{Failure, Mode, Outcome, Reporter, chain};
 
 /// Exit status for usage errors, as clap uses.
 const USAGE: u8 = 2;
@@ -63,6 +64,18 @@ struct Template {
 
 fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
     let (builder, capacity) = builder(&args)?;
+    let mut fetcher: Fetcher<usize> = match builder.try_build() {
+        Ok(f) => f,
+        // The only option the builder can refuse is a bad --cacert bundle.
+        Err(e) if e.kind() == ErrorKind::Tls => {
+            let path = args.cacert.as_deref().unwrap_or(Path::new("-")).display();
+            return Err(Usage(format!("--cacert {path}: {}", chain(&e))));
+        }
+        Err(e) => {
+            eprintln!("parafetch: error: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let template = template(&args)?;
     if args.urls.is_empty() && args.input.is_none() {
         return Err(Usage(
@@ -87,14 +100,13 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
         quiet: args.quiet,
     };
     let reporter = Rc::new(RefCell::new(Reporter::new(mode, entries.len())));
-    let mut fetcher: Fetcher<usize> = builder.build();
     let total = entries.len();
     let mut skipped = 0;
     for (index, entry) in entries.into_iter().enumerate() {
         // Make room first, so start_request returns at once and `now` below is when this
         // request was accepted (the library may begin connecting inside start_request), and
         // so at most `capacity` output files are open.
-        while fetcher.in_flight() >= capacity {
+        while fetcher.pending() >= capacity {
             fetcher.poll(None);
         }
         // The reader of our stdout is gone (`| head`): finish what runs, start no more.
@@ -184,6 +196,7 @@ fn request(t: &Template, url: &str, index: usize) -> Result<(Request, Option<Pat
         phase: "prepare",
         message: format!("cannot create {}: {e}", path.display()),
         attempts: 0,
+        reused: None,
     })?;
     Ok((req.write_to(file), Some(path)))
 }
@@ -272,10 +285,8 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
         // Like curl: the file replaces the built-in roots rather than adding to them.
         let pem = std::fs::read(path)
             .map_err(|e| Usage(format!("cannot read --cacert {}: {e}", path.display())))?;
-        b = b
-            .tls_roots_pem(&pem)
-            .map_err(|e| Usage(format!("--cacert {}: {}", path.display(), e.message())))?
-            .tls_default_roots(false);
+        // A bad bundle is reported when the fetcher is built.
+        b = b.tls_roots_pem(&pem).tls_default_roots(false);
     }
     if args.insecure {
         eprintln!(

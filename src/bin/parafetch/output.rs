@@ -20,10 +20,26 @@ pub struct Failure {
     pub kind: &'static str,
     /// `Phase::as_str`, e.g. `"receive_head"`.
     pub phase: &'static str,
-    /// Lowercase, human-readable.
+    /// Lowercase, human-readable: the library's message and then its chain of causes,
+    /// each once (what `{:#}` prints after kind and phase), so nothing is lost.
     pub message: String,
     /// Attempts made before giving up (0: refused before any attempt).
     pub attempts: u32,
+    /// Whether the failed attempt's connection was reused (`None`: no connection).
+    pub reused: Option<bool>,
+}
+
+/// An error's message and then each of its causes once, joined by ": " (what `{:#}`
+/// prints after kind and phase).
+pub fn chain(e: &parafetch::Error) -> String {
+    let mut message = e.message().to_owned();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
 }
 
 impl From<&parafetch::Error> for Failure {
@@ -31,8 +47,9 @@ impl From<&parafetch::Error> for Failure {
         Failure {
             kind: e.kind().as_str(),
             phase: e.phase().as_str(),
-            message: e.message().to_owned(),
+            message: chain(e),
             attempts: e.attempts(),
+            reused: e.reused_connection(),
         }
     }
 }
@@ -100,7 +117,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "timings": null,
             "redirects": null,
             "attempts": f.attempts,
-            "reused_connection": null,
+            "reused_connection": f.reused,
             "error": {"kind": f.kind, "phase": f.phase, "message": f.message},
         }),
     }

@@ -1,31 +1,21 @@
-//! A tiny loopback HTTP/1.1 server for demos and examples, so they run offline: every
+//! The `demo` subcommand's loopback HTTP/1.1 server, so the demo runs offline: every
 //! request is answered after a fixed delay with a short text body.
 //!
 //! A thread per connection, std only; it is for showing concurrency on one machine, not for
-//! serving anything real. It never touches the fetcher's loop.
+//! serving anything real. It never touches the fetcher's loop, and it is the tool's, not
+//! the library's: no user of parafetch should depend on it.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
 /// A loopback server answering every request after `delay`.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// let server = parafetch::demo::DemoServer::start(Duration::from_millis(10))?;
-/// let (url, result) = parafetch::fetch_all([server.url("/hello")], 1).next().unwrap();
-/// assert_eq!(result?.status, 200);
-/// assert!(url.ends_with("/hello"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub struct DemoServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    served: Arc<AtomicUsize>,
 }
 
 impl DemoServer {
@@ -37,8 +27,7 @@ impl DemoServer {
         let listener = TcpListener::bind(("127.0.0.1", 0))?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicUsize::new(0));
-        let (stop2, served2) = (Arc::clone(&stop), Arc::clone(&served));
+        let stop2 = Arc::clone(&stop);
         thread::Builder::new()
             .name("parafetch-demo-accept".into())
             .spawn(move || {
@@ -47,15 +36,14 @@ impl DemoServer {
                         return;
                     }
                     let Ok(conn) = conn else { continue };
-                    let served = Arc::clone(&served2);
                     let _ = thread::Builder::new()
                         .name("parafetch-demo-conn".into())
                         .spawn(move || {
-                            let _ = serve(conn, delay, &served);
+                            let _ = serve(conn, delay);
                         });
                 }
             })?;
-        Ok(DemoServer { addr, stop, served })
+        Ok(DemoServer { addr, stop })
     }
 
     /// The bound address.
@@ -67,11 +55,6 @@ impl DemoServer {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
-
-    /// How many requests were answered.
-    pub fn served(&self) -> usize {
-        self.served.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for DemoServer {
@@ -82,7 +65,7 @@ impl Drop for DemoServer {
     }
 }
 
-fn serve(conn: TcpStream, delay: Duration, served: &AtomicUsize) -> io::Result<()> {
+fn serve(conn: TcpStream, delay: Duration) -> io::Result<()> {
     conn.set_nodelay(true)?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut writer = conn;
@@ -122,7 +105,6 @@ fn serve(conn: TcpStream, delay: Duration, served: &AtomicUsize) -> io::Result<(
             if close { "Connection: close\r\n" } else { "" }
         );
         writer.write_all(format!("{head}{body}").as_bytes())?;
-        served.fetch_add(1, Ordering::Relaxed);
         if close {
             return Ok(());
         }
