@@ -62,6 +62,143 @@ fn server_closing_idle_connections_fails_no_request() {
     assert_eq!(s.request_count(), 200);
 }
 
+/// A server that answers the first request of each connection and closes the connection
+/// as the next request on it arrives, without a byte: the keep-alive race, every time.
+fn closes_reused_connections() -> TestServer {
+    TestServer::start(|c: &mut Conn| {
+        if c.read_request()?.is_some() {
+            c.respond(200, &[], b"first")?;
+        }
+        if c.read_request()?.is_some() {
+            c.close(); // the request arrived on a connection the server gave up on
+        }
+        Ok(())
+    })
+}
+
+fn targets(s: &TestServer) -> Vec<String> {
+    s.requests().iter().map(|r| r.target.clone()).collect()
+}
+
+#[test]
+fn stale_pooled_connection_replays_only_repeatable_requests() {
+    let s = closes_reused_connections();
+    let requests = [
+        Request::get(s.url("/warm")),
+        // Reuses the pooled connection, which dies: replayed once on a new one.
+        Request::get(s.url("/get")),
+        // Not idempotent: reported, not sent again.
+        Request::post(s.url("/post")).body(&b"once"[..]),
+        Request::get(s.url("/warm-again")),
+        // An Idempotency-Key says the server deduplicates: replayed.
+        Request::post(s.url("/keyed"))
+            .header("Idempotency-Key", "a1b2")
+            .body(&b"twice"[..]),
+    ];
+    let got: Vec<_> = Fetcher::builder()
+        .max_in_flight(1)
+        .fetch_all(requests)
+        .map(|(_, r)| r)
+        .collect();
+    let get = got[1].as_ref().expect("GET replayed on a new connection");
+    assert_eq!(
+        (get.status, get.attempts, get.reused_connection),
+        (200, 1, false)
+    );
+    let post = got[2].as_ref().expect_err("a stale POST is not replayed");
+    assert_eq!(post.kind(), ErrorKind::EmptyReply, "{post}");
+    assert_eq!(post.reused_connection(), Some(true));
+    assert_eq!(post.attempts(), 1);
+    assert!(post.message().contains("not replayed"), "{post}");
+    let keyed = got[4].as_ref().expect("keyed POST replayed");
+    assert_eq!((keyed.status, keyed.reused_connection), (200, false));
+    assert_eq!(
+        targets(&s),
+        [
+            "/warm",
+            "/get",
+            "/get",
+            "/post",
+            "/warm-again",
+            "/keyed",
+            "/keyed"
+        ],
+        "each replay is one more request; the plain POST went out once"
+    );
+}
+
+#[test]
+fn stale_replay_is_not_an_attempt_and_happens_once() {
+    // Every request on a reused connection dies, and so would a replay if it reused one:
+    // the replay goes to a new connection, so it succeeds, and the retry budget is intact.
+    let s = closes_reused_connections();
+    let urls: Vec<String> = (0..50).map(|i| s.url(&format!("/{i}"))).collect();
+    for (url, r) in Fetcher::builder().max_in_flight(2).fetch_all(urls) {
+        let r = r.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!((r.status, r.attempts), (200, 1), "{url}");
+    }
+}
+
+#[test]
+fn pooled_connections_expire_before_the_servers_keep_alive_timeout() {
+    // The server announces a 1 s keep-alive timeout: we keep the connection half that.
+    let s = TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|_, c| c.respond(200, &[("Keep-Alive", "timeout=1, max=100")], b"k"))
+    });
+    let mut f: Fetcher<()> = Fetcher::builder().build();
+    let reused = Rc::new(RefCell::new(Vec::new()));
+    let fetch = |f: &mut Fetcher<()>, path: &str| {
+        let reused = Rc::clone(&reused);
+        f.start_request(
+            s.url(path),
+            move |d: Done<()>, _: &mut Queue<()>| {
+                reused
+                    .borrow_mut()
+                    .push(d.result.unwrap().reused_connection);
+            },
+            (),
+        )
+        .unwrap();
+        f.finish_all_requests();
+    };
+    fetch(&mut f, "/a");
+    fetch(&mut f, "/b"); // at once: well inside the lifetime
+    // Past half the announced timeout: the connection must not be used any more. (Time
+    // passing is what is tested here; nothing waits for another thread.)
+    std::thread::sleep(Duration::from_millis(600));
+    fetch(&mut f, "/c");
+    assert_eq!(*reused.borrow(), [false, true, false]);
+    assert_eq!(s.accepts(), 2);
+}
+
+#[test]
+fn non_idempotent_requests_skip_connections_idle_over_a_second() {
+    let s = TestServer::start(|c: &mut Conn| c.serve_keep_alive(|_, c| c.respond(200, &[], b"k")));
+    let mut f: Fetcher<()> = Fetcher::builder().build();
+    let reused = Rc::new(RefCell::new(Vec::new()));
+    let fetch = |f: &mut Fetcher<()>, req: Request| {
+        let reused = Rc::clone(&reused);
+        f.start_request(
+            req,
+            move |d: Done<()>, _: &mut Queue<()>| {
+                reused
+                    .borrow_mut()
+                    .push(d.result.unwrap().reused_connection);
+            },
+            (),
+        )
+        .unwrap();
+        f.finish_all_requests();
+    };
+    fetch(&mut f, Request::get(s.url("/a")));
+    fetch(&mut f, Request::post(s.url("/b"))); // idle for microseconds: reused
+    std::thread::sleep(Duration::from_millis(1100)); // time passing is what is tested
+    fetch(&mut f, Request::post(s.url("/c"))); // idle over 1 s: a new connection
+    fetch(&mut f, Request::get(s.url("/d"))); // a GET takes any pooled connection
+    assert_eq!(*reused.borrow(), [false, true, false, true]);
+    assert_eq!(s.accepts(), 2);
+}
+
 #[test]
 fn connection_close_and_http10_are_not_reused() {
     let s = TestServer::start(|c: &mut Conn| {

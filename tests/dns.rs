@@ -51,6 +51,25 @@ fn names_resolve_through_the_stub() {
 }
 
 #[test]
+fn unbounded_dns_timeouts_and_ttls_do_not_overflow() {
+    // `Duration::MAX` means "no limit"; it used to panic on `now + d` in the stub.
+    let http = TestServer::start(support::ok_body(b"far"));
+    let dns = FakeDns::start(zone(&[("far.test", &[LOCAL], &[])], 60));
+    let b = Fetcher::builder()
+        .max_in_flight(1)
+        .dns_servers(&[dns.addr()])
+        .dns_search(&[], 1)
+        .dns_timeout(Duration::MAX, 1)
+        .dns_cache_ttl(Duration::MAX, Duration::MAX);
+    let url = format!("http://far.test:{}/", http.port());
+    let results: Vec<_> = b.fetch_all([url.clone(), url]).collect();
+    for (_, r) in results {
+        assert_eq!(r.unwrap().status, 200);
+    }
+    assert_eq!(dns.count_for("far.test", QType::A), 1, "cached 'forever'");
+}
+
+#[test]
 fn lookups_are_coalesced_and_cached() {
     let http = TestServer::start(support::ok_body(b"x"));
     let dns = FakeDns::start(|q: &Query| {

@@ -20,12 +20,14 @@ mod support;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use parafetch::{Done, ErrorKind, Fetcher, Queue, Response};
+use support::dns::{FakeDns, zone};
 use support::{Conn, TestServer};
 
 const CHILD_ENV: &str = "PARAFETCH_EMFILE_SERVER";
@@ -44,9 +46,14 @@ fn emfile_fails_or_defers_cleanly_and_recovers() {
     // A second origin the child first uses when it has no descriptor left, so its idle
     // pool cannot serve those requests.
     let other = TestServer::start(support::ok_body(b"ok"));
+    // A nameserver for a name the child resolves with no descriptor left.
+    let dns = FakeDns::start(zone(&[("named.test", &[Ipv4Addr::LOCALHOST], &[])], 60));
     let child = Command::new(std::env::current_exe().expect("current_exe"))
         .args(["--exact", CHILD_TEST, "--ignored", "--nocapture"])
-        .env(CHILD_ENV, format!("{},{}", server.addr(), other.addr()))
+        .env(
+            CHILD_ENV,
+            format!("{},{},{}", server.addr(), other.addr(), dns.addr()),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -88,7 +95,13 @@ fn emfile_child() {
         eprintln!("{CHILD_TEST}: not started by the parent test; nothing to do");
         return;
     };
-    let (addr, other) = addrs.split_once(',').expect("two addresses");
+    let [addr, other, dns]: [&str; 3] = addrs
+        .split(',')
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("three addresses");
+    let dns: SocketAddr = dns.parse().expect("nameserver address");
+    let other_port = other.rsplit_once(':').expect("host:port").1.to_owned();
     let url = |i: usize| format!("http://{addr}/{i}");
     let other_url = |i: usize| format!("http://{other}/{i}");
     set_fd_limit(FD_LIMIT);
@@ -97,6 +110,8 @@ fn emfile_child() {
 
     // 1. Far more connections than descriptors.
     let mut fetcher: Fetcher<usize> = Fetcher::builder()
+        .dns_servers(&[dns])
+        .dns_search(&[], 1)
         .max_in_flight(200)
         .connect_timeout(Duration::from_secs(2))
         .timeout(Some(Duration::from_secs(10)))
@@ -129,6 +144,12 @@ fn emfile_child() {
     let out = batch(&mut fetcher, (0..20).map(other_url));
     eprintln!("child: 20 to a new origin with no descriptor left: {out:?}");
     assert_eq!(out.ok, 20, "idle pooled connections make room");
+    // A name to resolve: the DNS query needs a socket too. It waits for a descriptor, as a
+    // connect does (it used to fail as `dns`), and an idle pooled connection gives one.
+    let named = |i: usize| format!("http://named.test:{other_port}/named/{i}");
+    let out = batch(&mut fetcher, (0..3).map(named));
+    eprintln!("child: 3 to a name with no descriptor left: {out:?}");
+    assert_eq!(out.ok, 3, "the lookup waited for a descriptor: {out:?}");
     // The first origin's pool was spent on it, and no descriptor is free: its requests
     // wait for one (deferred), then fail at their connect deadline, each exactly once, or
     // ride a connection still pooled.
