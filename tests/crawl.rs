@@ -139,6 +139,20 @@ fn stale_replay_is_not_an_attempt_and_happens_once() {
     }
 }
 
+/// Fetches one request to completion on `f`; says whether it reused a pooled connection.
+fn reused_one(f: &mut Fetcher<()>, req: Request) -> bool {
+    let reused = Rc::new(Cell::new(None));
+    let r = Rc::clone(&reused);
+    f.start_request(
+        req,
+        move |d: Done<()>, _: &mut Queue<()>| r.set(Some(d.result.unwrap().reused_connection)),
+        (),
+    )
+    .unwrap();
+    f.finish_all_requests();
+    reused.get().expect("called back")
+}
+
 #[test]
 fn pooled_connections_expire_before_the_servers_keep_alive_timeout() {
     // The server announces a 1 s keep-alive timeout: we keep the connection half that.
@@ -146,28 +160,15 @@ fn pooled_connections_expire_before_the_servers_keep_alive_timeout() {
         c.serve_keep_alive(|_, c| c.respond(200, &[("Keep-Alive", "timeout=1, max=100")], b"k"))
     });
     let mut f: Fetcher<()> = Fetcher::builder().build();
-    let reused = Rc::new(RefCell::new(Vec::new()));
-    let fetch = |f: &mut Fetcher<()>, path: &str| {
-        let reused = Rc::clone(&reused);
-        f.start_request(
-            s.url(path),
-            move |d: Done<()>, _: &mut Queue<()>| {
-                reused
-                    .borrow_mut()
-                    .push(d.result.unwrap().reused_connection);
-            },
-            (),
-        )
-        .unwrap();
-        f.finish_all_requests();
-    };
-    fetch(&mut f, "/a");
-    fetch(&mut f, "/b"); // at once: well inside the lifetime
+    assert!(!reused_one(&mut f, Request::get(s.url("/a"))));
+    assert!(
+        reused_one(&mut f, Request::get(s.url("/b"))),
+        "well inside the lifetime"
+    );
     // Past half the announced timeout: the connection must not be used any more. (Time
     // passing is what is tested here; nothing waits for another thread.)
     std::thread::sleep(Duration::from_millis(600));
-    fetch(&mut f, "/c");
-    assert_eq!(*reused.borrow(), [false, true, false]);
+    assert!(!reused_one(&mut f, Request::get(s.url("/c"))));
     assert_eq!(s.accepts(), 2);
 }
 
@@ -175,27 +176,20 @@ fn pooled_connections_expire_before_the_servers_keep_alive_timeout() {
 fn non_idempotent_requests_skip_connections_idle_over_a_second() {
     let s = TestServer::start(|c: &mut Conn| c.serve_keep_alive(|_, c| c.respond(200, &[], b"k")));
     let mut f: Fetcher<()> = Fetcher::builder().build();
-    let reused = Rc::new(RefCell::new(Vec::new()));
-    let fetch = |f: &mut Fetcher<()>, req: Request| {
-        let reused = Rc::clone(&reused);
-        f.start_request(
-            req,
-            move |d: Done<()>, _: &mut Queue<()>| {
-                reused
-                    .borrow_mut()
-                    .push(d.result.unwrap().reused_connection);
-            },
-            (),
-        )
-        .unwrap();
-        f.finish_all_requests();
-    };
-    fetch(&mut f, Request::get(s.url("/a")));
-    fetch(&mut f, Request::post(s.url("/b"))); // idle for microseconds: reused
+    assert!(!reused_one(&mut f, Request::get(s.url("/a"))));
+    assert!(
+        reused_one(&mut f, Request::post(s.url("/b"))),
+        "idle for microseconds"
+    );
     std::thread::sleep(Duration::from_millis(1100)); // time passing is what is tested
-    fetch(&mut f, Request::post(s.url("/c"))); // idle over 1 s: a new connection
-    fetch(&mut f, Request::get(s.url("/d"))); // a GET takes any pooled connection
-    assert_eq!(*reused.borrow(), [false, true, false, true]);
+    assert!(
+        !reused_one(&mut f, Request::post(s.url("/c"))),
+        "idle over 1 s: a new one"
+    );
+    assert!(
+        reused_one(&mut f, Request::get(s.url("/d"))),
+        "a GET takes any pooled one"
+    );
     assert_eq!(s.accepts(), 2);
 }
 

@@ -101,8 +101,33 @@ pub(crate) struct Finished {
     pub result: Result<Exchanged, Failure>,
 }
 
-pub(crate) struct Driver {
+/// What every connection handler may use: the poll registry, the shared read buffer, the
+/// configuration and the TLS client configuration. Apart from the slab, so a handler can
+/// hold a slot and these at once.
+struct Io {
     poll: Poll,
+    buf: Vec<u8>,
+    config: Config,
+    /// Built on the first https connection, then shared (sessions resume across it).
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Io {
+    fn cx(&mut self, key: usize, now: Instant) -> Cx<'_> {
+        Cx {
+            registry: self.poll.registry(),
+            buf: &mut self.buf,
+            config: &self.config,
+            tls: &mut self.tls,
+            now,
+            key,
+            closed: false,
+        }
+    }
+}
+
+pub(crate) struct Driver {
+    io: Io,
     events: Events,
     ready: Vec<(Token, Readiness)>,
     slots: Slab<Slot>,
@@ -114,10 +139,6 @@ pub(crate) struct Driver {
     fd_waiters: Vec<(usize, u32)>,
     /// A socket closed: waiters may try again.
     fd_freed: bool,
-    buf: Vec<u8>,
-    config: Config,
-    /// Built on the first https connection, then shared (sessions resume across it).
-    tls: Option<Arc<rustls::ClientConfig>>,
     finished: Vec<Finished>,
     active: usize,
 }
@@ -127,7 +148,6 @@ impl Driver {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
         Ok(Driver {
-            poll,
             events: Events::with_capacity(1024),
             ready: Vec::with_capacity(1024),
             slots: Slab::new(),
@@ -137,9 +157,12 @@ impl Driver {
             pool: Pool::new(config.pool_max_idle_per_host, config.pool_max_idle),
             fd_waiters: Vec::new(),
             fd_freed: false,
-            buf: vec![0; READ_BUF],
-            config,
-            tls: None,
+            io: Io {
+                poll,
+                buf: vec![0; READ_BUF],
+                config,
+                tls: None,
+            },
             finished: Vec::new(),
             active: 0,
         })
@@ -204,15 +227,7 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        let mut cx = Cx {
-            registry: self.poll.registry(),
-            buf: &mut self.buf,
-            config: &self.config,
-            tls: &mut self.tls,
-            now,
-            key,
-            closed: false,
-        };
+        let mut cx = self.io.cx(key, now);
         let transition = handler(slot, &mut cx);
         self.fd_freed |= cx.closed;
         self.apply(key, transition, now);
@@ -255,15 +270,7 @@ impl Driver {
             return;
         };
         self.pool.remove(&slot.origin, key);
-        let mut cx = Cx {
-            registry: self.poll.registry(),
-            buf: &mut self.buf,
-            config: &self.config,
-            tls: &mut self.tls,
-            now,
-            key,
-            closed: false,
-        };
+        let mut cx = self.io.cx(key, now);
         let orphan = slot.conn.shut(&mut cx);
         self.fd_freed |= cx.closed;
         if let Some(attempt) = orphan {
@@ -330,7 +337,7 @@ impl Driver {
         let waiter = (key, slot.generation);
         match self
             .names
-            .lookup(&slot.origin, waiter, now, self.poll.registry())
+            .lookup(&slot.origin, waiter, now, self.io.poll.registry())
         {
             Some(answer) => self.on_answer(key, answer, now),
             None => self.schedule(key),
@@ -401,7 +408,7 @@ impl Driver {
     /// When `poll` itself fails (not for any one connection's failure).
     pub(crate) fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<Instant> {
         let timeout = self.poll_timeout(Instant::now(), max_wait);
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+        if let Err(e) = self.io.poll.poll(&mut self.events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
@@ -424,7 +431,7 @@ impl Driver {
                 Source::Waker => woke = true,
                 Source::Dns { key, generation } => {
                     self.names
-                        .on_event(key, generation, now, self.poll.registry());
+                        .on_event(key, generation, now, self.io.poll.registry());
                 }
                 Source::Conn {
                     key,
@@ -441,7 +448,7 @@ impl Driver {
                 }
             }
         }
-        let answers = self.names.take_answers(woke, now, self.poll.registry());
+        let answers = self.names.take_answers(woke, now, self.io.poll.registry());
         for ((key, generation), answer) in answers {
             let Some(slot) = self.slots.get(key) else {
                 continue;
@@ -462,16 +469,7 @@ impl Driver {
         let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(slot) = self.slots.try_remove(key) {
-                let mut cx = Cx {
-                    registry: self.poll.registry(),
-                    buf: &mut self.buf,
-                    config: &self.config,
-                    tls: &mut self.tls,
-                    now: Instant::now(),
-                    key,
-                    closed: false,
-                };
-                drop(slot.conn.shut(&mut cx));
+                drop(slot.conn.shut(&mut self.io.cx(key, Instant::now())));
             }
         }
         self.names.clear();

@@ -272,19 +272,7 @@ impl Stub {
                 });
                 self.timers.push(deadline, (key, generation));
             }
-            Err(e) if out_of_descriptors(&e) => {
-                // Not the nameserver's fault, and the next server would fare no better.
-                let reason = format!(
-                    "{}: no socket for a query: out of file descriptors",
-                    ask.name
-                );
-                self.fail_all(
-                    &ask,
-                    Part::Failed(reason, Fault::NoDescriptor),
-                    now,
-                    registry,
-                );
-            }
+            Err(e) if out_of_descriptors(&e) => self.no_descriptor(&ask, now, registry),
             Err(e) => {
                 // No socket (no route to the server, say): this try failed.
                 let reason = format!("cannot reach nameserver {addr}: {e}");
@@ -293,6 +281,21 @@ impl Stub {
                 self.local_failure = false;
             }
         }
+    }
+
+    /// No socket for a query: not the nameserver's fault, and the next server would fare no
+    /// better. The lookup ends so its connections can wait for a descriptor.
+    fn no_descriptor(&mut self, ask: &Ask, now: Instant, registry: &Registry) {
+        let reason = format!(
+            "{}: no socket for a query: out of file descriptors",
+            ask.name
+        );
+        self.fail_all(
+            ask,
+            Part::Failed(reason, Fault::NoDescriptor),
+            now,
+            registry,
+        );
     }
 
     /// Every question of `ask` ends with `part`.
@@ -491,18 +494,7 @@ impl Stub {
                 });
                 self.timers.push(deadline, (key, generation));
             }
-            Err(e) if out_of_descriptors(&e) => {
-                let reason = format!(
-                    "{}: no socket for a query: out of file descriptors",
-                    ask.name
-                );
-                self.fail_all(
-                    &ask,
-                    Part::Failed(reason, Fault::NoDescriptor),
-                    now,
-                    registry,
-                );
-            }
+            Err(e) if out_of_descriptors(&e) => self.no_descriptor(&ask, now, registry),
             Err(e) => {
                 let reason = format!("tcp to nameserver {addr}: {e}");
                 self.retry_or_fail(ask, reason, now, registry);
