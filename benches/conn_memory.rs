@@ -7,18 +7,15 @@
 //! Plain goes to nginx (or the built-in server when nginx is absent); TLS goes to nginx
 //! with a certificate made at run time (skipped without nginx).
 
-#[path = "../tests/support/pki.rs"]
-#[allow(dead_code)]
-mod pki;
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parafetch::{Done, Fetcher, Queue};
-use support::nginx::Nginx;
-use support::server::Server;
+use parafetch_test_support::bench_server::{Server, bench_files};
+use parafetch_test_support::nginx::Nginx;
+use parafetch_test_support::pki;
+use parafetch_test_support::process::raise_nofile;
 
 /// The system allocator, counting live bytes.
 struct Counting;
@@ -123,9 +120,9 @@ fn main() {
         .position(|a| a == "--conns")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(500usize);
-    support::raise_nofile(65536);
+    raise_nofile(65536);
     let pki = pki::pki();
-    let files = support::bench_files();
+    let files = bench_files();
     let nginx = Nginx::start(&files, Some((&pki.good.chain_pem, &pki.good.key_pem)));
     let builtin = match &nginx {
         Some(_) => None,

@@ -10,15 +10,11 @@
 //! only the stub is measured. Every name resolves to a closed loopback port, so each request
 //! is one lookup plus one refused connect, the same for both.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/support/dns.rs"]
-mod dns;
-
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dns::{FakeDns, QType, Query, Reply};
+use parafetch_test_support::dns::{FakeDns, QType, Query, Reply};
 
 const FAKE_NS: &str = "127.0.0.53:53";
 

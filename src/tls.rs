@@ -345,9 +345,7 @@ impl<S: Read + Write> TlsStream<S> {
 }
 
 #[cfg(test)]
-#[path = "../tests/support/pki.rs"]
-#[allow(dead_code)]
-mod pki;
+use parafetch_test_support::pki;
 
 /// Socket-free tests: a client `TlsStream` and a rustls server pumped through memory.
 #[cfg(test)]

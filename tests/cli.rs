@@ -4,8 +4,6 @@
 //! Run with `cargo test --features cli` (the binary needs the `cli` feature).
 #![cfg(feature = "cli")]
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -13,9 +11,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parafetch_test_support::dns::{FakeDns, QType, zone};
+use parafetch_test_support::gate::Gate;
+use parafetch_test_support::http::{Conn, TestServer, reset_after_request};
+use parafetch_test_support::pki::{Leaf, pki, server_config};
 use serde_json::Value;
-use support::pki::{Leaf, pki, server_config};
-use support::{Conn, Gate, TestServer};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -180,7 +180,7 @@ fn jsonl_records_carry_the_documented_fields_in_order() {
 #[test]
 fn failed_requests_have_an_error_object_and_exit_1() {
     let good = echo_server();
-    let bad = TestServer::start(support::reset_after_request());
+    let bad = TestServer::start(reset_after_request());
     let out = parafetch(&["--jsonl", &good.url("/ok"), &bad.url("/reset")]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     let recs = records(&out);
@@ -575,7 +575,7 @@ fn demo_compares_concurrency_levels() {
 #[test]
 fn dns_server_option_resolves_through_the_given_nameserver() {
     let s = echo_server();
-    let dns = support::dns::FakeDns::start(support::dns::zone(
+    let dns = FakeDns::start(zone(
         &[("cli-host.test", &[std::net::Ipv4Addr::LOCALHOST], &[])],
         60,
     ));
@@ -589,5 +589,5 @@ fn dns_server_option_resolves_through_the_given_nameserver() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("\"status\":200"), "{}", stdout(&out));
-    assert!(dns.count_for("cli-host.test", support::dns::QType::A) >= 1);
+    assert!(dns.count_for("cli-host.test", QType::A) >= 1);
 }

@@ -1,8 +1,6 @@
 //! Core behaviour against real loopback sockets: framing, errors, timeouts, admission,
 //! exactly-once completion.
 
-mod support;
-
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -11,7 +9,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use parafetch::{Builder, Done, ErrorKind, Fetcher, HttpVersion, Phase, Queue, Request, Response};
-use support::{Conn, Gate, TestServer};
+use parafetch_test_support::gate::Gate;
+use parafetch_test_support::http::{Conn, TestServer, never_answer, ok_body};
+use parafetch_test_support::python;
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -332,7 +332,7 @@ fn refused_connection_is_connect_error() {
 
 #[test]
 fn idle_timeout_cuts_a_silent_server() {
-    let s = TestServer::start(support::never_answer());
+    let s = TestServer::start(never_answer());
     let b = Fetcher::builder().idle_timeout(Duration::from_millis(200));
     let e = fetch_with(b, s.url("/")).unwrap_err();
     assert_eq!(
@@ -377,7 +377,7 @@ fn connect_timeout_when_syns_are_dropped() {
 
 #[test]
 fn post_sends_body_and_content_length() {
-    let s = TestServer::start(support::ok_body(b"ok"));
+    let s = TestServer::start(ok_body(b"ok"));
     let r = fetch(
         Request::post(s.url("/submit"))
             .header("Content-Type", "text/plain")
@@ -396,7 +396,7 @@ fn post_sends_body_and_content_length() {
 
 #[test]
 fn callbacks_get_url_cookie_and_can_queue_follow_ups() {
-    let s = TestServer::start(support::ok_body(b"ok"));
+    let s = TestServer::start(ok_body(b"ok"));
     let seen: Rc<RefCell<Vec<(String, u32, u16)>>> = Rc::default();
     let base = s.url("/");
     let mut f: Fetcher<u32> = Fetcher::new(3);
@@ -449,7 +449,7 @@ fn callbacks_get_url_cookie_and_can_queue_follow_ups() {
 
 #[test]
 fn fetch_all_yields_every_url_once() {
-    let s = TestServer::start(support::ok_body(b"ok"));
+    let s = TestServer::start(ok_body(b"ok"));
     let mut urls: Vec<String> = (0..50).map(|i| s.url(&format!("/{i}"))).collect();
     urls.push("gopher://nope/".into());
     let mut got: Vec<String> = Vec::new();
@@ -525,8 +525,7 @@ fn python_http_server_interop() {
         .unwrap()
         .write_all(&body)
         .unwrap();
-    let Some(py) = support::python_http_server(&dir) else {
-        eprintln!("python3 not found: skipping");
+    let Some(py) = python::http_server(&dir) else {
         return;
     };
     let r = fetch(py.url("/blob.bin")).unwrap();
@@ -541,7 +540,7 @@ fn python_http_server_interop() {
 /// exactly once, with an outcome that matches its target.
 #[test]
 fn exactly_once_under_a_random_mix() {
-    let good = TestServer::start(support::ok_body(b"good"));
+    let good = TestServer::start(ok_body(b"good"));
     let slow = TestServer::start(|c: &mut Conn| {
         c.serve_keep_alive(|_r, c| {
             std::thread::sleep(Duration::from_millis(5));
@@ -561,7 +560,7 @@ fn exactly_once_under_a_random_mix() {
         c.close();
         Ok(())
     });
-    let hang = TestServer::start(support::never_answer());
+    let hang = TestServer::start(never_answer());
     let refused = refused_port();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = || {
@@ -629,7 +628,7 @@ fn exactly_once_under_a_random_mix() {
 /// starts 250 ms later and wins.
 #[test]
 fn happy_eyeballs_races_past_a_silent_address() {
-    let s = TestServer::start(support::ok_body(b"raced"));
+    let s = TestServer::start(ok_body(b"raced"));
     let (_sock, silent, _fillers) = silent_listener("127.0.0.2");
     let b = Fetcher::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -681,7 +680,7 @@ fn connect_timeout_holds_when_a_raced_address_fails_at_once() {
 /// drained until empty.
 #[test]
 fn follow_ups_queued_by_error_callbacks_run() {
-    let s = TestServer::start(support::ok_body(b"ok"));
+    let s = TestServer::start(ok_body(b"ok"));
     let got: Rc<RefCell<Vec<String>>> = Rc::default();
     let (g, url_c) = (got.clone(), s.url("/c"));
     let bad_b = Request::get(s.url("/b")).header("X-Bad", "line\nbreak");
@@ -725,7 +724,7 @@ fn follow_ups_queued_by_error_callbacks_run() {
 /// says `queue_full` and keeps nothing; what it accepted is fetched and called back.
 #[test]
 fn follow_ups_past_the_cap_are_refused_not_lost() {
-    let s = TestServer::start(support::ok_body(b"ok"));
+    let s = TestServer::start(ok_body(b"ok"));
     let called: Rc<RefCell<Vec<u32>>> = Rc::default();
     let refused: Rc<RefCell<Vec<(ErrorKind, Phase, String)>>> = Rc::default();
     let mut f: Fetcher<u32> = Fetcher::builder()
@@ -775,7 +774,7 @@ fn follow_ups_past_the_cap_are_refused_not_lost() {
 /// `Duration::MAX` means "no limit" to many callers: it must not overflow a deadline.
 #[test]
 fn huge_timeouts_do_not_overflow() {
-    let s = TestServer::start(support::ok_body(b"ok"));
+    let s = TestServer::start(ok_body(b"ok"));
     let b = Fetcher::builder()
         .connect_timeout(Duration::MAX)
         .idle_timeout(Duration::MAX)

@@ -1,8 +1,6 @@
 //! Crawler-grade behaviour: keep-alive pool, per-host politeness, redirects, content
 //! decoding, streaming, retries.
 
-mod support;
-
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,7 +11,8 @@ use std::time::Duration;
 use flate2::Compression;
 use flate2::write::{GzEncoder, ZlibEncoder};
 use parafetch::{Builder, Done, ErrorKind, Fetcher, Phase, Queue, Request, Response};
-use support::{Conn, Gate, TestServer};
+use parafetch_test_support::gate::Gate;
+use parafetch_test_support::http::{Conn, TestServer, ok_body};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -25,7 +24,7 @@ fn one(b: Builder, req: impl parafetch::IntoRequest) -> Result<Response, parafet
 
 #[test]
 fn thousand_requests_four_in_flight_open_at_most_four_connections() {
-    let s = TestServer::start(support::ok_body(b"pooled"));
+    let s = TestServer::start(ok_body(b"pooled"));
     let urls: Vec<String> = (0..1000).map(|i| s.url(&format!("/{i}"))).collect();
     let mut n = 0;
     let mut reused = 0;
@@ -218,7 +217,7 @@ fn connection_close_and_http10_are_not_reused() {
 
 #[test]
 fn keep_alive_off_sends_connection_close() {
-    let s = TestServer::start(support::ok_body(b"x"));
+    let s = TestServer::start(ok_body(b"x"));
     let urls: Vec<String> = (0..3).map(|i| s.url(&format!("/{i}"))).collect();
     let all: Vec<_> = Fetcher::builder()
         .max_in_flight(1)
@@ -287,7 +286,7 @@ fn slow_host_does_not_stall_fast_hosts() {
             })
         },
     );
-    let fast = TestServer::start(support::ok_body(b"fast"));
+    let fast = TestServer::start(ok_body(b"fast"));
     let fast_done = Rc::new(Cell::new(0));
     let results: Rc<RefCell<Vec<(String, u16)>>> = Rc::default();
     let mut f: Fetcher<&'static str> = Fetcher::builder()
@@ -337,7 +336,7 @@ fn slow_host_does_not_stall_fast_hosts() {
 
 #[test]
 fn per_host_delay_is_respected_from_the_server_side() {
-    let s = TestServer::start(support::ok_body(b"x"));
+    let s = TestServer::start(ok_body(b"x"));
     let urls: Vec<String> = (0..5).map(|i| s.url(&format!("/{i}"))).collect();
     let delay = Duration::from_millis(80);
     let b = Fetcher::builder().max_in_flight(5).host_delay(delay);

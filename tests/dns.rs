@@ -1,13 +1,11 @@
 //! The in-loop DNS stub against a scriptable fake nameserver on loopback.
 
-mod support;
-
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use parafetch::{Builder, ErrorKind, Fetcher, Phase, Response};
-use support::TestServer;
-use support::dns::{FakeDns, QType, Query, Reply, zone};
+use parafetch_test_support::dns::{FakeDns, QType, Query, Reply, zone};
+use parafetch_test_support::http::{TestServer, ok_body};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
@@ -33,7 +31,7 @@ fn answer(v4: &[Ipv4Addr]) -> Reply {
 
 #[test]
 fn names_resolve_through_the_stub() {
-    let http = TestServer::start(support::ok_body(b"resolved"));
+    let http = TestServer::start(ok_body(b"resolved"));
     let dns = FakeDns::start(zone(&[("host.test", &[LOCAL], &[])], 60));
     let r = get(
         stub(&[dns.addr()]),
@@ -53,7 +51,7 @@ fn names_resolve_through_the_stub() {
 #[test]
 fn unbounded_dns_timeouts_and_ttls_do_not_overflow() {
     // `Duration::MAX` means "no limit"; it used to panic on `now + d` in the stub.
-    let http = TestServer::start(support::ok_body(b"far"));
+    let http = TestServer::start(ok_body(b"far"));
     let dns = FakeDns::start(zone(&[("far.test", &[LOCAL], &[])], 60));
     let b = Fetcher::builder()
         .max_in_flight(1)
@@ -71,7 +69,7 @@ fn unbounded_dns_timeouts_and_ttls_do_not_overflow() {
 
 #[test]
 fn lookups_are_coalesced_and_cached() {
-    let http = TestServer::start(support::ok_body(b"x"));
+    let http = TestServer::start(ok_body(b"x"));
     let dns = FakeDns::start(|q: &Query| {
         Reply::Delay(
             Duration::from_millis(50),
@@ -179,7 +177,7 @@ fn nxdomain_servfail_and_no_addresses_are_dns_errors() {
 
 #[test]
 fn failover_to_the_next_nameserver() {
-    let http = TestServer::start(support::ok_body(b"x"));
+    let http = TestServer::start(ok_body(b"x"));
     let bad = FakeDns::start(|_: &Query| Reply::ServFail);
     let silent = FakeDns::start(|_: &Query| Reply::Drop);
     let good = FakeDns::start(zone(&[("fo.test", &[LOCAL], &[])], 60));
@@ -195,7 +193,7 @@ fn failover_to_the_next_nameserver() {
 
 #[test]
 fn truncated_udp_reply_falls_back_to_tcp() {
-    let http = TestServer::start(support::ok_body(b"x"));
+    let http = TestServer::start(ok_body(b"x"));
     let dns = FakeDns::start(|q: &Query| {
         Reply::Truncated(Box::new(if q.qtype == QType::A {
             answer(&[LOCAL])
@@ -217,7 +215,7 @@ fn truncated_udp_reply_falls_back_to_tcp() {
 
 #[test]
 fn spoofed_and_mismatched_replies_are_ignored() {
-    let http = TestServer::start(support::ok_body(b"x"));
+    let http = TestServer::start(ok_body(b"x"));
     let port = http.port();
     // A wrong-ID and a wrong-question reply come first; the real one after: it wins.
     let dns = FakeDns::start(|q: &Query| {
@@ -265,7 +263,7 @@ fn spoofed_and_mismatched_replies_are_ignored() {
 
 #[test]
 fn cname_chains_are_followed_within_a_limit() {
-    let http = TestServer::start(support::ok_body(b"x"));
+    let http = TestServer::start(ok_body(b"x"));
     let dns = FakeDns::start(|q: &Query| match q.name.as_str() {
         "alias.test" => Reply::Cname {
             target: "real.test".into(),
@@ -300,7 +298,7 @@ fn cname_chains_are_followed_within_a_limit() {
 
 #[test]
 fn search_list_and_ndots() {
-    let http = TestServer::start(support::ok_body(b"x"));
+    let http = TestServer::start(ok_body(b"x"));
     let dns = FakeDns::start(zone(&[("intranet.corp.test", &[LOCAL], &[])], 60));
     let b = Fetcher::builder()
         .dns_servers(&[dns.addr()])
@@ -319,7 +317,7 @@ fn search_list_and_ndots() {
 #[test]
 fn ipv6_answers_are_tried_first_and_fall_back_to_ipv4() {
     // The server listens on IPv4 only: ::1 is refused at once, 127.0.0.1 wins.
-    let http = TestServer::start(support::ok_body(b"x"));
+    let http = TestServer::start(ok_body(b"x"));
     let dns = FakeDns::start(zone(&[("dual.test", &[LOCAL], &[Ipv6Addr::LOCALHOST])], 60));
     let r = get(
         stub(&[dns.addr()]),
@@ -336,7 +334,7 @@ fn five_thousand_names_one_thread() {
     if let Ok(spec) = std::env::var("PARAFETCH_DNS_CHILD") {
         return child(&spec);
     }
-    let http = TestServer::start(support::ok_body(b"x"));
+    let http = TestServer::start(ok_body(b"x"));
     let dns = FakeDns::start(|q: &Query| {
         if q.qtype == QType::A {
             answer(&[LOCAL])
@@ -444,7 +442,7 @@ fn system_resolver_is_an_opt_in() {
         eprintln!("no loopback name besides localhost in /etc/hosts: skipping");
         return;
     };
-    let http = TestServer::start(support::ok_body(b"sys"));
+    let http = TestServer::start(ok_body(b"sys"));
     let b = Fetcher::builder().system_resolver(1);
     let r = get(b, format!("http://{name}:{}/", http.port())).unwrap();
     assert_eq!((r.status, r.remote_addr), (200, http.addr()));
@@ -472,7 +470,7 @@ fn unreachable_nameserver_fails_without_stalling() {
 /// `host.test.` and `host.test` are one name: one lookup, and both resolve.
 #[test]
 fn trailing_dot_names_resolve() {
-    let http = TestServer::start(support::ok_body(b"dot"));
+    let http = TestServer::start(ok_body(b"dot"));
     let dns = FakeDns::start(zone(&[("dot.test", &[LOCAL], &[])], 60));
     let mut f: Fetcher<()> = stub(&[dns.addr()]).build();
     for host in ["dot.test.", "dot.test", "DOT.test."] {

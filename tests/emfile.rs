@@ -15,8 +15,6 @@
 //! Throughout, the child's CPU time stays small: a fetcher that retried `EMFILE` in a busy
 //! loop would burn a core.
 
-mod support;
-
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -27,8 +25,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use parafetch::{Done, ErrorKind, Fetcher, Queue, Response};
-use support::dns::{FakeDns, zone};
-use support::{Conn, TestServer};
+use parafetch_test_support::dns::{FakeDns, zone};
+use parafetch_test_support::http::{Conn, TestServer, ok_body};
 
 const CHILD_ENV: &str = "PARAFETCH_EMFILE_SERVER";
 const CHILD_TEST: &str = "emfile_child";
@@ -45,7 +43,7 @@ fn emfile_fails_or_defers_cleanly_and_recovers() {
     });
     // A second origin the child first uses when it has no descriptor left, so its idle
     // pool cannot serve those requests.
-    let other = TestServer::start(support::ok_body(b"ok"));
+    let other = TestServer::start(ok_body(b"ok"));
     // A nameserver for a name the child resolves with no descriptor left.
     let dns = FakeDns::start(zone(&[("named.test", &[Ipv4Addr::LOCALHOST], &[])], 60));
     let child = Command::new(std::env::current_exe().expect("current_exe"))

@@ -3,13 +3,11 @@
 //! lines and trailers hit their limits (kind `too_large`) at the default sizes or at
 //! configured ones. (Running out of descriptors is `emfile.rs`.)
 
-mod support;
-
 use std::io;
 use std::time::{Duration, Instant};
 
 use parafetch::{Builder, ErrorKind, Fetcher, Phase, Response};
-use support::{Conn, TestServer};
+use parafetch_test_support::http::{Conn, TestServer, ok_body, raw};
 
 fn fetch_with(builder: Builder, url: String) -> Result<Response, parafetch::Error> {
     let mut all: Vec<_> = builder.fetch_all([url]).collect();
@@ -88,7 +86,7 @@ fn slow_loris_servers_do_not_hold_up_other_requests() {
         b'x',
         Duration::from_millis(50),
     );
-    let good = TestServer::start(support::ok_body(b"good"));
+    let good = TestServer::start(ok_body(b"good"));
     let mut urls = Vec::new();
     for i in 0..60 {
         // 10 lorises among 50 good requests, 20 in flight.
@@ -161,7 +159,7 @@ fn too_many_fields_hit_the_default_field_limit() {
         "A: b\r\n".repeat(100)
     );
     let head: &'static [u8] = head.into_bytes().leak();
-    let s = TestServer::start(support::raw(head));
+    let s = TestServer::start(raw(head));
     let e = too_large(&s, Fetcher::builder(), Phase::ReceiveHead);
     assert!(e.message().contains("too many"), "{e}");
 }

@@ -1,11 +1,9 @@
-//! Interop with a server no one here wrote: nginx on loopback, plain and TLS. Skipped (with
-//! a message) when nginx is not installed; `.ci/run` installs it.
-
-mod support;
+//! Interop with a server no one here wrote: nginx on loopback, plain and TLS. Without nginx
+//! these tests fail under CI (`.ci/run` installs it) and are skipped, with a notice, elsewhere.
 
 use parafetch::{ErrorKind, Fetcher, Request};
-use support::nginx::Nginx;
-use support::pki::pki;
+use parafetch_test_support::nginx::Nginx;
+use parafetch_test_support::pki::pki;
 
 /// The TLS listener's URL, by name so the certificate's name is checked.
 fn https_url(ng: &Nginx, path: &str) -> String {
@@ -24,11 +22,7 @@ fn start() -> Option<Nginx> {
         ("1m.bin".into(), body(1 << 20)),
         ("page.html".into(), b"<html>hello</html>".repeat(200)),
     ];
-    let n = Nginx::start(&files, Some((&good.chain_pem, &good.key_pem)));
-    if n.is_none() {
-        eprintln!("nginx not installed: skipping (apt-get install nginx-light)");
-    }
-    n
+    Nginx::start_for_test(&files, Some((&good.chain_pem, &good.key_pem)))
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Fault-injection soak: many requests, many in flight, against a server that at random
 //! answers well, stalls, trickles, resets or closes at a random byte, sends garbage or a
-//! huge head, or never accepts (see `support/fault.rs`).
+//! huge head, or never accepts (see `test-support/src/fault.rs`).
 //!
 //! Asserts, round after round: exactly one completion per request; each outcome's kind (and
 //! phase where it is certain) matches what the server did; no file descriptor leaks
@@ -16,15 +16,13 @@
 //! SOAK_REQUESTS=20000 SOAK_ROUNDS=4 SOAK_IN_FLIGHT=500 cargo test --release --test soak -- --ignored
 //! ```
 
-mod support;
-
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use parafetch::{Done, ErrorKind, Fetcher, Phase, Queue, Response};
-use support::fault::{FaultServer, good_body};
+use parafetch_test_support::fault::{FaultServer, good_body};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Behaviour {

@@ -1,13 +1,11 @@
 //! A 1 GiB body streamed to a sink keeps the process's peak RSS small. Its own test binary
 //! (one test), so the process's high-water mark measures this fetch and nothing else.
 
-mod support;
-
 use std::cell::Cell;
 use std::rc::Rc;
 
 use parafetch::{Fetcher, Request};
-use support::{Conn, TestServer};
+use parafetch_test_support::http::{Conn, TestServer};
 
 const GIB: u64 = 1 << 30;
 

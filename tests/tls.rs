@@ -1,7 +1,5 @@
 //! HTTPS against loopback rustls servers with certificates made at test time.
 
-mod support;
-
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -10,9 +8,9 @@ use std::thread;
 use std::time::Duration;
 
 use parafetch::{Builder, ErrorKind, Fetcher, Phase, Response};
+use parafetch_test_support::gate::Gate;
+use parafetch_test_support::pki::{Leaf, pki, server_config};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
-use support::Gate;
-use support::pki::{Leaf, pki, server_config};
 
 /// The server side of one TLS connection, blocking, on its own thread.
 struct Side {

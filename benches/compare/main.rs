@@ -13,14 +13,13 @@
 //! (nginx `stub_status`, or the built-in server's accept counter) before and after each run.
 
 mod clients;
-#[path = "../support/mod.rs"]
-mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::nginx::Nginx;
-use support::server::Server;
+use parafetch_test_support::bench_server::{Server, bench_files};
+use parafetch_test_support::nginx::Nginx;
+use parafetch_test_support::process::{cpu_time, proc_status_kb, raise_nofile};
 
 const CLIENTS: [&str; 3] = ["parafetch", "curl_multi", "reqwest"];
 const NOFILE: u64 = 65536;
@@ -46,7 +45,7 @@ fn child(args: &[String]) {
     let n: usize = n.parse().expect("N");
     let count: usize = count.parse().expect("COUNT");
     let keep_alive = mode == "keepalive";
-    support::raise_nofile(NOFILE);
+    raise_nofile(NOFILE);
     let start = Instant::now();
     let tally = match client.as_str() {
         "parafetch" => clients::parafetch(url, n, count, keep_alive),
@@ -55,8 +54,8 @@ fn child(args: &[String]) {
         other => panic!("unknown client {other}"),
     };
     let elapsed = start.elapsed();
-    let (user, sys) = support::cpu_time();
-    let rss_kb = support::proc_status_kb("VmHWM");
+    let (user, sys) = cpu_time();
+    let rss_kb = proc_status_kb("VmHWM");
     if let Some(e) = &tally.first_error {
         eprintln!("{client}: {} failed, first: {e}", tally.failed);
     }
@@ -305,8 +304,8 @@ struct CellResult {
 }
 
 fn orchestrate(flags: Flags) {
-    let got = support::raise_nofile(NOFILE);
-    let files = support::bench_files();
+    let got = raise_nofile(NOFILE);
+    let files = bench_files();
     let nginx = if flags.builtin {
         None
     } else {

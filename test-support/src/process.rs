@@ -1,11 +1,8 @@
-//! Shared by the benchmarks: the built-in loopback server, nginx started with a generated
-//! config, and the process measurements (CPU from getrusage, peak RSS, file limits).
+//! Measurements of this process for the benchmarks: CPU time from getrusage, fields of
+//! `/proc/self/status` (peak and current RSS), and the open-file limit.
 //!
-//! Benchmark scaffolding only: nothing here is part of parafetch.
-#![allow(dead_code)]
-
-pub mod nginx;
-pub mod server;
+//! Owns: nothing but libc calls on this process. Must not: measure or change another
+//! process.
 
 use std::time::Duration;
 
@@ -55,18 +52,4 @@ pub fn raise_nofile(want: u64) -> u64 {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         lim.rlim_cur
     }
-}
-
-/// Bytes of a served file: a repeating pattern, so nothing compresses it away.
-pub fn file_bytes(len: usize) -> Vec<u8> {
-    (0..len).map(|i| b'a' + (i % 26) as u8).collect()
-}
-
-/// The files both servers serve.
-pub fn bench_files() -> Vec<(String, Vec<u8>)> {
-    vec![
-        ("/1k".to_owned(), file_bytes(1024)),
-        ("/16k".to_owned(), file_bytes(16 * 1024)),
-        ("/1m".to_owned(), file_bytes(1024 * 1024)),
-    ]
 }

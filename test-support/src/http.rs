@@ -1,4 +1,5 @@
-//! A scriptable loopback HTTP/1.1 server for parafetch's integration tests.
+//! A scriptable loopback HTTP/1.1 server for parafetch's integration tests, and ready-made
+//! scripts for it ([`ok_body`], [`raw`], [`never_answer`], [`reset_after_request`]).
 //!
 //! Owns: a listener on a loopback address with an ephemeral port, one thread per accepted
 //! connection running a test-supplied script, a record of every request read, and
@@ -9,25 +10,27 @@
 //! The listener is bound before [`TestServer::start`] returns, so a client may connect at
 //! once: the kernel queues the connection until the acceptor thread takes it.
 //!
-//! ```ignore
+//! ```
+//! # use std::{io::Write, net::TcpStream, time::Duration};
+//! use parafetch_test_support::http::TestServer;
+//!
 //! let server = TestServer::start(|conn| {
 //!     while let Some(req) = conn.read_request()? {
 //!         conn.respond(200, &[("Content-Type", "text/plain")], req.target.as_bytes())?;
 //!     }
 //!     Ok(())
 //! });
-//! // ... point the client at server.url("/a") ...
+//! // ... point the client at server.url("/a"); here a client by hand:
+//! TcpStream::connect(server.addr())?.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")?;
 //! assert!(server.wait_for_requests(1, Duration::from_secs(5)));
+//! # Ok::<(), std::io::Error>(())
 //! ```
-#![allow(dead_code)]
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -243,7 +246,7 @@ impl Drop for TestServer {
     }
 }
 
-fn url_for(addr: SocketAddr, path: &str) -> String {
+pub(crate) fn url_for(addr: SocketAddr, path: &str) -> String {
     // SocketAddr's Display brackets IPv6 hosts already.
     let slash = if path.starts_with('/') { "" } else { "/" };
     format!("http://{addr}{slash}{path}")
@@ -935,73 +938,6 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Gate
-
-/// A reusable gate: `n` parties arrive; all are released when the n-th arrives. A party that
-/// times out leaves the gate and gets false. Used to prove concurrency from the server side,
-/// e.g. the server holds every request until `n` are in flight at once.
-pub struct Gate {
-    n: usize,
-    state: Mutex<GateState>,
-    released: Condvar,
-}
-
-struct GateState {
-    waiting: usize,
-    generation: u64,
-}
-
-impl Gate {
-    /// A gate for `n` parties.
-    ///
-    /// # Panics
-    /// If `n` is 0.
-    pub fn new(n: usize) -> Arc<Gate> {
-        assert!(n > 0, "a gate needs at least one party");
-        Arc::new(Gate {
-            n,
-            state: Mutex::new(GateState {
-                waiting: 0,
-                generation: 0,
-            }),
-            released: Condvar::new(),
-        })
-    }
-
-    /// Arrives and waits until `n` parties have arrived in this round: true then, false on
-    /// timeout (the party is withdrawn, so the round still needs `n`).
-    pub fn arrive_and_wait(&self, timeout: Duration) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let generation = state.generation;
-        state.waiting += 1;
-        if state.waiting == self.n {
-            state.waiting = 0;
-            state.generation += 1;
-            self.released.notify_all();
-            return true;
-        }
-        let (mut state, _) = self
-            .released
-            .wait_timeout_while(state, timeout, |s| s.generation == generation)
-            .unwrap_or_else(PoisonError::into_inner);
-        if state.generation != generation {
-            true
-        } else {
-            state.waiting -= 1;
-            false
-        }
-    }
-
-    /// Parties waiting in the current round.
-    pub fn waiting(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .waiting
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Ready-made scripts
 
 /// Keep-alive: answers every request 200 with `body`, until the client closes.
@@ -1038,95 +974,3 @@ pub fn reset_after_request() -> impl Fn(&mut Conn) -> io::Result<()> + Send + Sy
         Ok(())
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Python's http.server
-
-/// A `python3 -m http.server` child on 127.0.0.1, killed on drop.
-pub struct PythonServer {
-    /// The port it listens on.
-    pub port: u16,
-    child: Child,
-}
-
-impl PythonServer {
-    /// 127.0.0.1:port.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port)
-    }
-
-    /// `http://127.0.0.1:PORT/path`.
-    pub fn url(&self, path: &str) -> String {
-        url_for(self.addr(), path)
-    }
-}
-
-impl Drop for PythonServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts Python's http.server on 127.0.0.1 port 0, serving `dir`, and returns once it
-/// listens. `None` if there is no python3.
-///
-/// It binds port 0 itself and prints the real port after `listen()`; with `-u` that line is
-/// not stuck in a pipe buffer, so reading it is both the port and the readiness signal (no
-/// probe-port race, no connect polling).
-///
-/// # Panics
-/// If python3 runs but does not report a port within 10 s.
-pub fn python_http_server(dir: &Path) -> Option<PythonServer> {
-    let mut child = match Command::new("python3")
-        .args([
-            "-u",
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(dir)
-        .arg("0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("cannot run python3: {e}"),
-    };
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    // Keeps draining stdout until the child dies, so python never writes into a closed pipe.
-    thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = tx.send(lines.next());
-        for _ in lines {}
-    });
-    let line = rx.recv_timeout(Duration::from_secs(10));
-    // "Serving HTTP on 127.0.0.1 port 41235 (http://127.0.0.1:41235/) ..."
-    let port = match &line {
-        Ok(Some(Ok(line))) => line
-            .split_once(" port ")
-            .and_then(|(_, rest)| rest.split(' ').next())
-            .and_then(|p| p.parse::<u16>().ok()),
-        _ => None,
-    };
-    match port {
-        Some(port) => Some(PythonServer { port, child }),
-        None => {
-            let _ = child.kill();
-            let status = child.wait();
-            panic!("python3 http.server did not report a port: {line:?}, exit {status:?}");
-        }
-    }
-}
-pub mod dns;
-pub mod fault;
-// One nginx launcher for tests and benchmarks.
-#[path = "../../benches/support/nginx.rs"]
-pub mod nginx;
-pub mod pki;

@@ -2,7 +2,9 @@
 //! localhost and 127.0.0.1, expired, wrong name), a self-signed leaf, and a leaf from a CA
 //! nobody trusts. Also a rustls server config for a leaf.
 //!
-//! Shared by the TLS integration tests and (through `#[path]`) the in-memory unit tests.
+//! Owns: one set of certificates per test process, made on first use ([`pki`]). Shared by the
+//! TLS integration tests, the CLI tests, the benchmarks and parafetch's in-memory TLS unit
+//! tests. Must not: read or write files (nginx gets PEM strings, and writes them itself).
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,26 +15,38 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// A server certificate and its key.
 pub struct Leaf {
+    /// The leaf, then its issuer (when there is one besides itself).
     pub chain: Vec<CertificateDer<'static>>,
+    /// The private key, PKCS#8 DER.
     pub key_der: Vec<u8>,
     /// The leaf and its issuer, PEM (for servers like nginx).
     pub chain_pem: String,
+    /// The private key, PEM.
     pub key_pem: String,
 }
 
 impl Leaf {
+    /// The private key, for a rustls server.
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
     }
 }
 
+/// The test CA and every leaf the tests need.
 pub struct Pki {
+    /// The test CA's certificate, PEM: the root a client trusts to accept [`Pki::good`].
     pub ca_pem: String,
+    /// Signed by the test CA, valid now, for `localhost` and `127.0.0.1`.
     pub good: Leaf,
+    /// Signed by the test CA, for the right names, but expired.
     pub expired: Leaf,
+    /// Signed by the test CA, valid now, for another name.
     pub wrong_name: Leaf,
+    /// Self-signed.
     pub self_signed: Leaf,
+    /// Signed by a CA nobody trusts.
     pub untrusted: Leaf,
 }
 

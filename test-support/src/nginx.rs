@@ -1,7 +1,12 @@
-//! nginx on loopback for the benchmarks: a generated config (1 worker, access log off,
-//! keep-alive requests effectively unlimited, sendfile), files written to a temp dir,
-//! ephemeral ports, an optional TLS listener, and `stub_status` on its own port so the
-//! harness can count the connections a run opened.
+//! nginx on loopback, for the interop tests and the benchmarks: a generated config (1 worker,
+//! access log off, keep-alive requests effectively unlimited, sendfile), files written to a
+//! temp dir, ephemeral ports, an optional TLS listener, and `stub_status` on its own port so
+//! a harness can count the connections a run opened.
+//!
+//! Owns: the nginx master process (SIGTERM on drop, so it stops its worker) and its temp dir.
+//! Must not: decide whether a missing nginx skips or fails a test: [`crate::tools`] does
+//! ([`Nginx::start_for_test`]); the benchmarks fall back to their built-in server instead
+//! ([`Nginx::start`]).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,10 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::tools;
+
+/// A running nginx; stopped, and its temp dir removed, on drop.
 pub struct Nginx {
+    /// The plain HTTP listener.
     pub http: SocketAddr,
+    /// The TLS listener, when started with a certificate.
     pub https: Option<SocketAddr>,
+    /// The `stub_status` listener (`/status`).
     pub status: SocketAddr,
+    /// The first line of `nginx -V`, e.g. `nginx version: nginx/1.22.1`.
     pub version: String,
     dir: PathBuf,
     child: Child,
@@ -26,23 +38,44 @@ fn free_port() -> u16 {
         .port()
 }
 
-pub fn find_nginx() -> Option<PathBuf> {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
 impl Nginx {
-    /// Starts nginx serving `files`; with `tls` = (certificate chain PEM, key PEM) it also
-    /// listens for https. `None` when nginx is not installed or lacks `stub_status`.
+    /// For benchmarks: starts nginx serving `files` (path, bytes); with `tls` = (certificate
+    /// chain PEM, key PEM) it also listens for https. `None` when nginx is not installed,
+    /// lacks `stub_status` or does not start (said on stderr), so the caller can fall back.
     pub fn start(files: &[(String, Vec<u8>)], tls: Option<(&str, &str)>) -> Option<Nginx> {
-        let bin = find_nginx()?;
-        let out = Command::new(&bin).arg("-V").output().ok()?;
+        let bin = tools::find(&tools::NGINX)?;
+        Nginx::launch(&bin, files, tls)
+            .map_err(|why| eprintln!("{why}: not used"))
+            .ok()
+    }
+
+    /// For tests: like [`Nginx::start`], but a missing or unusable nginx goes through
+    /// [`tools::require`]: the test fails when `CI` is set, and may skip (`None`) otherwise.
+    pub fn start_for_test(files: &[(String, Vec<u8>)], tls: Option<(&str, &str)>) -> Option<Nginx> {
+        let bin = tools::require(&tools::NGINX)?;
+        match Nginx::launch(&bin, files, tls) {
+            Ok(nginx) => Some(nginx),
+            Err(why) => tools::unavailable(&why),
+        }
+    }
+
+    /// Starts the nginx at `bin`, or says why it could not.
+    ///
+    /// # Errors
+    /// When nginx lacks `stub_status`, the config cannot be written, or nginx does not
+    /// listen within 10 s.
+    pub fn launch(
+        bin: &Path,
+        files: &[(String, Vec<u8>)],
+        tls: Option<(&str, &str)>,
+    ) -> Result<Nginx, String> {
+        let out = Command::new(bin)
+            .arg("-V")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
         let about = String::from_utf8_lossy(&out.stderr).into_owned();
         if !about.contains("http_stub_status_module") {
-            eprintln!("nginx at {} has no stub_status: not used", bin.display());
-            return None;
+            return Err(format!("nginx at {} has no stub_status", bin.display()));
         }
         let version = about.lines().next().unwrap_or("nginx").to_owned();
         let dir = std::env::temp_dir().join(format!(
@@ -51,9 +84,11 @@ impl Nginx {
             free_port()
         ));
         let root = dir.join("www");
-        std::fs::create_dir_all(&root).ok()?;
+        let io = |what: &str, e: std::io::Error| format!("nginx: cannot {what}: {e}");
+        std::fs::create_dir_all(&root).map_err(|e| io("create its temp dir", e))?;
         for (name, bytes) in files {
-            std::fs::write(root.join(name.trim_start_matches('/')), bytes).ok()?;
+            std::fs::write(root.join(name.trim_start_matches('/')), bytes)
+                .map_err(|e| io("write a served file", e))?;
         }
         let (http, status) = (free_port(), free_port());
         let d = dir.display().to_string();
@@ -80,7 +115,7 @@ impl Nginx {
              server {{\n  listen 127.0.0.1:{http} backlog=65535;\n{tls_conf}  root {d}/www;\n }}\n\
              server {{\n  listen 127.0.0.1:{status};\n  location = /status {{ stub_status; }}\n }}\n}}\n"
         );
-        std::fs::write(dir.join("nginx.conf"), conf).ok()?;
+        std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| io("write its config", e))?;
         let child = Command::new(bin)
             .args(["-p", &d, "-c"])
             .arg(dir.join("nginx.conf"))
@@ -89,7 +124,7 @@ impl Nginx {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .ok()?;
+            .map_err(|e| io("start", e))?;
         let nginx = Nginx {
             http: ([127, 0, 0, 1], http).into(),
             https,
@@ -106,15 +141,17 @@ impl Nginx {
         {
             while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
                 if Instant::now() > deadline {
-                    eprintln!("nginx did not start: see {d}/error.log");
-                    return None;
+                    // Dropping `nginx` stops it and removes the dir: keep the log in the error.
+                    let log = std::fs::read_to_string(format!("{d}/error.log")).unwrap_or_default();
+                    return Err(format!("nginx did not start within 10 s; error.log: {log}"));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Some(nginx)
+        Ok(nginx)
     }
 
+    /// `http://127.0.0.1:PORT/path` on the plain listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
@@ -157,6 +194,7 @@ impl Nginx {
         self.accepts().saturating_sub(before + 1)
     }
 
+    /// The temp dir holding the config, the served files (`www/`) and `error.log`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

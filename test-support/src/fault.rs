@@ -21,7 +21,6 @@
 //!
 //! Must not: sleep (trickling uses the poll timeout), bind fixed ports, or block on a
 //! socket. Statistics are shared with the test thread through a mutex and a condvar.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -93,7 +92,8 @@ impl Shared {
 /// The fault server; dropping it stops its thread and closes every connection.
 pub struct FaultServer {
     addr: SocketAddr,
-    never: socket2::Socket,
+    /// Held only to keep the never-accepted listener open until the server is dropped.
+    _never: socket2::Socket,
     never_addr: SocketAddr,
     shared: Arc<Shared>,
     waker: Arc<Waker>,
@@ -123,7 +123,7 @@ impl FaultServer {
             .expect("spawn");
         FaultServer {
             addr,
-            never,
+            _never: never,
             never_addr,
             shared,
             waker,

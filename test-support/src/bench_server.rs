@@ -1,10 +1,14 @@
-//! The built-in benchmark server: one thread, one mio loop, any number of connections.
+//! The built-in benchmark server: one thread, one mio loop, any number of connections; and
+//! the files both it and nginx serve to the benchmarks.
 //!
 //! Serves fixed files from memory over HTTP/1.1 keep-alive (or closes after the response
 //! when the request says `Connection: close`), optionally holding every response for a
 //! fixed delay (a timer heap, no thread per request: the C10K cell holds 10,000 at once).
 //! Counts accepted connections. It is the fallback when nginx is absent and the hold
 //! server of the C10K and demo cells; it parses just enough of a request for our clients.
+//!
+//! Must not: spawn a thread per connection or per held response, or sleep (holds are timers
+//! on the poll timeout).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -19,11 +23,26 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+/// Bytes of a served file: a repeating pattern, so nothing compresses it away.
+pub fn file_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// The files both servers serve.
+pub fn bench_files() -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("/1k".to_owned(), file_bytes(1024)),
+        ("/16k".to_owned(), file_bytes(16 * 1024)),
+        ("/1m".to_owned(), file_bytes(1024 * 1024)),
+    ]
+}
+
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 
 /// A running server; stops and joins its thread on drop.
 pub struct Server {
+    /// The bound loopback address (ephemeral port).
     pub addr: SocketAddr,
     accepts: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -79,6 +98,7 @@ impl Server {
         })
     }
 
+    /// `http://127.0.0.1:PORT/path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -22,11 +22,16 @@
 //! The handler runs on the server's threads: it must not block (use [`Reply::Delay`] or
 //! [`Reply::Drop`] to hold an answer back), or every query behind it waits too.
 //!
-//! ```ignore
+//! ```
+//! # use std::{net::{Ipv4Addr, UdpSocket}, time::Duration};
+//! use parafetch_test_support::dns::{FakeDns, QType, build_query, zone};
+//!
 //! let dns = FakeDns::start(zone(&[("a.test", &[Ipv4Addr::new(127, 0, 0, 1)], &[])], 60));
-//! // ... point the client's resolver at dns.addr() ...
+//! // ... point the client's resolver at dns.addr(); here a query by hand:
+//! UdpSocket::bind("127.0.0.1:0")?.send_to(&build_query(1, "a.test", QType::A), dns.addr())?;
 //! assert!(dns.wait_for_queries(1, Duration::from_secs(5)));
 //! assert_eq!(dns.count_for("a.test", QType::A), 1);
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 use std::cmp::Reverse;
@@ -172,7 +177,7 @@ pub enum Reply {
         /// TTL of the CNAME record.
         ttl: u32,
     },
-    /// NOERROR with CNAME records query -> names[0] -> names[1] -> ... and no addresses
+    /// NOERROR with CNAME records query -> `names[0]` -> `names[1]` -> ... and no addresses
     /// (for loop and length-limit tests); TTL [`DEFAULT_TTL`].
     CnameChain {
         /// The targets, in order.
