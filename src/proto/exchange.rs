@@ -7,42 +7,7 @@
 use super::chunked::ChunkedDecoder;
 use super::framing::{has_transfer_encoding_and_length, response_framing};
 use super::head::HeadReader;
-use super::{Framing, HttpVersion, ProtoError, ResponseHead};
-
-/// Size limits that bound the memory and work one response can cost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest response head, status line to the empty line included. Default 64 KiB.
-    pub max_head_bytes: usize,
-    /// Most header fields in one response head. Default 100.
-    pub max_headers: usize,
-    /// Longest chunk size line, extensions and line ending included. Default 4096.
-    pub max_chunk_line_bytes: usize,
-    /// Longest trailer section (its field lines, line endings included). Default 16 KiB.
-    pub max_trailer_bytes: usize,
-}
-
-impl Limits {
-    /// Default [`Limits::max_head_bytes`].
-    pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
-    /// Default [`Limits::max_headers`].
-    pub const DEFAULT_MAX_HEADERS: usize = 100;
-    /// Default [`Limits::max_chunk_line_bytes`].
-    pub const DEFAULT_MAX_CHUNK_LINE_BYTES: usize = 4096;
-    /// Default [`Limits::max_trailer_bytes`].
-    pub const DEFAULT_MAX_TRAILER_BYTES: usize = 16 * 1024;
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_head_bytes: Self::DEFAULT_MAX_HEAD_BYTES,
-            max_headers: Self::DEFAULT_MAX_HEADERS,
-            max_chunk_line_bytes: Self::DEFAULT_MAX_CHUNK_LINE_BYTES,
-            max_trailer_bytes: Self::DEFAULT_MAX_TRAILER_BYTES,
-        }
-    }
-}
+use super::{Framing, HttpVersion, Limits, ProtoError, ResponseHead};
 
 /// What the exchange must know about the request it sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

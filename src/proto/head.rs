@@ -3,11 +3,9 @@
 //! Owns the status line and header section of a response. It must not decide body framing
 //! (that is [`super::framing`]) nor skip 1xx heads (that is [`super::Exchange`]).
 
-use super::{Limits, ProtoError};
-use crate::Headers;
+use super::headers::decode_value;
+use super::{Headers, Limits, ProtoError};
 use std::mem::MaybeUninit;
-
-use crate::headers::decode_value;
 
 /// The HTTP version of a response's status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

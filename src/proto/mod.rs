@@ -66,11 +66,16 @@ pub mod error;
 pub mod exchange;
 pub mod framing;
 pub mod head;
+// `pub(crate)`: the crate's `crate::headers` path points here.
+pub(crate) mod headers;
+mod limits;
 pub mod request;
 
 pub use decode::ContentDecoder;
 pub use error::ProtoError;
-pub use exchange::{CloseReason, Event, Exchange, Limits, Progress, RequestInfo};
+pub use exchange::{CloseReason, Event, Exchange, Progress, RequestInfo};
 pub use framing::Framing;
 pub use head::{HttpVersion, ResponseHead};
+pub use headers::Headers;
+pub use limits::Limits;
 pub use request::encode_request;
