@@ -5,8 +5,7 @@
 //! Each function takes arbitrary bytes and must never panic; where a property holds (the
 //! same bytes split differently give the same result) it asserts it.
 
-use crate::proto::chunked::ChunkedDecoder;
-use crate::proto::head::HeadReader;
+use crate::proto::__private::{ChunkedDecoder, HeadReader};
 use crate::proto::{Event, Exchange, Limits, ProtoError, RequestInfo, ResponseHead};
 
 fn small_limits() -> Limits {

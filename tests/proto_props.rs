@@ -96,6 +96,7 @@ fn drive<'a>(ex: &mut Exchange, pieces: impl IntoIterator<Item = &'a [u8]>) -> O
                     assert_eq!(ex.handle_eof(), Ok(None), "eof after End");
                     break 'pieces;
                 }
+                Some(other) => panic!("an event this test does not know: {other:?}"),
                 None if rest.is_empty() => break,
                 None => assert!(p.consumed > 0, "stalled: no event, nothing consumed"),
             }
@@ -439,17 +440,13 @@ impl Response {
     }
 
     fn expected_head(&self) -> ResponseHead {
-        ResponseHead {
-            version: self.version,
-            status: self.status,
-            reason: self.reason.clone(),
-            // Leading and trailing whitespace is not part of a field value (RFC 9112 §5.1).
-            headers: self
-                .final_fields()
-                .into_iter()
-                .map(|(n, v)| (n, v.trim_matches([' ', '\t']).to_owned()))
-                .collect::<Headers>(),
-        }
+        // Leading and trailing whitespace is not part of a field value (RFC 9112 §5.1).
+        let headers = self
+            .final_fields()
+            .into_iter()
+            .map(|(n, v)| (n, v.trim_matches([' ', '\t']).to_owned()))
+            .collect::<Headers>();
+        ResponseHead::new(self.version, self.status, self.reason.clone(), headers)
     }
 
     fn expected_framing(&self) -> Framing {
@@ -470,10 +467,7 @@ impl Response {
     }
 
     fn info(&self) -> RequestInfo {
-        RequestInfo {
-            head_request: self.head_request,
-            connection_close: false,
-        }
+        RequestInfo::default().head_request(self.head_request)
     }
 }
 
@@ -534,11 +528,12 @@ proptest! {
 fn limits() -> impl Strategy<Value = Limits> {
     prop_oneof![
         1 => Just(Limits::default()),
-        2 => (1..300usize, 0..8usize, 1..40usize, 0..80usize).prop_map(|(h, n, c, t)| Limits {
-            max_head_bytes: h,
-            max_headers: n,
-            max_chunk_line_bytes: c,
-            max_trailer_bytes: t,
+        2 => (1..300usize, 0..8usize, 1..40usize, 0..80usize).prop_map(|(h, n, c, t)| {
+            Limits::default()
+                .max_head_bytes(h)
+                .max_headers(n)
+                .max_chunk_line_bytes(c)
+                .max_trailer_bytes(t)
         }),
     ]
 }
@@ -593,7 +588,7 @@ proptest! {
         head_request in any::<bool>(),
         cuts in prop::collection::vec(any::<usize>(), 0..10),
     ) {
-        let info = RequestInfo { head_request, connection_close: false };
+        let info = RequestInfo::default().head_request(head_request);
         let whole = drive(&mut exchange(info, limits), [&input[..]]);
         let bytes = drive(&mut exchange(info, limits), input.chunks(1));
         let split = drive(&mut exchange(info, limits), split_at(&input, &cuts));

@@ -47,7 +47,7 @@ enum State {
 ///
 /// # Examples
 /// ```
-/// use parafetch::proto::{chunked::ChunkedDecoder, Limits};
+/// use parafetch::proto::{__private::ChunkedDecoder, Limits};
 /// let mut dec = ChunkedDecoder::new(&Limits::default());
 /// let input = b"5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\n";
 /// let (n, data) = dec.decode(input).unwrap();

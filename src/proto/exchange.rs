@@ -10,7 +10,15 @@ use super::head::HeadReader;
 use super::{Framing, HttpVersion, Limits, ProtoError, ResponseHead};
 
 /// What the exchange must know about the request it sent.
+///
+/// # Examples
+/// ```
+/// use parafetch::proto::RequestInfo;
+/// let info = RequestInfo::default().head_request(true);
+/// assert!(info.head_request && !info.connection_close);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct RequestInfo {
     /// The method was HEAD: the response has no body, whatever its fields say.
     pub head_request: bool,
@@ -18,8 +26,25 @@ pub struct RequestInfo {
     pub connection_close: bool,
 }
 
+impl RequestInfo {
+    /// Sets [`RequestInfo::head_request`].
+    #[must_use]
+    pub const fn head_request(mut self, yes: bool) -> Self {
+        self.head_request = yes;
+        self
+    }
+
+    /// Sets [`RequestInfo::connection_close`].
+    #[must_use]
+    pub const fn connection_close(mut self, yes: bool) -> Self {
+        self.connection_close = yes;
+        self
+    }
+}
+
 /// What [`Exchange::handle_input`] found.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// The final (non-1xx) response head; exactly once.
     Head(ResponseHead),
@@ -31,6 +56,7 @@ pub enum Event<'a> {
 
 /// The result of one [`Exchange::handle_input`] call.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress<'a> {
     /// How many bytes of the input were used; feed the rest again.
     pub consumed: usize,
@@ -40,6 +66,7 @@ pub struct Progress<'a> {
 
 /// Why a connection may not carry another request after this exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// We sent `Connection: close`.
     RequestClose,

@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 
 /// The HTTP version of a response's status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum HttpVersion {
     /// `HTTP/1.0`.
     Http10,
@@ -28,6 +29,7 @@ impl HttpVersion {
 
 /// A parsed response head: status line and header section.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResponseHead {
     /// The version of the status line.
     pub version: HttpVersion,
@@ -40,6 +42,28 @@ pub struct ResponseHead {
 }
 
 impl ResponseHead {
+    /// A head with these parts, e.g. to test code that handles heads.
+    ///
+    /// # Examples
+    /// ```
+    /// use parafetch::proto::{HttpVersion, ResponseHead};
+    /// let head = ResponseHead::new(HttpVersion::Http11, 404, "Not Found", Default::default());
+    /// assert!(!head.is_informational());
+    /// ```
+    pub fn new(
+        version: HttpVersion,
+        status: u16,
+        reason: impl Into<String>,
+        headers: Headers,
+    ) -> Self {
+        ResponseHead {
+            version,
+            status,
+            reason: reason.into(),
+            headers,
+        }
+    }
+
     /// Whether this is an interim (1xx) response that a final response will follow.
     pub fn is_informational(&self) -> bool {
         (100..200).contains(&self.status)
@@ -70,7 +94,7 @@ enum Scan {
 ///
 /// # Examples
 /// ```
-/// use parafetch::proto::{head::HeadReader, Limits};
+/// use parafetch::proto::{__private::HeadReader, Limits};
 /// let mut reader = HeadReader::new(&Limits::default());
 /// assert_eq!(reader.read(b"HTTP/1.1 200 OK\r\n").unwrap(), (17, None));
 /// let (consumed, head) = reader.read(b"A: b\r\n\r\nbody").unwrap();
@@ -202,7 +226,7 @@ fn find_lf(bytes: &[u8]) -> Option<usize> {
 
 /// Header slots on the stack for the usual limit (left uninitialised: httparse writes
 /// what it uses); a larger limit uses the heap.
-const STACK_HEADERS: usize = 100;
+pub const STACK_HEADERS: usize = Limits::DEFAULT_MAX_HEADERS;
 
 /// Parses one complete head (leading empty lines, status line, fields, empty line).
 fn parse_head(buf: &[u8], max_headers: usize) -> Result<ResponseHead, ProtoError> {

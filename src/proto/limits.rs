@@ -16,6 +16,7 @@
 /// assert_eq!(limits.max_trailer_bytes, Limits::DEFAULT_MAX_TRAILER_BYTES);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Longest response head, status line to the empty line included; each 1xx head has
     /// its own budget. Default [`Limits::DEFAULT_MAX_HEAD_BYTES`].

@@ -26,11 +26,11 @@
 //! A driver's read loop, fed literal wire bytes: an interim `100 Continue`, then a chunked
 //! response, arriving in two reads that split the body mid-chunk.
 //! ```
-//! use parafetch::proto::{encode_request, Event, Exchange, Limits, RequestInfo};
+//! use parafetch::proto::{encode_request, Event, Exchange, Headers, Limits, RequestInfo};
 //!
 //! let url = url::Url::parse("http://example.com/upload").unwrap();
 //! let mut request = Vec::new();
-//! encode_request(&mut request, "PUT", &url, &parafetch::Headers::new(), Some(2)).unwrap();
+//! encode_request(&mut request, "PUT", &url, &Headers::new(), Some(2)).unwrap();
 //! request.extend_from_slice(b"hi");
 //! let mut ex = Exchange::new(request, RequestInfo::default(), Limits::default());
 //! let n = ex.poll_transmit().len(); // pretend the socket took it all
@@ -51,6 +51,7 @@
 //!             Some(Event::Head(head)) => status = head.status,
 //!             Some(Event::Body(bytes)) => body.extend_from_slice(bytes),
 //!             Some(Event::End) => done = true,
+//!             Some(_) => {} // events added later
 //!             None if rest.is_empty() => break,
 //!             None => {}
 //!         }
@@ -60,16 +61,17 @@
 //! assert_eq!(ex.close_reason(), None); // the connection can carry the next request
 //! ```
 
-pub mod chunked;
-pub mod decode;
-pub mod error;
-pub mod exchange;
-pub mod framing;
-pub mod head;
-// `pub(crate)`: the crate's `crate::headers` path points here.
+mod chunked;
+// `pub(crate)` only because the driver names `decode::STEP` (now `ContentDecoder::STEP`) and
+// the engine `request::validate`; outside the crate these modules are private too.
+pub(crate) mod decode;
+mod error;
+mod exchange;
+mod framing;
+mod head;
 pub(crate) mod headers;
 mod limits;
-pub mod request;
+pub(crate) mod request;
 
 pub use decode::ContentDecoder;
 pub use error::ProtoError;
@@ -79,3 +81,12 @@ pub use head::{HttpVersion, ResponseHead};
 pub use headers::Headers;
 pub use limits::Limits;
 pub use request::encode_request;
+
+/// The parts below the public surface that the fuzz targets, benchmarks and property tests
+/// drive directly. Not API: anything here may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use super::chunked::ChunkedDecoder;
+    pub use super::framing::{has_transfer_encoding_and_length, response_framing};
+    pub use super::head::{HeadReader, STACK_HEADERS};
+}
