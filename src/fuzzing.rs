@@ -6,7 +6,10 @@
 //! same bytes split differently give the same result) it asserts it.
 
 use crate::proto::__private::{ChunkedDecoder, HeadReader};
-use crate::proto::{Event, Exchange, Limits, ProtoError, RequestInfo, ResponseHead};
+use crate::proto::{
+    Event, Exchange, Fed, FeedError, Limits, ProtoError, RequestInfo, ResponseHead,
+};
+use std::convert::Infallible;
 
 fn small_limits() -> Limits {
     Limits {
@@ -78,49 +81,45 @@ pub struct Outcome {
     pub body: Vec<u8>,
     /// Whether `End` came.
     pub ended: bool,
+    /// Input bytes after the response's end (0 after an error).
+    pub unread: usize,
     /// The error, if any.
     pub error: Option<ProtoError>,
 }
 
-/// Feeds `pieces` to a fresh exchange, then EOF, and says what came of it.
+/// Feeds `pieces` to a fresh exchange with [`Exchange::feed`], then EOF, and says what came
+/// of it.
 pub fn run_exchange<'a>(pieces: impl IntoIterator<Item = &'a [u8]>, head_request: bool) -> Outcome {
-    let info = RequestInfo {
-        head_request,
-        connection_close: false,
-    };
+    let info = RequestInfo::default().head_request(head_request);
     let mut ex = Exchange::new(b"GET / HTTP/1.1\r\n\r\n".to_vec(), info, small_limits());
     let mut out = Outcome {
         head: None,
         body: Vec::new(),
         ended: false,
+        unread: 0,
         error: None,
     };
-    let feed = |ex: &mut Exchange, input: &[u8], out: &mut Outcome| -> bool {
-        let mut off = 0;
-        loop {
-            match ex.handle_input(&input[off..]) {
-                Ok(p) => {
-                    off += p.consumed;
-                    match p.event {
-                        Some(Event::Head(h)) => out.head = Some(h),
-                        Some(Event::Body(b)) => out.body.extend_from_slice(b),
-                        Some(Event::End) => {
-                            out.ended = true;
-                            return false;
-                        }
-                        None => return true,
-                    }
-                }
-                Err(e) => {
-                    out.error = Some(e);
-                    return false;
-                }
-            }
-        }
-    };
     for piece in pieces {
-        if !feed(&mut ex, piece, &mut out) {
-            return out;
+        if out.ended {
+            out.unread += piece.len();
+            continue;
+        }
+        let fed = ex.feed(piece, |event, _| {
+            match event {
+                Event::Head(h) => out.head = Some(h),
+                Event::Body(b) => out.body.extend_from_slice(b),
+                Event::End => out.ended = true,
+            }
+            Ok::<_, Infallible>(())
+        });
+        match fed {
+            Ok(Fed::End { unread }) => out.unread += unread,
+            Ok(_) => {}
+            Err(FeedError::Proto(e)) => {
+                out.error = Some(e);
+                return out;
+            }
+            Err(FeedError::Handler(never)) => match never {},
         }
     }
     match ex.handle_eof() {

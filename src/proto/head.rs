@@ -331,6 +331,7 @@ fn unfold(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::split_everywhere;
     use super::*;
 
     fn limits(max_head_bytes: usize, max_headers: usize) -> Limits {
@@ -366,22 +367,9 @@ mod tests {
         wire: &[u8],
         limits: &Limits,
     ) -> (Result<Option<ResponseHead>, ProtoError>, usize) {
-        let whole = read_pieces(&mut HeadReader::new(limits), &[wire]);
-        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
-        assert_eq!(
-            read_pieces(&mut HeadReader::new(limits), &bytes),
-            whole,
-            "bytewise"
-        );
-        for i in 0..=wire.len() {
-            let (a, b) = wire.split_at(i);
-            assert_eq!(
-                read_pieces(&mut HeadReader::new(limits), &[a, b]),
-                whole,
-                "split at {i}"
-            );
-        }
-        whole
+        split_everywhere(wire, |pieces| {
+            read_pieces(&mut HeadReader::new(limits), pieces)
+        })
     }
 
     fn read_ok(wire: &[u8]) -> ResponseHead {
