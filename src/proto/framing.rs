@@ -36,7 +36,7 @@ pub enum Framing {
 /// 7. Otherwise the body is close-delimited.
 ///
 /// A response carrying both fields must not let its connection be reused (RFC 9112 §6.3
-/// step 3: it may be a smuggling attempt); [`has_transfer_encoding_and_length`] tells.
+/// step 3: it may be a smuggling attempt); `has_transfer_encoding_and_length` tells.
 ///
 /// # Errors
 /// [`ProtoError::MalformedHead`] for HTTP/1.0 with `Transfer-Encoding`,

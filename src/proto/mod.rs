@@ -76,6 +76,7 @@ mod error;
 mod exchange;
 mod framing;
 mod head;
+// `pub(crate)` for the crate root's `crate::headers` alias.
 pub(crate) mod headers;
 mod limits;
 pub(crate) mod request;
@@ -95,7 +96,7 @@ pub use request::encode_request;
 #[doc(hidden)]
 pub mod __private {
     pub use super::chunked::ChunkedDecoder;
-    pub use super::framing::{has_transfer_encoding_and_length, response_framing};
+    pub use super::framing::response_framing;
     pub use super::head::{HeadReader, STACK_HEADERS};
     pub use super::testing::{THREE_WAY_MAX, cut_at, split_everywhere, split_everywhere_and};
 }
