@@ -5,8 +5,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use parafetch::proto::Limits;
-use parafetch::proto::chunked::ChunkedDecoder;
-use parafetch::proto::head::HeadReader;
+// Below the public surface, on purpose: these measure the parts the exchange is built from.
+use parafetch::proto::__private::{ChunkedDecoder, HeadReader};
 use std::hint::black_box;
 
 /// A typical response head of about 400 bytes (nginx-like, with a few CDN fields).

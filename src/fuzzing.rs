@@ -3,41 +3,87 @@
 //! without nightly. Hidden: not part of the public API.
 //!
 //! Each function takes arbitrary bytes and must never panic; where a property holds (the
-//! same bytes split differently give the same result) it asserts it.
+//! same bytes split differently give the same result, a limit is kept, an event comes at
+//! most once) it asserts it.
 
-use crate::proto::chunked::ChunkedDecoder;
-use crate::proto::head::HeadReader;
-use crate::proto::{Event, Exchange, Limits, ProtoError, RequestInfo, ResponseHead};
+use crate::proto::__private::{ChunkedDecoder, HeadReader, STACK_HEADERS};
+use crate::proto::{
+    ContentDecoder, Event, Exchange, Fed, FeedError, Limits, ProtoError, RequestInfo, ResponseHead,
+};
+use std::convert::Infallible;
 
-fn small_limits() -> Limits {
-    Limits {
-        max_head_bytes: 4096,
-        max_headers: 32,
-        max_chunk_line_bytes: 256,
-        max_trailer_bytes: 1024,
+/// Small enough that fuzzed inputs hit every limit, large enough that a head may have more
+/// fields than the head parser's stack slots, so its heap path is fuzzed too.
+fn fuzz_limits() -> Limits {
+    Limits::default()
+        .max_head_bytes(4096)
+        .max_headers(STACK_HEADERS + 28)
+        .max_chunk_line_bytes(256)
+        .max_trailer_bytes(1024)
+}
+
+/// What a head reader made of some pieces: the head and the bytes it took, or the error.
+type HeadResult = Result<(usize, Option<ResponseHead>), ProtoError>;
+
+/// Feeds `pieces` to a fresh head reader until a head or an error comes.
+fn read_head<'a>(limits: &Limits, pieces: impl IntoIterator<Item = &'a [u8]>) -> HeadResult {
+    let mut reader = HeadReader::new(limits);
+    let mut total = 0;
+    for piece in pieces {
+        let (used, head) = reader.read(piece)?;
+        assert!(used <= piece.len(), "consumed more than given");
+        total += used;
+        if head.is_some() {
+            return Ok((total, head));
+        }
+        assert_eq!(used, piece.len(), "a partial head consumes everything");
+    }
+    Ok((total, None))
+}
+
+/// Where a head that starts at the front of `bytes` ends (the length up to and including
+/// its empty line), found the plain way: leading empty lines skipped, then the first LF
+/// followed by LF or CRLF.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let mut i = bytes.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    loop {
+        let lf = i + bytes[i..].iter().position(|&b| b == b'\n')?;
+        match bytes.get(lf + 1..) {
+            Some([b'\n', ..]) => return Some(lf + 2),
+            Some([b'\r', b'\n', ..]) => return Some(lf + 3),
+            _ => i = lf + 1,
+        }
     }
 }
 
-/// The response head reader, fed the input in pieces whose sizes the first byte chooses.
+/// The response head reader, fed the input whole and in pieces whose size the first byte
+/// chooses: both agree, and a head is accepted exactly when it fits `max_head_bytes`.
 pub fn response_head(data: &[u8]) {
     let Some((&step, rest)) = data.split_first() else {
         return;
     };
     let step = usize::from(step % 16) + 1;
-    let mut r = HeadReader::new(&small_limits());
-    let mut off = 0;
-    while off < rest.len() {
-        let end = (off + step).min(rest.len());
-        match r.read(&rest[off..end]) {
-            Ok((used, head)) => {
-                assert!(used <= end - off, "consumed more than given");
-                off += used;
-                if head.is_some() || used == 0 {
-                    return;
-                }
-            }
-            Err(_) => return,
+    let limits = fuzz_limits();
+    let whole = read_head(&limits, [rest]);
+    let split = read_head(&limits, rest.chunks(step));
+    assert_eq!(whole, split, "whole vs pieces of {step}");
+    let max = limits.max_head_bytes;
+    match (head_end(rest), &whole) {
+        (Some(end), Ok((used, head))) => {
+            assert!(end <= max, "a head of {end} bytes accepted");
+            let head = head.as_ref().expect("a complete head is parsed");
+            assert_eq!(*used, end, "the head ends where its empty line does");
+            assert!(head.headers.len() <= limits.max_headers);
         }
+        (Some(end), Err(ProtoError::HeadTooLarge)) => assert!(end > max),
+        // Any other error comes from parsing a complete head that fits.
+        (Some(end), Err(_)) => assert!(end <= max),
+        (None, Ok((used, None))) => assert!(*used == rest.len() && rest.len() <= max),
+        (None, Err(e)) => {
+            assert_eq!(*e, ProtoError::HeadTooLarge);
+            assert!(rest.len() > max);
+        }
+        (None, Ok((_, Some(_)))) => panic!("a head without an end"),
     }
 }
 
@@ -48,16 +94,18 @@ pub fn chunked(data: &[u8]) {
         return;
     };
     let step = usize::from(step % 32) + 1;
-    let mut d = ChunkedDecoder::new(&small_limits());
+    let mut d = ChunkedDecoder::new(&fuzz_limits());
     let mut off = 0;
     let mut stalls = 0;
     while off < rest.len() && !d.is_done() {
         let end = (off + step).min(rest.len());
-        match d.decode(&rest[off..end]) {
+        let piece = &rest[off..end];
+        match d.decode(piece) {
             Ok((used, out)) => {
-                assert!(used <= end - off);
+                assert!(used <= piece.len());
                 if let Some(b) = out {
                     assert!(b.len() <= used);
+                    assert!(piece.as_ptr_range().contains(&b.as_ptr()) || b.is_empty());
                 }
                 off += used;
                 stalls = if used == 0 { stalls + 1 } else { 0 };
@@ -79,49 +127,45 @@ pub struct Outcome {
     pub body: Vec<u8>,
     /// Whether `End` came.
     pub ended: bool,
+    /// Input bytes after the response's end (0 after an error).
+    pub unread: usize,
     /// The error, if any.
     pub error: Option<ProtoError>,
 }
 
-/// Feeds `pieces` to a fresh exchange, then EOF, and says what came of it.
+/// Feeds `pieces` to a fresh exchange with [`Exchange::feed`], then EOF, and says what came
+/// of it.
 pub fn run_exchange<'a>(pieces: impl IntoIterator<Item = &'a [u8]>, head_request: bool) -> Outcome {
-    let info = RequestInfo {
-        head_request,
-        connection_close: false,
-    };
-    let mut ex = Exchange::new(b"GET / HTTP/1.1\r\n\r\n".to_vec(), info, small_limits());
+    let info = RequestInfo::default().head_request(head_request);
+    let mut ex = Exchange::new(b"GET / HTTP/1.1\r\n\r\n".to_vec(), info, fuzz_limits());
     let mut out = Outcome {
         head: None,
         body: Vec::new(),
         ended: false,
+        unread: 0,
         error: None,
     };
-    let feed = |ex: &mut Exchange, input: &[u8], out: &mut Outcome| -> bool {
-        let mut off = 0;
-        loop {
-            match ex.handle_input(&input[off..]) {
-                Ok(p) => {
-                    off += p.consumed;
-                    match p.event {
-                        Some(Event::Head(h)) => out.head = Some(h),
-                        Some(Event::Body(b)) => out.body.extend_from_slice(b),
-                        Some(Event::End) => {
-                            out.ended = true;
-                            return false;
-                        }
-                        None => return true,
-                    }
-                }
-                Err(e) => {
-                    out.error = Some(e);
-                    return false;
-                }
-            }
-        }
-    };
     for piece in pieces {
-        if !feed(&mut ex, piece, &mut out) {
-            return out;
+        if out.ended {
+            out.unread += piece.len();
+            continue;
+        }
+        let fed = ex.feed(piece, |event, _| {
+            match event {
+                Event::Head(h) => out.head = Some(h),
+                Event::Body(b) => out.body.extend_from_slice(b),
+                Event::End => out.ended = true,
+            }
+            Ok::<_, Infallible>(())
+        });
+        match fed {
+            Ok(Fed::End { unread }) => out.unread += unread,
+            Ok(_) => {}
+            Err(FeedError::Proto(e)) => {
+                out.error = Some(e);
+                return out;
+            }
+            Err(FeedError::Handler(never)) => match never {},
         }
     }
     match ex.handle_eof() {
@@ -153,18 +197,19 @@ pub fn split_differential(data: &[u8]) {
 }
 
 /// The exchange driven by arbitrary operations: each byte picks input (of the next few
-/// bytes), EOF, or transmit progress. The machine must never panic and never report more
-/// than it was given.
+/// bytes), EOF, or transmit progress. The machine must never panic, never report more than
+/// it was given (every Body slice lies inside the input it came from), deliver Head and End
+/// at most once each and in that order, and keep its errors.
 pub fn exchange_ops(data: &[u8]) {
-    let info = RequestInfo {
-        head_request: data.first().is_some_and(|b| b & 1 == 1),
-        connection_close: data.get(1).is_some_and(|b| b & 1 == 1),
-    };
+    let info = RequestInfo::default()
+        .head_request(data.first().is_some_and(|b| b & 1 == 1))
+        .connection_close(data.get(1).is_some_and(|b| b & 1 == 1));
     let request = b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".to_vec();
-    let mut ex = Exchange::new(request, info, small_limits());
+    let mut ex = Exchange::new(request, info, small_or_fuzz_limits(data));
+    let (mut heads, mut ends) = (0, 0);
+    let mut failed = None;
     let mut i = 2;
-    let mut failed = false;
-    while i < data.len() {
+    while i < data.len() && failed.is_none() {
         let op = data[i];
         i += 1;
         match op % 4 {
@@ -172,23 +217,29 @@ pub fn exchange_ops(data: &[u8]) {
                 let n = usize::from(op >> 2).min(data.len() - i);
                 let input = &data[i..i + n];
                 i += n;
-                let mut off = 0;
-                loop {
-                    match ex.handle_input(&input[off..]) {
-                        Ok(p) => {
-                            assert!(p.consumed <= input.len() - off);
-                            off += p.consumed;
-                            if p.event.is_none() || off == input.len() && p.consumed == 0 {
-                                break;
-                            }
+                let fed = ex.feed(input, |event, framing| {
+                    match event {
+                        Event::Head(_) => heads += 1,
+                        Event::Body(b) => {
+                            assert!(heads == 1 && ends == 0, "Body between Head and End");
+                            assert!(!b.is_empty(), "an empty Body");
+                            let (inside, end) = (input.as_ptr_range(), b.as_ptr_range());
+                            assert!(inside.start <= end.start && end.end <= inside.end);
                         }
-                        Err(e) => {
-                            // Errors are final: the same error again.
-                            assert_eq!(ex.handle_input(b"x").err(), Some(e));
-                            failed = true;
-                            break;
-                        }
+                        Event::End => ends += 1,
                     }
+                    assert!(heads <= 1 && ends <= heads, "Head, End once each, in order");
+                    assert!(framing.is_some(), "framing known from the head on");
+                    Ok::<_, Infallible>(())
+                });
+                match fed {
+                    Ok(Fed::End { unread }) => {
+                        assert!(unread <= input.len());
+                        assert!(ex.is_done() && ends == 1);
+                    }
+                    Ok(_) => assert!(!ex.is_done(), "NeedMore after End"),
+                    Err(FeedError::Proto(e)) => failed = Some(e),
+                    Err(FeedError::Handler(never)) => match never {},
                 }
             }
             2 => {
@@ -196,19 +247,21 @@ pub fn exchange_ops(data: &[u8]) {
                 let n = usize::from(op >> 2).min(left);
                 ex.handle_transmitted(n);
             }
-            _ => {
-                let _ = ex.handle_eof();
-            }
+            _ => match ex.handle_eof() {
+                Ok(Some(Event::End)) => ends += 1,
+                Ok(Some(other)) => panic!("handle_eof gave {other:?}"),
+                Ok(None) => assert!(ex.is_done()),
+                Err(e) => failed = Some(e),
+            },
         }
-        if failed {
-            assert!(
-                ex.close_reason().is_some(),
-                "a failed exchange is never reusable"
-            );
-            return;
-        }
+        assert!(heads <= 1 && ends <= heads, "Head, End once each, in order");
     }
-    if !ex.is_done() {
+    if let Some(e) = failed {
+        // Errors are final, and a failed exchange is never reusable.
+        assert_eq!(ex.handle_input(b"x").err(), Some(e));
+        assert_eq!(ex.handle_eof(), Err(e));
+        assert!(ex.close_reason().is_some());
+    } else if !ex.is_done() {
         assert!(
             ex.close_reason().is_some(),
             "an unfinished exchange is never reusable"
@@ -216,7 +269,95 @@ pub fn exchange_ops(data: &[u8]) {
     }
 }
 
+/// The fuzz limits, or tiny ones when the first byte's second bit says so, so that every
+/// limit is reached with short inputs too.
+fn small_or_fuzz_limits(data: &[u8]) -> Limits {
+    if data.first().is_some_and(|b| b & 2 == 2) {
+        Limits::default()
+            .max_head_bytes(64)
+            .max_headers(2)
+            .max_chunk_line_bytes(8)
+            .max_trailer_bytes(8)
+    } else {
+        fuzz_limits()
+    }
+}
+
+/// Output one [`ContentDecoder::push`] of `n` bytes may give: deflate expands at most
+/// 1032:1 (a 258-byte match per 2 bits), plus what earlier steps left pending inside the
+/// decoder (flate2's 32 KiB output buffer and the inflater's 32 KiB window), plus one
+/// match in progress.
+pub fn content_decoder_cap(n: usize) -> usize {
+    64 * 1024 + 1032 * (n + 1) + 258
+}
+
+/// Decodes `stream` pushed in pieces of `step` bytes, then finishes; checks each step's
+/// output against [`content_decoder_cap`]. Returns the output, or None on an error.
+fn decode_in_steps(coding: &str, stream: &[u8], step: usize) -> Option<Vec<u8>> {
+    let mut d = ContentDecoder::for_encoding(coding).expect("a coding we decode");
+    let mut out = Vec::new();
+    for piece in stream.chunks(step) {
+        let got = d.push(piece).ok()?;
+        assert!(
+            got.len() <= content_decoder_cap(piece.len()),
+            "{} bytes out of a {}-byte push",
+            got.len(),
+            piece.len()
+        );
+        out.extend_from_slice(got);
+    }
+    let got = d.finish().ok()?;
+    assert!(
+        got.len() <= content_decoder_cap(0),
+        "{} bytes from finish",
+        got.len()
+    );
+    out.extend_from_slice(got);
+    Some(out)
+}
+
+/// The content decoder (gzip, deflate) on arbitrary bytes: the first byte picks the coding,
+/// the second the step size (up to [`ContentDecoder::STEP`]). Never panics, no step gives
+/// more than [`content_decoder_cap`] bytes, and the stream decodes the same (or fails the
+/// same) in the chosen steps as in whole `STEP`s.
+pub fn content_decoder(data: &[u8]) {
+    let [coding, step, stream @ ..] = data else {
+        return;
+    };
+    let coding = ["gzip", "x-gzip", "deflate"][usize::from(*coding % 3)];
+    let step = 1 + usize::from(*step) * ContentDecoder::STEP / 256;
+    let chosen = decode_in_steps(coding, stream, step);
+    let steps = decode_in_steps(coding, stream, ContentDecoder::STEP);
+    assert_eq!(chosen, steps, "{coding} in steps of {step} vs STEP");
+}
+
 /// The DNS reply parser on arbitrary bytes.
 pub fn dns_message(data: &[u8]) {
     crate::dns::fuzz_parse(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_limits_reach_the_heap_path_for_fields() {
+        assert!(fuzz_limits().max_headers > STACK_HEADERS);
+        let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..STACK_HEADERS + 1 {
+            wire.extend_from_slice(format!("x{i}: y\r\n").as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        let (_, head) = read_head(&fuzz_limits(), [&wire[..]]).unwrap();
+        assert_eq!(head.unwrap().headers.len(), STACK_HEADERS + 1);
+        response_head(&[&[3u8][..], &wire].concat());
+    }
+
+    #[test]
+    fn head_end_matches_the_reader() {
+        assert_eq!(head_end(b"\r\n\nHTTP/1.1 200 OK\r\n\r\nx"), Some(22));
+        assert_eq!(head_end(b"a\n\r\r\nb\n\n"), Some(8));
+        assert_eq!(head_end(b"\r\n\r\n"), None);
+        assert_eq!(head_end(b"a\r\n\r"), None);
+    }
 }

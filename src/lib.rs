@@ -53,10 +53,12 @@ mod error;
 mod fetcher;
 #[doc(hidden)]
 pub mod fuzzing;
-mod headers;
 mod options;
 mod policy;
 pub mod proto;
+// Headers live in `proto` (which imports nothing from the crate root); this path keeps
+// the crate's `crate::headers::...` imports working until they name `proto` directly.
+pub(crate) use proto::headers;
 mod request;
 mod response;
 mod task;
@@ -64,14 +66,13 @@ mod tls;
 
 pub use error::{Error, ErrorKind, Phase};
 pub use fetcher::{Done, FetchAll, Fetcher, Queue, fetch_all};
-pub use headers::Headers;
 pub use options::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
     DEFAULT_MAX_QUEUED_FOLLOWUPS, DEFAULT_MAX_REDIRECTS, DEFAULT_POOL_IDLE_TIMEOUT,
     DEFAULT_POOL_MAX_IDLE, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RETRY_BACKOFF, DEFAULT_TIMEOUT,
     MAX_RETRY_AFTER,
 };
-pub use proto::HttpVersion;
+pub use proto::{Headers, HttpVersion};
 pub use request::{IntoRequest, Request};
 pub use response::{Response, Timings, TlsInfo};
 /// The TLS library parafetch uses, at the exact version it links, for

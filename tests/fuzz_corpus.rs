@@ -33,12 +33,13 @@ fn replay(target: &str, run: Target) -> usize {
 #[test]
 fn fuzz_corpus_replays_clean() {
     use parafetch::fuzzing as f;
-    let targets: [(&str, Target); 5] = [
+    let targets: [(&str, Target); 6] = [
         ("response_head", f::response_head),
         ("chunked", f::chunked),
         ("split_differential", f::split_differential),
         ("exchange_ops", f::exchange_ops),
         ("dns_message", f::dns_message),
+        ("content_decoder", f::content_decoder),
     ];
     for (name, run) in targets {
         let n = replay(name, run);

@@ -2,8 +2,9 @@
 //!
 //! 1. A generated *valid* response (any status, interim 1xx heads, header fields from safe
 //!    alphabets, Content-Length / chunked with extensions and trailers / close-delimited /
-//!    no body) is serialized, fed to an [`Exchange`] whole, byte by byte and split at
-//!    generated points, and must come back equal: the final head, the body, `End` exactly
+//!    no body) is serialized, fed to an [`Exchange`] whole, byte by byte, split at every
+//!    point and at generated points (the shared `split_everywhere` harness), and must come
+//!    back equal: the final head, the body, `End` exactly
 //!    once, the framing, the close reason, and not one byte consumed past the response.
 //! 2. *Arbitrary* bytes (random, or a soup of HTTP-looking fragments after a valid status
 //!    line) with random limits never panic, never stall, keep the event order
@@ -13,9 +14,10 @@
 //! Deterministic: a fixed seed; `PROPTEST_CASES` raises the case count (default 96 / 256).
 
 use parafetch::Headers;
+use parafetch::proto::__private::split_everywhere_and;
 use parafetch::proto::{
-    CloseReason, Event, Exchange, Framing, HttpVersion, Limits, ProtoError, RequestInfo,
-    ResponseHead,
+    CloseReason, Event, Exchange, Fed, FeedError, Framing, HttpVersion, Limits, ProtoError,
+    RequestInfo, ResponseHead,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -51,9 +53,9 @@ struct Outcome {
     error: Option<ProtoError>,
 }
 
-/// Feeds `pieces` in order (each until used up or End), then, unless End or an error came,
-/// end of file. Checks the contract's invariants on the way.
-fn drive<'a>(ex: &mut Exchange, pieces: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
+/// Feeds `pieces` in order with [`Exchange::feed`] (one call each, until End), then, unless
+/// End or an error came, end of file. Checks the contract's invariants on the way.
+fn drive(ex: &mut Exchange, pieces: &[&[u8]]) -> Outcome {
     let mut o = Outcome {
         head: None,
         body: Vec::new(),
@@ -62,43 +64,47 @@ fn drive<'a>(ex: &mut Exchange, pieces: impl IntoIterator<Item = &'a [u8]>) -> O
         consumed: 0,
         error: None,
     };
-    'pieces: for piece in pieces {
-        let mut rest = piece;
-        loop {
-            let p = match ex.handle_input(rest) {
-                Ok(p) => p,
-                Err(e) => {
-                    o.error = Some(e);
-                    break 'pieces;
-                }
-            };
-            assert!(p.consumed <= rest.len(), "consumed more than given");
-            o.consumed += p.consumed;
-            rest = &rest[p.consumed..];
-            match p.event {
-                Some(Event::Head(h)) => {
+    for piece in pieces {
+        let fed = ex.feed(piece, |event, framing| {
+            assert!(framing.is_some(), "an event without framing");
+            match event {
+                Event::Head(h) => {
                     assert!(o.head.is_none(), "a second Head");
                     assert!(!h.is_informational(), "a 1xx head surfaced");
                     o.head = Some(h);
                 }
-                Some(Event::Body(b)) => {
+                Event::Body(b) => {
                     assert!(o.head.is_some(), "Body before Head");
+                    assert!(!o.ended_by_input, "Body after End");
                     assert!(!b.is_empty(), "an empty Body event");
                     o.body.extend_from_slice(b);
                 }
-                Some(Event::End) => {
+                Event::End => {
                     assert!(o.head.is_some(), "End before Head");
+                    assert!(!o.ended_by_input, "a second End");
                     o.ended_by_input = true;
-                    assert!(ex.is_done());
-                    // After End nothing more is consumed and nothing more happens.
-                    let after = ex.handle_input(rest).expect("input after End is no error");
-                    assert_eq!((after.consumed, after.event), (0, None));
-                    assert_eq!(ex.handle_eof(), Ok(None), "eof after End");
-                    break 'pieces;
                 }
-                None if rest.is_empty() => break,
-                None => assert!(p.consumed > 0, "stalled: no event, nothing consumed"),
+                other => panic!("an event this test does not know: {other:?}"),
             }
+            Ok::<_, std::convert::Infallible>(())
+        });
+        match fed {
+            Ok(Fed::End { unread }) => {
+                assert!(o.ended_by_input && ex.is_done());
+                o.consumed += piece.len() - unread;
+                // After End nothing more is consumed and nothing more happens.
+                let after = ex.handle_input(&piece[piece.len() - unread..]);
+                let after = after.expect("input after End is no error");
+                assert_eq!((after.consumed, after.event), (0, None));
+                assert_eq!(ex.handle_eof(), Ok(None), "eof after End");
+                break;
+            }
+            Ok(_) => o.consumed += piece.len(),
+            Err(FeedError::Proto(e)) => {
+                o.error = Some(e);
+                break;
+            }
+            Err(FeedError::Handler(never)) => match never {},
         }
     }
     if let Some(e) = o.error {
@@ -139,21 +145,6 @@ fn exchange(info: RequestInfo, limits: Limits) -> Exchange {
     let n = ex.poll_transmit().len();
     ex.handle_transmitted(n);
     ex
-}
-
-/// `wire` cut at `cuts` (any values; taken modulo the length, sorted, deduplicated).
-fn split_at<'a>(wire: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
-    points.sort_unstable();
-    points.dedup();
-    let mut pieces = Vec::new();
-    let mut from = 0;
-    for p in points {
-        pieces.push(&wire[from..p]);
-        from = p;
-    }
-    pieces.push(&wire[from..]);
-    pieces
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -439,17 +430,13 @@ impl Response {
     }
 
     fn expected_head(&self) -> ResponseHead {
-        ResponseHead {
-            version: self.version,
-            status: self.status,
-            reason: self.reason.clone(),
-            // Leading and trailing whitespace is not part of a field value (RFC 9112 §5.1).
-            headers: self
-                .final_fields()
-                .into_iter()
-                .map(|(n, v)| (n, v.trim_matches([' ', '\t']).to_owned()))
-                .collect::<Headers>(),
-        }
+        // Leading and trailing whitespace is not part of a field value (RFC 9112 §5.1).
+        let headers = self
+            .final_fields()
+            .into_iter()
+            .map(|(n, v)| (n, v.trim_matches([' ', '\t']).to_owned()))
+            .collect::<Headers>();
+        ResponseHead::new(self.version, self.status, self.reason.clone(), headers)
     }
 
     fn expected_framing(&self) -> Framing {
@@ -470,10 +457,7 @@ impl Response {
     }
 
     fn info(&self) -> RequestInfo {
-        RequestInfo {
-            head_request: self.head_request,
-            connection_close: false,
-        }
+        RequestInfo::default().head_request(self.head_request)
     }
 }
 
@@ -486,28 +470,30 @@ fn next_response(r: &Response) -> &'static [u8] {
     }
 }
 
-fn check_valid(r: &Response, wire: &[u8], pieces: Vec<&[u8]>, how: &str) {
-    let mut ex = exchange(r.info(), Limits::default());
-    let o = drive(&mut ex, pieces);
+/// Runs `wire` through an exchange fed whole, byte by byte, split at every point and at
+/// `cuts` (with and without empty reads between): all must agree, and match `r`.
+fn check_valid(r: &Response, wire: &[u8], cuts: &[usize]) {
+    let (o, framing, close) = split_everywhere_and(wire, cuts, |pieces| {
+        let mut ex = exchange(r.info(), Limits::default());
+        let o = drive(&mut ex, pieces);
+        (o, ex.framing(), ex.close_reason())
+    });
     let len = wire.len() - next_response(r).len();
-    assert_eq!(o.error, None, "{how}: error");
-    assert_eq!(o.head.as_ref(), Some(&r.expected_head()), "{how}: head");
-    assert!(o.body == r.body, "{how}: body differs");
+    assert_eq!(o.error, None, "error");
+    assert_eq!(o.head.as_ref(), Some(&r.expected_head()), "head");
+    assert!(o.body == r.body, "body differs");
     let by_eof = matches!(r.framing, Body::Close);
-    assert_eq!(
-        (o.ended_by_input, o.ended_by_eof),
-        (!by_eof, by_eof),
-        "{how}: End"
-    );
-    assert_eq!(o.consumed, len, "{how}: consumed");
-    assert_eq!(ex.framing(), Some(r.expected_framing()), "{how}: framing");
-    assert_eq!(ex.close_reason(), r.expected_close(), "{how}: close reason");
+    assert_eq!((o.ended_by_input, o.ended_by_eof), (!by_eof, by_eof), "End");
+    assert_eq!(o.consumed, len, "consumed");
+    assert_eq!(framing, Some(r.expected_framing()), "framing");
+    assert_eq!(close, r.expected_close(), "close reason");
 }
 
 proptest! {
     #![proptest_config(config(96))]
 
-    /// parse(serialize(x)) == x, whole, byte by byte and split at generated points.
+    /// parse(serialize(x)) == x, whole, byte by byte, split at every point and at generated
+    /// points, with empty reads between.
     #[test]
     fn valid_responses_round_trip_under_every_split(
         r in response(),
@@ -515,16 +501,7 @@ proptest! {
     ) {
         let mut wire = r.serialize();
         wire.extend_from_slice(next_response(&r));
-        check_valid(&r, &wire, vec![&wire[..]], "whole");
-        check_valid(&r, &wire, wire.chunks(1).collect(), "byte by byte");
-        check_valid(&r, &wire, split_at(&wire, &cuts), "split");
-        // Empty reads in between change nothing.
-        let mut with_empties = Vec::new();
-        for piece in split_at(&wire, &cuts) {
-            with_empties.push(&b""[..]);
-            with_empties.push(piece);
-        }
-        check_valid(&r, &wire, with_empties, "split with empty reads");
+        check_valid(&r, &wire, &cuts);
     }
 }
 
@@ -534,11 +511,12 @@ proptest! {
 fn limits() -> impl Strategy<Value = Limits> {
     prop_oneof![
         1 => Just(Limits::default()),
-        2 => (1..300usize, 0..8usize, 1..40usize, 0..80usize).prop_map(|(h, n, c, t)| Limits {
-            max_head_bytes: h,
-            max_headers: n,
-            max_chunk_line_bytes: c,
-            max_trailer_bytes: t,
+        2 => (1..300usize, 0..8usize, 1..40usize, 0..80usize).prop_map(|(h, n, c, t)| {
+            Limits::default()
+                .max_head_bytes(h)
+                .max_headers(n)
+                .max_chunk_line_bytes(c)
+                .max_trailer_bytes(t)
         }),
     ]
 }
@@ -593,19 +571,15 @@ proptest! {
         head_request in any::<bool>(),
         cuts in prop::collection::vec(any::<usize>(), 0..10),
     ) {
-        let info = RequestInfo { head_request, connection_close: false };
-        let whole = drive(&mut exchange(info, limits), [&input[..]]);
-        let bytes = drive(&mut exchange(info, limits), input.chunks(1));
-        let split = drive(&mut exchange(info, limits), split_at(&input, &cuts));
+        let info = RequestInfo::default().head_request(head_request);
         // Bytes taken before an error depend on where the input was cut; nothing else may.
-        let [whole, bytes, split] = [whole, bytes, split].map(|mut o| {
+        let whole = split_everywhere_and(&input, &cuts, |pieces| {
+            let mut o = drive(&mut exchange(info, limits), pieces);
             if o.error.is_some() {
                 o.consumed = 0;
             }
             o
         });
-        prop_assert_eq!(&whole, &bytes, "whole vs byte by byte");
-        prop_assert_eq!(&whole, &split, "whole vs split");
         if let Some(head) = &whole.head {
             prop_assert!((100..=999).contains(&head.status));
             prop_assert!(head.headers.len() <= limits.max_headers);

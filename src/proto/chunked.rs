@@ -47,7 +47,7 @@ enum State {
 ///
 /// # Examples
 /// ```
-/// use parafetch::proto::{chunked::ChunkedDecoder, Limits};
+/// use parafetch::proto::{__private::ChunkedDecoder, Limits};
 /// let mut dec = ChunkedDecoder::new(&Limits::default());
 /// let input = b"5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\n";
 /// let (n, data) = dec.decode(input).unwrap();
@@ -255,6 +255,7 @@ fn hex_value(b: u8) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::split_everywhere;
     use super::*;
 
     /// Decodes `pieces` in order, as the exchange would; returns (data, done) or the error,
@@ -302,14 +303,7 @@ mod tests {
         wire: &[u8],
         limits: &Limits,
     ) -> (Result<(Vec<u8>, bool), ProtoError>, usize) {
-        let whole = decode_pieces(&[wire], limits);
-        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
-        assert_eq!(decode_pieces(&bytes, limits), whole, "bytewise");
-        for i in 0..=wire.len() {
-            let (a, b) = wire.split_at(i);
-            assert_eq!(decode_pieces(&[a, b], limits), whole, "split at {i}");
-        }
-        whole
+        split_everywhere(wire, |pieces| decode_pieces(pieces, limits))
     }
 
     fn decode_ok(wire: &[u8]) -> Vec<u8> {

@@ -9,8 +9,8 @@ use std::io::{self, Write};
 
 use flate2::write::{DeflateDecoder, GzDecoder, ZlibDecoder};
 
-/// Compressed bytes fed per step; bounds the output of one step (see the module comment).
-pub const STEP: usize = 512;
+/// Compressed bytes fed per step: [`ContentDecoder::STEP`], under the name the driver uses.
+pub const STEP: usize = ContentDecoder::STEP;
 
 enum Inner {
     Gzip(GzDecoder<Vec<u8>>),
@@ -32,7 +32,7 @@ enum Inner {
 ///
 /// let mut d = parafetch::proto::ContentDecoder::for_encoding("gzip").unwrap();
 /// let mut out = Vec::new();
-/// for piece in wire.chunks(parafetch::proto::decode::STEP) {
+/// for piece in wire.chunks(parafetch::proto::ContentDecoder::STEP) {
 ///     out.extend_from_slice(d.push(piece).unwrap());
 /// }
 /// out.extend_from_slice(d.finish().unwrap());
@@ -55,6 +55,11 @@ impl std::fmt::Debug for ContentDecoder {
 }
 
 impl ContentDecoder {
+    /// Compressed bytes to feed per [`push`](Self::push): this bounds the output of one
+    /// step (see the module comment), so a body limit applied between steps stops a
+    /// decompression bomb early.
+    pub const STEP: usize = 512;
+
     /// A decoder for a `Content-Encoding` value we know (`gzip`, `x-gzip`, `deflate`), or
     /// `None` (identity, or a coding we do not decode: the body passes through as sent).
     pub fn for_encoding(content_encoding: &str) -> Option<ContentDecoder> {
@@ -67,8 +72,8 @@ impl ContentDecoder {
         Some(ContentDecoder { inner })
     }
 
-    /// Decodes one step of input (at most [`STEP`] bytes is what keeps output bounded) and
-    /// returns what it decoded. The returned slice is valid until the next call.
+    /// Decodes one step of input (at most [`STEP`](Self::STEP) bytes is what keeps output
+    /// bounded) and returns what it decoded. The returned slice is valid until the next call.
     ///
     /// # Errors
     /// `InvalidData` when the bytes are not a valid stream of the coding.

@@ -45,9 +45,9 @@ pub enum ProtoError {
     InvalidChunkEnd,
     /// Peer: the trailer section is longer than `Limits::max_trailer_bytes`.
     TrailersTooLarge,
-    /// Peer: the connection closed before any response byte arrived. On a reused connection
-    /// this is usually the server closing an idle connection as we sent on it, so the
-    /// request may be retried when it is idempotent.
+    /// Peer: the connection closed before any response byte arrived (curl's "empty reply
+    /// from server"). On a reused connection this is usually the server closing an idle
+    /// connection as we sent on it, so the request may be retried when it is idempotent.
     NoResponse,
     /// Peer: the connection closed inside a response head.
     TruncatedHead,

@@ -7,45 +7,19 @@
 use super::chunked::ChunkedDecoder;
 use super::framing::{has_transfer_encoding_and_length, response_framing};
 use super::head::HeadReader;
-use super::{Framing, HttpVersion, ProtoError, ResponseHead};
-
-/// Size limits that bound the memory and work one response can cost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest response head, status line to the empty line included. Default 64 KiB.
-    pub max_head_bytes: usize,
-    /// Most header fields in one response head. Default 100.
-    pub max_headers: usize,
-    /// Longest chunk size line, extensions and line ending included. Default 4096.
-    pub max_chunk_line_bytes: usize,
-    /// Longest trailer section (its field lines, line endings included). Default 16 KiB.
-    pub max_trailer_bytes: usize,
-}
-
-impl Limits {
-    /// Default [`Limits::max_head_bytes`].
-    pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
-    /// Default [`Limits::max_headers`].
-    pub const DEFAULT_MAX_HEADERS: usize = 100;
-    /// Default [`Limits::max_chunk_line_bytes`].
-    pub const DEFAULT_MAX_CHUNK_LINE_BYTES: usize = 4096;
-    /// Default [`Limits::max_trailer_bytes`].
-    pub const DEFAULT_MAX_TRAILER_BYTES: usize = 16 * 1024;
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_head_bytes: Self::DEFAULT_MAX_HEAD_BYTES,
-            max_headers: Self::DEFAULT_MAX_HEADERS,
-            max_chunk_line_bytes: Self::DEFAULT_MAX_CHUNK_LINE_BYTES,
-            max_trailer_bytes: Self::DEFAULT_MAX_TRAILER_BYTES,
-        }
-    }
-}
+use super::{Framing, HttpVersion, Limits, ProtoError, ResponseHead};
+use std::fmt;
 
 /// What the exchange must know about the request it sent.
+///
+/// # Examples
+/// ```
+/// use parafetch::proto::RequestInfo;
+/// let info = RequestInfo::default().head_request(true);
+/// assert!(info.head_request && !info.connection_close);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct RequestInfo {
     /// The method was HEAD: the response has no body, whatever its fields say.
     pub head_request: bool,
@@ -53,8 +27,25 @@ pub struct RequestInfo {
     pub connection_close: bool,
 }
 
-/// What [`Exchange::handle_input`] found.
+impl RequestInfo {
+    /// Sets [`RequestInfo::head_request`].
+    #[must_use]
+    pub const fn head_request(mut self, yes: bool) -> Self {
+        self.head_request = yes;
+        self
+    }
+
+    /// Sets [`RequestInfo::connection_close`].
+    #[must_use]
+    pub const fn connection_close(mut self, yes: bool) -> Self {
+        self.connection_close = yes;
+        self
+    }
+}
+
+/// What [`Exchange::feed`] (or one [`Exchange::handle_input`] step) found.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// The final (non-1xx) response head; exactly once.
     Head(ResponseHead),
@@ -66,6 +57,7 @@ pub enum Event<'a> {
 
 /// The result of one [`Exchange::handle_input`] call.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress<'a> {
     /// How many bytes of the input were used; feed the rest again.
     pub consumed: usize,
@@ -75,6 +67,7 @@ pub struct Progress<'a> {
 
 /// Why a connection may not carry another request after this exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// We sent `Connection: close`.
     RequestClose,
@@ -111,6 +104,50 @@ impl CloseReason {
     }
 }
 
+/// What feeding one slice of input to [`Exchange::feed`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fed {
+    /// All input consumed, the response is not complete yet.
+    NeedMore,
+    /// The response ended; `unread` bytes of the input lie beyond its end (they belong to
+    /// whatever the peer sent next, and make the connection unfit for reuse if not empty).
+    End {
+        /// How many bytes at the end of the input were not part of the response.
+        unread: usize,
+    },
+}
+
+/// Why [`Exchange::feed`] stopped early.
+#[derive(Debug)]
+pub enum FeedError<E> {
+    /// The peer's bytes were bad (final for the exchange).
+    Proto(ProtoError),
+    /// The caller's handler refused an event.
+    Handler(E),
+}
+
+/// Shows the inner error alone: a `FeedError` only says which side the error came from.
+impl<E: fmt::Display> fmt::Display for FeedError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeedError::Proto(e) => e.fmt(f),
+            FeedError::Handler(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Transparent: the source is the inner error's source, so a `{:#}`-style chain does not
+/// print the inner error twice.
+impl<E: std::error::Error + 'static> std::error::Error for FeedError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FeedError::Proto(e) => e.source(),
+            FeedError::Handler(e) => e.source(),
+        }
+    }
+}
+
 /// The body reader for one framing.
 #[derive(Clone, Debug)]
 enum BodyReader {
@@ -138,17 +175,19 @@ enum State {
 /// - output: [`poll_transmit`](Self::poll_transmit) gives the request bytes still to write,
 ///   [`handle_transmitted`](Self::handle_transmitted) says how many were written. Writing may
 ///   go on while the response is read.
-/// - input: [`handle_input`](Self::handle_input) takes received bytes and returns at most one
-///   [`Event`] per call (`Head` once, `Body` zero or more times, `End` once);
+/// - input: [`feed`](Self::feed) takes one read's bytes and hands every [`Event`] they
+///   complete to a closure (`Head` once, `Body` zero or more times, `End` once);
+///   [`handle_input`](Self::handle_input) is its single step, at most one event per call;
 ///   [`handle_eof`](Self::handle_eof) says the peer closed its side.
 /// - queries: [`is_done`](Self::is_done), [`received_any`](Self::received_any),
 ///   [`framing`](Self::framing), [`close_reason`](Self::close_reason).
 ///
-/// Call order for the input side: feed each read's bytes with `handle_input`, again with the
-/// unconsumed rest, until the rest is empty and no event came back, or until `End`. After a
-/// `Head` or a `Body` that used the whole input, call once more (with an empty slice if need
-/// be): a bodiless response or a `Content-Length` body that just completed delivers `End`
-/// without needing more bytes. On end of file call `handle_eof`. A returned error is final.
+/// Call order for the input side: `feed` each read's bytes until it returns [`Fed::End`]; on
+/// end of file call `handle_eof`. A returned error is final. Driving `handle_input` by hand
+/// instead: feed the unconsumed rest again until the rest is empty and no event came back,
+/// or until `End`; after a `Head` or a `Body` that used the whole input, call once more
+/// (with an empty slice if need be): a bodiless response or a `Content-Length` body that
+/// just completed delivers `End` without needing more bytes.
 ///
 /// # Examples
 /// ```
@@ -220,6 +259,61 @@ impl Exchange {
             // A connection may idle for long; don't keep the request alive with it.
             self.request = Vec::new();
             self.written = 0;
+        }
+    }
+
+    /// Feeds `input`, handing each event to `on_event` together with the body framing
+    /// (known from the head on: `Some` for Head, Body and End events), until the input is
+    /// used up or the response ends.
+    ///
+    /// This is the whole input-side loop of [`handle_input`](Self::handle_input) (feed the
+    /// unconsumed rest again, collect the `End` a complete body delivers without more
+    /// bytes); call it once per read. Body slices borrow from `input`. After the response
+    /// ended, every call returns `Fed::End` with all of `input` unread and no event.
+    ///
+    /// # Errors
+    /// [`FeedError::Proto`] with the [`ProtoError`] the input caused (final: later calls
+    /// return it again), or [`FeedError::Handler`] with the first error `on_event` returned;
+    /// feeding stops at once, and the bytes after that event are dropped, so the exchange
+    /// should be abandoned.
+    ///
+    /// # Examples
+    /// ```
+    /// use parafetch::proto::{Event, Exchange, Fed, Framing, Limits, RequestInfo};
+    /// let mut ex = Exchange::new(Vec::new(), RequestInfo::default(), Limits::default());
+    /// let mut body = Vec::new();
+    /// let fed = ex.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1", |event, framing| {
+    ///     assert_eq!(framing, Some(Framing::Length(2)));
+    ///     if let Event::Body(bytes) = event {
+    ///         body.extend_from_slice(bytes);
+    ///     }
+    ///     Ok::<_, std::convert::Infallible>(())
+    /// });
+    /// assert_eq!((fed.unwrap(), &body[..]), (Fed::End { unread: 8 }, &b"hi"[..]));
+    /// ```
+    pub fn feed<E>(
+        &mut self,
+        input: &[u8],
+        mut on_event: impl FnMut(Event<'_>, Option<Framing>) -> Result<(), E>,
+    ) -> Result<Fed, FeedError<E>> {
+        let mut rest = input;
+        loop {
+            let p = self.handle_input(rest).map_err(FeedError::Proto)?;
+            rest = &rest[p.consumed..];
+            match p.event {
+                Some(Event::End) => {
+                    on_event(Event::End, self.framing).map_err(FeedError::Handler)?;
+                    return Ok(Fed::End { unread: rest.len() });
+                }
+                Some(event) => on_event(event, self.framing).map_err(FeedError::Handler)?,
+                // End was delivered by an earlier call.
+                None if self.is_done() => return Ok(Fed::End { unread: rest.len() }),
+                // `handle_input` returns no event only once the input is used up.
+                None => {
+                    debug_assert!(rest.is_empty(), "no event with input left");
+                    return Ok(Fed::NeedMore);
+                }
+            }
         }
     }
 
@@ -403,6 +497,7 @@ fn body(consumed: usize, data: &[u8]) -> Progress<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::split_everywhere;
     use super::*;
 
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -451,53 +546,53 @@ mod tests {
         received_any: bool,
     }
 
-    /// Feeds `pieces` the way the driver does (each piece, then its unconsumed rest, until
-    /// the rest is empty and no event came, or End), then EOF if the case says so.
-    fn feed(pieces: &[&[u8]], case: Case) -> Outcome {
+    /// Feeds `pieces` with [`Exchange::feed`], one call per piece, then EOF if the case says
+    /// so, checking the event contract on the way.
+    fn run(pieces: &[&[u8]], case: Case) -> Outcome {
         let mut ex = Exchange::new(REQUEST.to_vec(), case.info, case.limits);
         ex.handle_transmitted(case.sent);
         let (mut head, mut body, mut ended, mut error, mut leftover) =
             (None, Vec::new(), false, None, 0);
-        'pieces: for piece in pieces {
-            let mut rest = *piece;
-            loop {
-                if ended {
-                    leftover += rest.len();
-                    break;
-                }
-                let p = match ex.handle_input(rest) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        error = Some(e);
-                        break 'pieces;
-                    }
-                };
-                assert!(p.consumed <= rest.len());
-                let had_event = p.event.is_some();
-                match p.event {
-                    Some(Event::Head(h)) => {
+        let mut framings = Vec::new();
+        for piece in pieces {
+            if ended {
+                leftover += piece.len();
+                continue;
+            }
+            let fed = ex.feed(piece, |event, framing| {
+                assert!(framing.is_some(), "framing known with every event");
+                framings.push(framing);
+                match event {
+                    Event::Head(h) => {
                         assert!(head.is_none(), "Head exactly once");
                         assert!(!h.is_informational(), "1xx heads are skipped");
                         head = Some(h);
                     }
-                    Some(Event::Body(b)) => {
+                    Event::Body(b) => {
                         assert!(head.is_some() && !ended, "Body between Head and End");
                         assert!(!b.is_empty(), "no empty Body events");
                         // Zero copy: the body bytes are a slice of the input.
-                        assert!(rest.as_ptr_range().contains(&b.as_ptr()));
+                        assert!(piece.as_ptr_range().contains(&b.as_ptr()));
                         body.extend_from_slice(b);
                     }
-                    Some(Event::End) => {
-                        assert!(head.is_some(), "End after Head");
+                    Event::End => {
+                        assert!(head.is_some() && !ended, "End after Head, once");
                         ended = true;
                     }
-                    None => {}
                 }
-                rest = &rest[p.consumed..];
-                if !had_event {
-                    assert!(rest.is_empty(), "no event and no progress");
+                Ok::<_, std::convert::Infallible>(())
+            });
+            match fed {
+                Ok(Fed::End { unread }) => {
+                    assert!(ended, "Fed::End with the End event");
+                    leftover += unread;
+                }
+                Ok(Fed::NeedMore) => assert!(!ended),
+                Err(FeedError::Proto(e)) => {
+                    error = Some(e);
                     break;
                 }
+                Err(FeedError::Handler(never)) => match never {},
             }
         }
         if case.eof && error.is_none() {
@@ -512,10 +607,14 @@ mod tests {
             }
         }
         assert_eq!(ex.is_done(), ended);
+        assert!(framings.iter().all(|f| *f == ex.framing()));
         if let Some(e) = error {
             // Errors are final.
             assert_eq!(ex.handle_input(b"more"), Err(e));
             assert_eq!(ex.handle_input(b""), Err(e));
+            assert!(
+                matches!(ex.feed(b"x", |_, _| Ok::<_, ()>(())), Err(FeedError::Proto(f)) if f == e)
+            );
             assert_eq!(ex.handle_eof(), Err(e));
             assert_eq!(ex.close_reason(), Some(CloseReason::Unfinished));
             leftover = 0;
@@ -523,6 +622,8 @@ mod tests {
         if ended {
             // After End nothing is consumed.
             assert_eq!(ex.handle_input(b"xyz").unwrap(), progress(0, None));
+            let fed = ex.feed(b"xyz", |e, _| Err(format!("{e:?} after End")));
+            assert_eq!(fed.unwrap(), Fed::End { unread: 3 });
             assert_eq!(ex.handle_eof(), Ok(None));
         }
         Outcome {
@@ -537,17 +638,10 @@ mod tests {
         }
     }
 
-    /// The shotgun: `wire` whole, byte by byte, and split in two at every point must all
-    /// give the same outcome, which is returned.
+    /// The shotgun: `wire` whole, byte by byte, and split at every point must all give the
+    /// same outcome, which is returned.
     fn shotgun(wire: &[u8], case: Case) -> Outcome {
-        let whole = feed(&[wire], case);
-        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
-        assert_eq!(feed(&bytes, case), whole, "byte by byte");
-        for i in 0..=wire.len() {
-            let (a, b) = wire.split_at(i);
-            assert_eq!(feed(&[a, b], case), whole, "split at {i}");
-        }
-        whole
+        split_everywhere(wire, |pieces| run(pieces, case))
     }
 
     fn status(o: &Outcome) -> u16 {
@@ -1170,5 +1264,79 @@ mod tests {
                 String::from_utf8_lossy(&wire)
             );
         }
+    }
+
+    /// Events as text, for the `feed` tests.
+    fn events(ex: &mut Exchange, input: &[u8]) -> (Result<Fed, FeedError<String>>, Vec<String>) {
+        let mut seen = Vec::new();
+        let fed = ex.feed(input, |event, framing| {
+            seen.push(format!("{event:?} {framing:?}"));
+            Ok(())
+        });
+        (fed, seen)
+    }
+
+    #[test]
+    fn feed_ends_mid_input_and_says_what_is_left() {
+        let mut ex = Exchange::new(Vec::new(), RequestInfo::default(), Limits::default());
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200";
+        let (fed, seen) = events(&mut ex, wire);
+        assert_eq!(fed.unwrap(), Fed::End { unread: 12 });
+        assert_eq!(seen.len(), 3);
+        assert!(seen[0].starts_with("Head(") && seen[0].ends_with(" Some(Length(2))"));
+        assert_eq!(
+            seen[1..],
+            ["Body([104, 105]) Some(Length(2))", "End Some(Length(2))"]
+        );
+        // A bodiless response ends in the read that completes its head, with no more input.
+        let mut ex = Exchange::new(Vec::new(), RequestInfo::default(), Limits::default());
+        let (fed, seen) = events(&mut ex, b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!((fed.unwrap(), seen.len()), (Fed::End { unread: 0 }, 2));
+        // Close-delimited bodies never end inside `feed`.
+        let mut ex = Exchange::new(Vec::new(), RequestInfo::default(), Limits::default());
+        let (fed, _) = events(&mut ex, b"HTTP/1.1 200 OK\r\n\r\nabc");
+        assert_eq!(fed.unwrap(), Fed::NeedMore);
+        let (fed, seen) = events(&mut ex, b"");
+        assert_eq!((fed.unwrap(), seen.len()), (Fed::NeedMore, 0));
+        assert_eq!(ex.handle_eof(), Ok(Some(Event::End)));
+    }
+
+    #[test]
+    fn feed_stops_at_the_first_handler_error() {
+        let mut ex = Exchange::new(Vec::new(), RequestInfo::default(), Limits::default());
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let mut calls = 0;
+        let fed = ex.feed(wire, |event, _| {
+            calls += 1;
+            match event {
+                Event::Head(h) if h.status == 200 => Err("refused"),
+                _ => Ok(()),
+            }
+        });
+        assert!(matches!(fed, Err(FeedError::Handler("refused"))));
+        assert_eq!(calls, 1, "no event after the refused one");
+        assert!(!ex.is_done());
+    }
+
+    #[test]
+    fn feed_returns_the_proto_error() {
+        let mut ex = Exchange::new(Vec::new(), RequestInfo::default(), Limits::default());
+        let (fed, seen) = events(&mut ex, b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n");
+        assert!(matches!(
+            fed,
+            Err(FeedError::Proto(ProtoError::InvalidContentLength))
+        ));
+        assert!(seen.is_empty());
+        // After a head, a body error arrives after the events before it.
+        let mut ex = Exchange::new(Vec::new(), RequestInfo::default(), Limits::default());
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiX";
+        let (fed, seen) = events(&mut ex, wire);
+        let err = fed.unwrap_err();
+        assert!(matches!(err, FeedError::Proto(ProtoError::InvalidChunkEnd)));
+        assert_eq!(seen.len(), 2);
+        // Displayed as the inner error, which is no source of itself.
+        assert_eq!(err.to_string(), ProtoError::InvalidChunkEnd.to_string());
+        let err: FeedError<std::io::Error> = FeedError::Proto(ProtoError::InvalidChunkEnd);
+        assert!(std::error::Error::source(&err).is_none());
     }
 }

@@ -7,6 +7,7 @@ use super::{HttpVersion, ProtoError, ResponseHead};
 
 /// How a response body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Framing {
     /// No body follows the head.
     NoBody,
@@ -35,7 +36,7 @@ pub enum Framing {
 /// 7. Otherwise the body is close-delimited.
 ///
 /// A response carrying both fields must not let its connection be reused (RFC 9112 §6.3
-/// step 3: it may be a smuggling attempt); [`has_transfer_encoding_and_length`] tells.
+/// step 3: it may be a smuggling attempt); `has_transfer_encoding_and_length` tells.
 ///
 /// # Errors
 /// [`ProtoError::MalformedHead`] for HTTP/1.0 with `Transfer-Encoding`,
@@ -43,13 +44,10 @@ pub enum Framing {
 ///
 /// # Examples
 /// ```
-/// use parafetch::proto::{framing::response_framing, Framing, HttpVersion, ResponseHead};
-/// let mut head = ResponseHead {
-///     version: HttpVersion::Http11,
-///     status: 200,
-///     reason: "OK".into(),
-///     headers: [("Content-Length", "5, 5")].into_iter().collect(),
-/// };
+/// use parafetch::proto::__private::response_framing;
+/// use parafetch::proto::{Framing, HttpVersion, ResponseHead};
+/// let headers = [("Content-Length", "5, 5")].into_iter().collect();
+/// let mut head = ResponseHead::new(HttpVersion::Http11, 200, "OK", headers);
 /// assert_eq!(response_framing(&head, false), Ok(Framing::Length(5)));
 /// assert_eq!(response_framing(&head, true), Ok(Framing::NoBody));
 /// head.headers.append("Transfer-Encoding", "gzip, chunked");

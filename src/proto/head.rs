@@ -3,14 +3,13 @@
 //! Owns the status line and header section of a response. It must not decide body framing
 //! (that is [`super::framing`]) nor skip 1xx heads (that is [`super::Exchange`]).
 
-use super::{Limits, ProtoError};
-use crate::Headers;
+use super::headers::decode_value;
+use super::{Headers, Limits, ProtoError};
 use std::mem::MaybeUninit;
-
-use crate::headers::decode_value;
 
 /// The HTTP version of a response's status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum HttpVersion {
     /// `HTTP/1.0`.
     Http10,
@@ -30,6 +29,7 @@ impl HttpVersion {
 
 /// A parsed response head: status line and header section.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResponseHead {
     /// The version of the status line.
     pub version: HttpVersion,
@@ -42,6 +42,28 @@ pub struct ResponseHead {
 }
 
 impl ResponseHead {
+    /// A head with these parts, e.g. to test code that handles heads.
+    ///
+    /// # Examples
+    /// ```
+    /// use parafetch::proto::{HttpVersion, ResponseHead};
+    /// let head = ResponseHead::new(HttpVersion::Http11, 404, "Not Found", Default::default());
+    /// assert!(!head.is_informational());
+    /// ```
+    pub fn new(
+        version: HttpVersion,
+        status: u16,
+        reason: impl Into<String>,
+        headers: Headers,
+    ) -> Self {
+        ResponseHead {
+            version,
+            status,
+            reason: reason.into(),
+            headers,
+        }
+    }
+
     /// Whether this is an interim (1xx) response that a final response will follow.
     pub fn is_informational(&self) -> bool {
         (100..200).contains(&self.status)
@@ -72,7 +94,7 @@ enum Scan {
 ///
 /// # Examples
 /// ```
-/// use parafetch::proto::{head::HeadReader, Limits};
+/// use parafetch::proto::{__private::HeadReader, Limits};
 /// let mut reader = HeadReader::new(&Limits::default());
 /// assert_eq!(reader.read(b"HTTP/1.1 200 OK\r\n").unwrap(), (17, None));
 /// let (consumed, head) = reader.read(b"A: b\r\n\r\nbody").unwrap();
@@ -204,7 +226,7 @@ fn find_lf(bytes: &[u8]) -> Option<usize> {
 
 /// Header slots on the stack for the usual limit (left uninitialised: httparse writes
 /// what it uses); a larger limit uses the heap.
-const STACK_HEADERS: usize = 100;
+pub const STACK_HEADERS: usize = Limits::DEFAULT_MAX_HEADERS;
 
 /// Parses one complete head (leading empty lines, status line, fields, empty line).
 fn parse_head(buf: &[u8], max_headers: usize) -> Result<ResponseHead, ProtoError> {
@@ -309,6 +331,7 @@ fn unfold(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::split_everywhere;
     use super::*;
 
     fn limits(max_head_bytes: usize, max_headers: usize) -> Limits {
@@ -344,22 +367,9 @@ mod tests {
         wire: &[u8],
         limits: &Limits,
     ) -> (Result<Option<ResponseHead>, ProtoError>, usize) {
-        let whole = read_pieces(&mut HeadReader::new(limits), &[wire]);
-        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
-        assert_eq!(
-            read_pieces(&mut HeadReader::new(limits), &bytes),
-            whole,
-            "bytewise"
-        );
-        for i in 0..=wire.len() {
-            let (a, b) = wire.split_at(i);
-            assert_eq!(
-                read_pieces(&mut HeadReader::new(limits), &[a, b]),
-                whole,
-                "split at {i}"
-            );
-        }
-        whole
+        split_everywhere(wire, |pieces| {
+            read_pieces(&mut HeadReader::new(limits), pieces)
+        })
     }
 
     fn read_ok(wire: &[u8]) -> ResponseHead {

@@ -8,29 +8,37 @@
 //! The driver's side of the contract is [`Exchange`]:
 //!
 //! ```text
-//!   Exchange::new(request bytes)
+//!   Exchange::new(request bytes, RequestInfo, Limits)
 //!        │
 //!        ├── poll_transmit() / handle_transmitted(n)      bytes to write, any time
 //!        │
-//!        ├── handle_input(bytes) -> (consumed, Option<Event>)  repeat until all consumed
+//!        ├── feed(read, |event, framing| ..) -> Fed       once per read
 //!        │        Event::Head(ResponseHead)   once (1xx heads are skipped)
-//!        │        Event::Body(&[u8])          zero or more, slices of the input
+//!        │        Event::Body(&[u8])          zero or more, slices of the read
 //!        │        Event::End                  once
+//!        │     Fed::NeedMore                  read used up, feed the next one
+//!        │     Fed::End { unread }            response complete; `unread` bytes follow it
+//!        │     Err(FeedError::Proto(_))       the peer's fault, final
+//!        │     Err(FeedError::Handler(_))     the closure's error, feeding stopped
+//!        │        (handle_input(bytes) -> Progress { consumed, event } is one step of it)
 //!        │
 //!        ├── handle_eof() -> Option<Event::End> or Err(truncated ...)
 //!        │
 //!        └── close_reason(): None when the connection may carry another request
 //! ```
 //!
+//! It imports nothing from the rest of the crate (it could be a crate of its own):
+//! [`Headers`] and [`Limits`] live here too.
+//!
 //! # Examples
 //! A driver's read loop, fed literal wire bytes: an interim `100 Continue`, then a chunked
 //! response, arriving in two reads that split the body mid-chunk.
 //! ```
-//! use parafetch::proto::{encode_request, Event, Exchange, Limits, RequestInfo};
+//! use parafetch::proto::{encode_request, Event, Exchange, Fed, Framing, Headers, Limits, RequestInfo};
 //!
 //! let url = url::Url::parse("http://example.com/upload").unwrap();
 //! let mut request = Vec::new();
-//! encode_request(&mut request, "PUT", &url, &parafetch::Headers::new(), Some(2)).unwrap();
+//! encode_request(&mut request, "PUT", &url, &Headers::new(), Some(2)).unwrap();
 //! request.extend_from_slice(b"hi");
 //! let mut ex = Exchange::new(request, RequestInfo::default(), Limits::default());
 //! let n = ex.poll_transmit().len(); // pretend the socket took it all
@@ -41,36 +49,54 @@
 //!       Transfer-Encoding: chunked\r\n\r\n5\r\nhel",
 //!     b"lo\r\n0\r\n\r\n",
 //! ];
-//! let (mut status, mut body, mut done) = (0, Vec::new(), false);
+//! let (mut status, mut body) = (0, Vec::new());
+//! let mut fed = Vec::new();
 //! for read in reads {
-//!     let mut rest = read;
-//!     while !done {
-//!         let p = ex.handle_input(rest).unwrap();
-//!         rest = &rest[p.consumed..];
-//!         match p.event {
-//!             Some(Event::Head(head)) => status = head.status,
-//!             Some(Event::Body(bytes)) => body.extend_from_slice(bytes),
-//!             Some(Event::End) => done = true,
-//!             None if rest.is_empty() => break,
-//!             None => {}
+//!     let result = ex.feed(read, |event, framing| {
+//!         assert_eq!(framing, Some(Framing::Chunked));
+//!         match event {
+//!             Event::Head(head) => status = head.status,
+//!             Event::Body(bytes) => body.extend_from_slice(bytes),
+//!             _ => {} // End: `feed` says so too
 //!         }
-//!     }
+//!         Ok::<_, std::convert::Infallible>(())
+//!     });
+//!     fed.push(result.unwrap());
 //! }
-//! assert_eq!((status, &body[..], done), (201, &b"hello"[..], true));
+//! assert_eq!(fed, [Fed::NeedMore, Fed::End { unread: 0 }]);
+//! assert_eq!((status, &body[..]), (201, &b"hello"[..]));
 //! assert_eq!(ex.close_reason(), None); // the connection can carry the next request
 //! ```
 
-pub mod chunked;
-pub mod decode;
-pub mod error;
-pub mod exchange;
-pub mod framing;
-pub mod head;
-pub mod request;
+mod chunked;
+// `pub(crate)` only because the driver names `decode::STEP` (now `ContentDecoder::STEP`) and
+// the engine `request::validate`; outside the crate these modules are private too.
+pub(crate) mod decode;
+mod error;
+mod exchange;
+mod framing;
+mod head;
+// `pub(crate)` for the crate root's `crate::headers` alias.
+pub(crate) mod headers;
+mod limits;
+pub(crate) mod request;
+mod testing;
 
 pub use decode::ContentDecoder;
 pub use error::ProtoError;
-pub use exchange::{CloseReason, Event, Exchange, Limits, Progress, RequestInfo};
+pub use exchange::{CloseReason, Event, Exchange, Fed, FeedError, Progress, RequestInfo};
 pub use framing::Framing;
 pub use head::{HttpVersion, ResponseHead};
+pub use headers::Headers;
+pub use limits::Limits;
 pub use request::encode_request;
+
+/// The parts below the public surface that the fuzz targets, benchmarks and property tests
+/// drive directly. Not API: anything here may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use super::chunked::ChunkedDecoder;
+    pub use super::framing::response_framing;
+    pub use super::head::{HeadReader, STACK_HEADERS};
+    pub use super::testing::{THREE_WAY_MAX, cut_at, split_everywhere, split_everywhere_and};
+}

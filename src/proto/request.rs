@@ -4,8 +4,7 @@
 //! request carries (user agent, `Connection`, body framing are the caller's choice) and never
 //! writes a body.
 
-use super::ProtoError;
-use crate::Headers;
+use super::{Headers, ProtoError};
 
 /// Appends a request head (and nothing else) to `out`.
 ///

@@ -71,7 +71,7 @@ impl Headers {
     }
 
     /// Adds a received field: the value is decoded as UTF-8 when valid, else ISO-8859-1.
-    pub(crate) fn append_received(&mut self, name: &str, value: &[u8]) {
+    pub(super) fn append_received(&mut self, name: &str, value: &[u8]) {
         let start = self.text.len();
         self.text.push_str(name);
         let name_end = self.text.len();
@@ -190,7 +190,7 @@ fn push_decoded(out: &mut String, bytes: &[u8]) {
 }
 
 /// Decodes a received header value: UTF-8 when valid, otherwise ISO-8859-1 byte for byte.
-pub(crate) fn decode_value(bytes: &[u8]) -> String {
+pub(super) fn decode_value(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len());
     push_decoded(&mut s, bytes);
     s
