@@ -56,9 +56,6 @@ pub mod fuzzing;
 mod options;
 mod policy;
 pub mod proto;
-// Headers live in `proto` (which imports nothing from the crate root); this path keeps
-// the crate's `crate::headers::...` imports working until they name `proto` directly.
-pub(crate) use proto::headers;
 mod request;
 mod response;
 mod task;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::headers::Headers;
+use crate::proto::Headers;
 use crate::proto::Limits;
 use crate::request::Overrides;
 use crate::task::Knobs;

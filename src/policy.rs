@@ -28,7 +28,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, ErrorKind, Phase};
-use crate::headers::Headers;
+use crate::proto::Headers;
 use crate::task::{Origin, Task};
 
 /// The longest a pooled connection may have idled and still carry a request that may not

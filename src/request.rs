@@ -12,7 +12,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Phase};
-use crate::headers::Headers;
+use crate::proto::Headers;
 use crate::task::Sink;
 
 /// One request: method, URL, headers, optional body and per-request options.

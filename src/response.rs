@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::headers::Headers;
+use crate::proto::Headers;
 use crate::proto::HttpVersion;
 
 /// A complete HTTP response. Any status, 404 and 500 included, is a `Response`.

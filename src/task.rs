@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::headers::Headers;
+use crate::proto::Headers;
 
 /// A body sink: receives each piece of the (decoded) body as it arrives.
 pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()>>;

@@ -37,7 +37,8 @@ use super::{Config, Exchanged, Failure};
 use crate::error::{Error, ErrorKind, Phase, io_words};
 use crate::policy;
 use crate::proto::{
-    ContentDecoder, Event, Exchange, Framing, RequestInfo, ResponseHead, decode, encode_request,
+    ContentDecoder, Event, Exchange, Fed, FeedError, Framing, RequestInfo, ResponseHead,
+    encode_request,
 };
 use crate::response::{Timings, TlsInfo};
 use crate::task::{Origin, Task};
@@ -776,7 +777,7 @@ impl Attempt {
             return self.deliver(data);
         };
         let mut result = Ok(());
-        for piece in data.chunks(decode::STEP) {
+        for piece in data.chunks(ContentDecoder::STEP) {
             result = match d.push(piece) {
                 Ok(out) => self.deliver(out),
                 Err(e) => Err(bad_encoding(e)),
@@ -960,22 +961,19 @@ fn pump(
 
 /// Feeds received bytes to the exchange; `Ok(true)` when the response is complete.
 fn feed(ex: &mut Exchange, a: &mut Attempt, data: &[u8]) -> Result<bool, Error> {
-    let mut off = 0;
-    loop {
-        let phase = a.receive_phase();
-        let p = ex
-            .handle_input(&data[off..])
-            .map_err(|e| Error::proto(phase, e))?;
-        off += p.consumed;
-        match p.event {
-            None => return Ok(false),
-            Some(Event::Head(head)) => a.on_head(head, ex.framing())?,
-            Some(Event::Body(b)) => a.on_body(b)?,
-            Some(Event::End) => {
-                a.spent |= off < data.len();
-                a.on_end()?;
-                return Ok(true);
-            }
+    let fed = ex.feed(data, |event, framing| match event {
+        Event::Head(head) => a.on_head(head, framing),
+        Event::Body(b) => a.on_body(b),
+        Event::End => a.on_end(),
+    });
+    match fed {
+        Ok(Fed::NeedMore) => Ok(false),
+        Ok(Fed::End { unread }) => {
+            // Bytes after the response: the server sent more than it was asked for.
+            a.spent |= unread > 0;
+            Ok(true)
         }
+        Err(FeedError::Handler(e)) => Err(e),
+        Err(FeedError::Proto(e)) => Err(Error::proto(a.receive_phase(), e)),
     }
 }

@@ -9,9 +9,6 @@ use std::io::{self, Write};
 
 use flate2::write::{DeflateDecoder, GzDecoder, ZlibDecoder};
 
-/// Compressed bytes fed per step: [`ContentDecoder::STEP`], under the name the driver uses.
-pub const STEP: usize = ContentDecoder::STEP;
-
 enum Inner {
     Gzip(GzDecoder<Vec<u8>>),
     Zlib(ZlibDecoder<Vec<u8>>),
@@ -158,6 +155,7 @@ fn bad_data(e: io::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const STEP: usize = ContentDecoder::STEP;
     use flate2::Compression;
     use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
 

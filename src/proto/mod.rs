@@ -71,15 +71,14 @@
 mod chunked;
 // `pub(crate)` only because the driver names `decode::STEP` (now `ContentDecoder::STEP`) and
 // the engine `request::validate`; outside the crate these modules are private too.
-pub(crate) mod decode;
+mod decode;
 mod error;
 mod exchange;
 mod framing;
 mod head;
-// `pub(crate)` for the crate root's `crate::headers` alias.
-pub(crate) mod headers;
+mod headers;
 mod limits;
-pub(crate) mod request;
+mod request;
 mod testing;
 
 pub use decode::ContentDecoder;
@@ -90,6 +89,8 @@ pub use head::{HttpVersion, ResponseHead};
 pub use headers::Headers;
 pub use limits::Limits;
 pub use request::encode_request;
+/// Checks a method and header fields before anything is queued (the engine's `prepare`).
+pub(crate) use request::validate;
 
 /// The parts below the public surface that the fuzz targets, benchmarks and property tests
 /// drive directly. Not API: anything here may change in any release.
