@@ -38,13 +38,16 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// nginx's idle keep-alive timeout unless a test sets its own: longer than any test.
+const DEFAULT_KEEPALIVE: &str = "120s";
+
 impl Nginx {
     /// For benchmarks: starts nginx serving `files` (path, bytes); with `tls` = (certificate
     /// chain PEM, key PEM) it also listens for https. `None` when nginx is not installed,
     /// lacks `stub_status` or does not start (said on stderr), so the caller can fall back.
     pub fn start(files: &[(String, Vec<u8>)], tls: Option<(&str, &str)>) -> Option<Nginx> {
         let bin = tools::find(&tools::NGINX)?;
-        Nginx::launch(&bin, files, tls)
+        Nginx::launch(&bin, files, tls, DEFAULT_KEEPALIVE)
             .map_err(|why| eprintln!("{why}: not used"))
             .ok()
     }
@@ -52,8 +55,19 @@ impl Nginx {
     /// For tests: like [`Nginx::start`], but a missing or unusable nginx goes through
     /// [`tools::require`]: the test fails when `CI` is set, and may skip (`None`) otherwise.
     pub fn start_for_test(files: &[(String, Vec<u8>)], tls: Option<(&str, &str)>) -> Option<Nginx> {
+        Nginx::start_for_test_with_keepalive(files, tls, DEFAULT_KEEPALIVE)
+    }
+
+    /// Like [`Nginx::start_for_test`], with nginx's `keepalive_timeout` directive set to
+    /// `keepalive` (e.g. `"1s 1s"`: close idle connections after 1 s and say so in a
+    /// `Keep-Alive: timeout=1` field).
+    pub fn start_for_test_with_keepalive(
+        files: &[(String, Vec<u8>)],
+        tls: Option<(&str, &str)>,
+        keepalive: &str,
+    ) -> Option<Nginx> {
         let bin = tools::require(&tools::NGINX)?;
-        match Nginx::launch(&bin, files, tls) {
+        match Nginx::launch(&bin, files, tls, keepalive) {
             Ok(nginx) => Some(nginx),
             Err(why) => tools::unavailable(&why),
         }
@@ -68,6 +82,7 @@ impl Nginx {
         bin: &Path,
         files: &[(String, Vec<u8>)],
         tls: Option<(&str, &str)>,
+        keepalive: &str,
     ) -> Result<Nginx, String> {
         let out = Command::new(bin)
             .arg("-V")
@@ -107,7 +122,7 @@ impl Nginx {
             "worker_processes 1;\nworker_rlimit_nofile 65536;\nerror_log {d}/error.log warn;\n\
              pid {d}/nginx.pid;\n\
              events {{ worker_connections 32768; multi_accept on; }}\n\
-             http {{\n access_log off;\n keepalive_requests 100000000;\n keepalive_timeout 120s;\n\
+             http {{\n access_log off;\n keepalive_requests 100000000;\n keepalive_timeout {keepalive};\n\
              sendfile on;\n tcp_nopush on;\n tcp_nodelay on;\n\
              default_type application/octet-stream;\n\
              client_body_temp_path {d}/tmp_body;\n proxy_temp_path {d}/tmp_proxy;\n\
