@@ -390,7 +390,9 @@ impl Stub {
 
     /// Handles one reply: to which question (by ID), and what it says.
     fn on_reply(&mut self, key: usize, msg: &[u8], now: Instant, registry: &Registry) {
-        let q = &self.queries[key];
+        let Some(q) = self.queries.get(key) else {
+            return;
+        };
         let Some(&[a, b]) = msg.get(..2) else {
             return; // too short to be anything: ignore
         };
@@ -405,12 +407,16 @@ impl Stub {
             Err(e) if e.is_mismatch() => return,
             Err(e) => Err(format!("malformed reply: {e}")),
             Ok(a) if a.truncated && matches!(q.wire, Wire::Udp(_)) => {
-                let ask = self.take_question(key, i, registry);
-                return self.ask_over_tcp(ask, now, registry);
+                if let Some(ask) = self.take_question(key, i, registry) {
+                    self.ask_over_tcp(ask, now, registry);
+                }
+                return;
             }
             Ok(a) => Ok(a),
         };
-        let ask = self.take_question(key, i, registry);
+        let Some(ask) = self.take_question(key, i, registry) else {
+            return;
+        };
         match outcome {
             Ok(a) => self.on_answer(ask, a, now, registry),
             Err(reason) => self.retry_or_fail(ask, reason, now, registry),
@@ -419,8 +425,11 @@ impl Stub {
 
     /// Takes question `i` out of query `key` (closing the query when it was the last), and
     /// says what it asked.
-    fn take_question(&mut self, key: usize, i: usize, registry: &Registry) -> Ask {
-        let q = &mut self.queries[key];
+    fn take_question(&mut self, key: usize, i: usize, registry: &Registry) -> Option<Ask> {
+        let q = self.queries.get_mut(key)?;
+        if i >= q.ids.len() {
+            return None;
+        }
         let (qtype, _) = q.ids.swap_remove(i);
         let mut ask = q.ask.clone();
         ask.qtypes = vec![qtype];
@@ -428,7 +437,7 @@ impl Stub {
         if q.ids.is_empty() {
             self.remove_query(key, registry);
         }
-        ask
+        Some(ask)
     }
 
     fn on_answer(&mut self, ask: Ask, a: Answer, now: Instant, registry: &Registry) {
