@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use parafetch::{Done, ErrorKind, Fetcher, Queue, Response};
 use parafetch_test_support::dns::{FakeDns, zone};
 use parafetch_test_support::http::{Conn, TestServer, ok_body};
+use parafetch_test_support::process;
 
 const CHILD_ENV: &str = "PARAFETCH_EMFILE_SERVER";
 const CHILD_TEST: &str = "emfile_child";
@@ -275,14 +276,6 @@ fn set_fd_limit(soft: u64) {
 }
 
 fn cpu_time() -> Duration {
-    // SAFETY: getrusage fills the zeroed struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
-        usage
-    };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    let (user, system) = process::cpu_time();
+    user + system
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use parafetch::{Done, ErrorKind, Fetcher, Phase, Queue, Response};
 use parafetch_test_support::fault::{FaultServer, good_body};
+use parafetch_test_support::process;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Behaviour {
@@ -148,15 +149,7 @@ fn socket_info(target: &str) -> String {
 }
 
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS value")
+    process::proc_status_kb("VmRSS")
 }
 
 /// One line per (behaviour, outcome): `Good ok`, `Reset io/receive_head`, ...

@@ -6,13 +6,13 @@ use std::rc::Rc;
 
 use parafetch::{Fetcher, Request};
 use parafetch_test_support::http::{Conn, TestServer};
+use parafetch_test_support::process;
 
 const GIB: u64 = 1 << 30;
 
 fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let kb = process::proc_status_kb("VmHWM");
+    (kb > 0).then_some(kb)
 }
 
 #[test]

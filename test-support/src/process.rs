@@ -1,4 +1,4 @@
-//! Measurements of this process for the benchmarks: CPU time from getrusage, fields of
+//! Measurements of this process for benchmarks and tests: CPU time from getrusage, fields of
 //! `/proc/self/status` (peak and current RSS), and the open-file limit.
 //!
 //! Owns: nothing but libc calls on this process. Must not: measure or change another
