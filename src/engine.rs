@@ -274,7 +274,7 @@ impl Engine {
 
     /// Starts tasks of ready hosts, round robin, while the global cap allows.
     fn admit(&mut self, now: Instant) {
-        while self.driver.active() < self.max_in_flight {
+        while self.driver.occupied() < self.max_in_flight {
             let Some(name) = self.ready.pop_front() else {
                 return;
             };
@@ -384,7 +384,9 @@ impl Engine {
         self.done.push_back((task.id, Ok(response)));
     }
 
-    fn schedule_retry(&mut self, task: Task, delay: Duration, now: Instant) {
+    fn schedule_retry(&mut self, mut task: Task, delay: Duration, now: Instant) {
+        // A retry is a new attempt: it may use the pool again, and replay once again.
+        task.replayed = false;
         self.retry_seq += 1;
         self.retries.push(later(now, delay), self.retry_seq);
         self.retry_tasks.insert(self.retry_seq, task);

@@ -130,6 +130,10 @@ impl Conn {
         }
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(self, Conn::Closed)
+    }
+
     pub(crate) fn is_resolving(&self) -> bool {
         matches!(self, Conn::Resolving { .. })
     }
@@ -201,15 +205,25 @@ impl Slot {
         std::mem::replace(&mut self.conn, Conn::Closed)
     }
 
+    /// A handler took a state its caller rules out: put it back untouched, so nothing it
+    /// holds (an attempt above all) is lost. Debug builds stop here.
+    fn put_back(&mut self, conn: Conn, what: &str) -> Transition {
+        self.conn = conn;
+        if cfg!(debug_assertions) {
+            panic!("parafetch driver: {what}");
+        }
+        Transition::Stay
+    }
+
     /// The resolver answered.
     pub(crate) fn on_resolved(
         &mut self,
         answer: Result<Vec<SocketAddr>, Error>,
         cx: &mut Cx<'_>,
     ) -> Transition {
-        let Conn::Resolving { mut attempt } = self.take() else {
-            unreachable_state(self, "an answer for a connection that is not resolving");
-            return Transition::Stay;
+        let mut attempt = match self.take() {
+            Conn::Resolving { attempt } => attempt,
+            other => return self.put_back(other, "an answer for a connection not resolving"),
         };
         attempt.mark(|t, d| t.resolve = d);
         match answer {
@@ -236,9 +250,12 @@ impl Slot {
 
     /// Puts an attempt on this pooled connection.
     pub(crate) fn reuse(&mut self, mut attempt: Attempt, cx: &mut Cx<'_>) -> Transition {
-        let Conn::Idle { link, .. } = self.take() else {
-            unreachable_state(self, "reuse of a connection that is not idle");
-            return end_with_error(attempt, internal("pooled connection lost"), None, false);
+        let link = match self.take() {
+            Conn::Idle { link, .. } => link,
+            other => {
+                self.put_back(other, "reuse of a connection that is not idle");
+                return end_with_error(attempt, internal("pooled connection lost"), None, false);
+            }
         };
         attempt.reused = true;
         self.timers = TimerTable::default();
@@ -428,9 +445,9 @@ impl Slot {
             }
             RaceStep::Won { stream, addr, lane } => {
                 self.timers.stop(Timer::Race);
-                let Conn::Connecting { mut attempt, .. } = self.take() else {
-                    unreachable_state(self, "a won race outside connecting");
-                    return Transition::Stay;
+                let mut attempt = match self.take() {
+                    Conn::Connecting { attempt, .. } => attempt,
+                    other => return self.put_back(other, "a won race outside connecting"),
                 };
                 let _ = stream.set_nodelay(true);
                 self.lane = lane;
@@ -474,9 +491,14 @@ impl Slot {
                 return end_with_error(attempt, e, Some(false), false);
             }
         };
-        let Transport::Plain(tcp) = link.transport else {
-            unreachable_state(self, "tls over tls");
-            return Transition::Stay;
+        let tcp = match link.transport {
+            Transport::Plain(tcp) => tcp,
+            mut tls => {
+                tls.deregister(cx.registry);
+                cx.closed = true;
+                let err = internal("tls over an established tls session");
+                return end_with_error(attempt, err, Some(false), false);
+            }
         };
         match TlsStream::new(tcp, config, name) {
             Ok(tls) => {
@@ -504,8 +526,9 @@ impl Slot {
             Ok(false) => Transition::Stay,
             Ok(true) => {
                 link.tls = Some(t.info());
-                let Conn::Handshaking { mut attempt, link } = self.take() else {
-                    return Transition::Stay;
+                let (mut attempt, link) = match self.take() {
+                    Conn::Handshaking { attempt, link } => (attempt, link),
+                    other => return self.put_back(other, "a handshake outside handshaking"),
                 };
                 attempt.mark(|t, d| t.tls = d);
                 self.begin_exchange(attempt, link, cx)
@@ -584,13 +607,13 @@ impl Slot {
     /// The response is complete: hand it up, and park the connection if it can carry
     /// another request.
     fn finish(&mut self, cx: &mut Cx<'_>) -> Transition {
-        let Conn::Active {
-            attempt,
-            mut link,
-            exchange,
-        } = self.take()
-        else {
-            return Transition::Stay;
+        let (attempt, mut link, exchange) = match self.take() {
+            Conn::Active {
+                attempt,
+                link,
+                exchange,
+            } => (attempt, link, exchange),
+            other => return self.put_back(other, "a finished exchange outside active"),
         };
         let Some(head) = attempt.head else {
             // The exchange ended without a head: impossible by its contract; fail safe.
@@ -668,17 +691,6 @@ fn internal(msg: &str) -> Error {
         Phase::Prepare,
         format!("internal error: {msg}"),
     )
-}
-
-/// A handler met a state its caller rules out. Debug builds stop here; release builds go
-/// on safely (the caller returns a harmless transition).
-fn unreachable_state(slot: &Slot, what: &str) {
-    if cfg!(debug_assertions) {
-        panic!(
-            "{what} (state closed: {})",
-            matches!(slot.conn, Conn::Closed)
-        );
-    }
 }
 
 /// One attempt: a task on its way through one connection.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::timer::later;
 use super::token::LANES;
 
 /// RFC 8305 §5 "Connection Attempt Delay": start the next address after this long.
@@ -89,8 +90,8 @@ impl Race {
                     self.next += 1;
                     self.lanes = self.lanes.wrapping_add(1);
                     self.racers.push(Racer { lane, stream, addr });
-                    self.next_at =
-                        (self.next < self.addrs.len()).then(|| now + CONNECTION_ATTEMPT_DELAY);
+                    self.next_at = (self.next < self.addrs.len())
+                        .then(|| later(now, CONNECTION_ATTEMPT_DELAY));
                     return RaceStep::Running;
                 }
                 Err(e) if out_of_descriptors(&e) => {

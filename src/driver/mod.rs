@@ -173,6 +173,12 @@ impl Driver {
         self.active
     }
 
+    /// Attempts under way plus those finished and not yet taken: what admission must count,
+    /// since a finished attempt may come straight back as a replay.
+    pub(crate) fn occupied(&self) -> usize {
+        self.active + self.finished.len()
+    }
+
     /// Finished attempts since the last call.
     pub(crate) fn take_finished(&mut self) -> std::vec::Drain<'_, Finished> {
         self.finished.drain(..)
@@ -203,8 +209,9 @@ impl Driver {
                     return false;
                 };
                 let alive = slot.timers.get(Timer::Pool).is_some_and(|at| at > now);
+                let idle = |since: Instant| now.saturating_duration_since(since);
                 let since = slot.conn.idle_since();
-                alive && since.is_some_and(|since| max_idle.is_none_or(|m| now - since < m))
+                alive && since.is_some_and(|since| max_idle.is_none_or(|m| idle(since) < m))
             };
             if let Some(key) = self.pool.take(&origin, fits) {
                 return self.run(key, now, |slot, cx| slot.reuse(attempt, cx));
@@ -237,6 +244,11 @@ impl Driver {
     /// the pool changes.
     fn apply(&mut self, key: usize, transition: Transition, now: Instant) {
         match transition {
+            // A slot left closed by a handler that had nothing to hand up: free it rather
+            // than keep a slot no deadline or event will ever visit again.
+            Transition::Stay if self.slots.get(key).is_some_and(|s| s.conn.is_closed()) => {
+                self.free(key, now)
+            }
             Transition::Stay => self.schedule(key),
             Transition::NeedDescriptor => self.wait_for_descriptor(key, now),
             Transition::Ended {
@@ -389,6 +401,11 @@ impl Driver {
 
     /// How long `poll` may sleep: until the earliest deadline, capped by `max`.
     fn poll_timeout(&self, now: Instant, max: Option<Duration>) -> Option<Duration> {
+        if self.fd_freed && !self.fd_waiters.is_empty() {
+            // A descriptor was freed outside a turn (an idle connection closed to make
+            // room): the waiters try again now, not after the next event.
+            return Some(Duration::ZERO);
+        }
         let timer = [self.deadlines.peek(), self.names.next_deadline(now)]
             .into_iter()
             .flatten()
@@ -449,6 +466,7 @@ impl Driver {
             }
         }
         let answers = self.names.take_answers(woke, now, self.io.poll.registry());
+        self.fd_freed |= self.names.take_closed();
         for ((key, generation), answer) in answers {
             let Some(slot) = self.slots.get(key) else {
                 continue;

@@ -39,15 +39,13 @@ impl Pool {
         self.count += 1;
     }
 
-    /// Takes the most recently parked connection to `origin` (the warmest), if `fits`
-    /// accepts it. The warmest is the youngest, so when it does not fit, none would.
+    /// Takes the most recently parked connection to `origin` (the warmest) that `fits`
+    /// accepts. Connections live for different times (a server's `Keep-Alive` hint), so a
+    /// warm one that no longer fits does not hide older ones that still do.
     pub(crate) fn take(&mut self, origin: &Origin, fits: impl Fn(usize) -> bool) -> Option<usize> {
         let keys = self.idle.get_mut(origin)?;
-        let key = *keys.last()?;
-        if !fits(key) {
-            return None;
-        }
-        keys.pop();
+        let i = keys.iter().rposition(|&k| fits(k))?;
+        let key = keys.remove(i);
         if keys.is_empty() {
             self.idle.remove(origin);
         }
@@ -100,10 +98,12 @@ mod tests {
         assert!(!p.has_room(&a), "per-origin cap");
         p.park(&b, 3);
         assert!(!p.has_room(&origin("c")), "total cap");
-        assert_eq!(p.take(&a, |k| k != 2), None, "the warmest does not fit");
+        assert_eq!(p.take(&a, |k| k != 2), Some(1), "the warmest does not fit");
         assert_eq!(p.take(&a, |_| true), Some(2));
-        p.remove(&a, 1);
         assert_eq!(p.take(&a, |_| true), None);
+        p.park(&a, 4);
+        p.remove(&a, 4);
+        assert_eq!(p.take(&a, |_| true), None, "removed");
         assert!(p.has_room(&a));
         assert_eq!(p.any(), Some(3));
     }

@@ -198,6 +198,14 @@ impl Names {
         }
     }
 
+    /// Whether a query socket closed since the last call: a descriptor is free.
+    pub(crate) fn take_closed(&mut self) -> bool {
+        match &mut self.backend {
+            Backend::Stub(s) => s.take_closed(),
+            Backend::System(_) => false,
+        }
+    }
+
     /// Forgets every waiter (the loop is being torn down).
     pub(crate) fn clear(&mut self) {
         self.waiting.clear();

@@ -126,6 +126,8 @@ pub(crate) struct Stub {
     buf: Vec<u8>,
     /// Set while a try fails for a local reason (no socket), so its failure is not cached.
     local_failure: bool,
+    /// A query socket closed since the loop last asked: a descriptor is free.
+    closed: bool,
 }
 
 impl Stub {
@@ -143,6 +145,7 @@ impl Stub {
             done: Vec::new(),
             buf: vec![0; UDP_BUF],
             local_failure: false,
+            closed: false,
         }
     }
 
@@ -327,8 +330,14 @@ impl Stub {
         self.fail_all(&ask, part, now, registry);
     }
 
+    /// Whether a query socket closed since the last call.
+    pub(crate) fn take_closed(&mut self) -> bool {
+        std::mem::take(&mut self.closed)
+    }
+
     fn remove_query(&mut self, key: usize, registry: &Registry) -> Option<Query> {
         let mut q = self.queries.try_remove(key)?;
+        self.closed = true;
         match &mut q.wire {
             Wire::Udp(s) => {
                 let _ = registry.deregister(s);
