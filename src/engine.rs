@@ -13,6 +13,7 @@
 //! Owns queues and acts on policy (`policy.rs` says what the rules are); it never touches a
 //! socket (the driver does).
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
@@ -20,14 +21,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::driver::timer::{Deadlines, later};
 use crate::driver::{Config, Driver, Exchanged, Failure, Finished, NamesConfig};
-use crate::error::{Error, Phase};
+use crate::error::{Error, ErrorKind, Phase};
 use crate::options::{MAX_RETRY_AFTER, Options};
 use crate::policy::{self, Reuse};
 use crate::proto::Headers;
 use crate::proto::validate;
-use crate::request::{Request, check_url};
+use crate::proxy::{Proxy, ProxyConfig};
+use crate::request::{Request, RequestProxy, check_url};
 use crate::response::Response;
-use crate::task::{Origin, Task};
+use crate::task::{Origin, Route, Task};
 
 #[derive(Default)]
 struct Host {
@@ -42,6 +44,10 @@ pub(crate) struct Engine {
     driver: Driver,
     opts: Arc<Options>,
     max_in_flight: usize,
+    /// Where requests' proxies come from (the environment read once, at build).
+    proxies: ProxyConfig,
+    /// Choices made so far, for round robin.
+    proxy_turn: Cell<u64>,
     hosts: HashMap<String, Host>,
     ready: VecDeque<String>,
     /// Hosts waiting for their delay to pass.
@@ -81,6 +87,8 @@ impl Engine {
         Ok(Engine {
             driver: Driver::new(driver_config(&opts))?,
             max_in_flight: opts.max_in_flight,
+            proxies: opts.proxy.resolve(|k| std::env::var(k).ok()),
+            proxy_turn: Cell::new(0),
             opts,
             hosts: HashMap::new(),
             ready: VecDeque::new(),
@@ -148,6 +156,11 @@ impl Engine {
             headers.append("Connection", "close");
         }
         validate(&req.method, &headers).map_err(|e| Error::proto(Phase::Prepare, e))?;
+        let (proxy, proxy_fixed) = match req.proxy {
+            Some(RequestProxy::Via(p)) => (Some(p?), true),
+            Some(RequestProxy::Direct) => (None, true),
+            None => (self.pick_proxy(&url)?, false),
+        };
         Ok(Task {
             id: 0,
             method: req.method,
@@ -160,7 +173,19 @@ impl Engine {
             attempts: 0,
             sink_used: false,
             replayed: false,
+            proxy,
+            proxy_fixed,
         })
+    }
+
+    /// The fetcher's proxy for `url` (taking the next of a round-robin list).
+    fn pick_proxy(&self, url: &url::Url) -> Result<Option<Arc<Proxy>>, Error> {
+        if self.proxies.is_direct() {
+            return Ok(None);
+        }
+        let turn = self.proxy_turn.get();
+        self.proxy_turn.set(turn.wrapping_add(1));
+        self.proxies.pick(url, turn)
     }
 
     /// Queues an accepted task and starts what the caps allow.
@@ -353,7 +378,9 @@ impl Engine {
         let status = ex.head.status;
         if policy::follows_redirect(&task, status, &ex.head.headers) {
             let allow = self.opts.allow_https_downgrade;
-            match policy::redirect(&mut task, status, &ex.head.headers, allow) {
+            let hop = policy::redirect(&mut task, status, &ex.head.headers, allow)
+                .and_then(|()| self.proxy_for_redirect(&mut task));
+            match hop {
                 Ok(()) => self.enqueue(task, now),
                 Err(mut e) => {
                     e.set_attempts(task.attempts);
@@ -361,6 +388,11 @@ impl Engine {
                 }
             }
             return;
+        }
+        if status == 407 && Route::of(&task).forwards() {
+            // The proxy answered, not the origin: its refusal is the proxy's error.
+            let error = proxy_refusal(&task, status, &ex.head.reason, ex.reused);
+            return self.done.push_back((task.id, Err(error)));
         }
         let cause = RetryCause::Status(status, &ex.head.headers);
         if let Some(delay) = self.retry_delay(&task, cause) {
@@ -382,6 +414,22 @@ impl Engine {
             tls: ex.tls,
         };
         self.done.push_back((task.id, Ok(response)));
+    }
+
+    /// A redirect keeps the request's proxy choice: its own proxy as it is; the fetcher's
+    /// proxy or list entry too, unless `NO_PROXY` covers the new host (or the new host is
+    /// the first not covered); the environment's is chosen again for the new URL's scheme.
+    fn proxy_for_redirect(&self, task: &mut Task) -> Result<(), Error> {
+        if task.proxy_fixed {
+            return Ok(());
+        }
+        let host = task.url.host_str().unwrap_or("");
+        if self.proxies.no_proxy.matches(host) {
+            task.proxy = None;
+        } else if task.proxy.is_none() || self.proxies.is_env() {
+            task.proxy = self.pick_proxy(&task.url)?;
+        }
+        Ok(())
     }
 
     fn schedule_retry(&mut self, mut task: Task, delay: Duration, now: Instant) {
@@ -424,6 +472,22 @@ impl Engine {
         let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The error for a proxy that answered 407: it wants credentials, or refused ours.
+fn proxy_refusal(task: &Task, status: u16, reason: &str, reused: bool) -> Error {
+    let proxy = task.proxy.as_deref();
+    let what = if proxy.is_some_and(|p| p.has_credentials()) {
+        "refused the credentials"
+    } else {
+        "requires credentials"
+    };
+    let shown = proxy.map_or_else(String::new, |p| format!(" {p}"));
+    let msg = format!("proxy{shown} {what} ({status} {reason})");
+    let mut e = Error::new(ErrorKind::Proxy, Phase::Proxy, msg);
+    e.set_attempts(task.attempts);
+    e.set_reused(Some(reused));
+    e
 }
 
 /// What a retry would be for.

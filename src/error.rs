@@ -48,6 +48,10 @@ pub enum ErrorKind {
     BadRedirect,
     /// Another I/O error on an established connection (reset, broken pipe, ...).
     Io,
+    /// The proxy refused or broke the request (a CONNECT answered other than 2xx, 407, a
+    /// SOCKS failure code, garbage, a close mid-handshake), or a proxy URL is malformed.
+    /// The proxy's (or its URL's writer's) fault; failing to reach the proxy is `connect`.
+    Proxy,
     /// A callback queued a follow-up while the fetcher already held as many requests
     /// (accepted, not yet called back) as
     /// [`Builder::max_queued_followups`](crate::Builder::max_queued_followups) allows.
@@ -73,6 +77,7 @@ impl ErrorKind {
             ErrorKind::TooManyRedirects => "too_many_redirects",
             ErrorKind::BadRedirect => "bad_redirect",
             ErrorKind::Io => "io",
+            ErrorKind::Proxy => "proxy",
             ErrorKind::QueueFull => "queue_full",
         }
     }
@@ -94,6 +99,8 @@ pub enum Phase {
     Resolve,
     /// Opening the TCP connection.
     Connect,
+    /// The handshake with a proxy (CONNECT, SOCKS), or reaching it.
+    Proxy,
     /// The TLS handshake.
     Tls,
     /// Writing the request.
@@ -113,6 +120,7 @@ impl Phase {
             Phase::Prepare => "prepare",
             Phase::Resolve => "resolve",
             Phase::Connect => "connect",
+            Phase::Proxy => "proxy",
             Phase::Tls => "tls",
             Phase::SendRequest => "send_request",
             Phase::ReceiveHead => "receive_head",

@@ -56,6 +56,7 @@ pub mod fuzzing;
 mod options;
 mod policy;
 pub mod proto;
+mod proxy;
 mod request;
 mod response;
 mod task;
@@ -70,6 +71,7 @@ pub use options::{
     MAX_RETRY_AFTER,
 };
 pub use proto::{Headers, HttpVersion};
+pub use proxy::{Proxy, ProxyKind, Rotation};
 pub use request::{IntoRequest, Request};
 pub use response::{Response, Timings, TlsInfo};
 /// The TLS library parafetch uses, at the exact version it links, for

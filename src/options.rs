@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::proto::Headers;
 use crate::proto::Limits;
+use crate::proxy::{NoProxy, Proxy, ProxyConfig, ProxyRule, Rotation};
 use crate::request::Overrides;
 use crate::task::Knobs;
 use crate::tls::{TlsOptions, parse_pem_certs};
@@ -91,6 +92,47 @@ pub(crate) struct Options {
     pub resolver_threads: usize,
     pub dns: DnsOptions,
     pub tls: TlsOptions,
+    pub proxy: ProxyOptions,
+}
+
+/// The fetcher's proxy settings as the builder was given them; the engine turns them into
+/// a [`ProxyConfig`] (reading the environment then, when it applies).
+#[derive(Clone, Debug)]
+pub(crate) struct ProxyOptions {
+    /// Set by `proxy` or `proxies`: the environment is then not read for proxies.
+    pub rule: Option<ProxyRule>,
+    /// Set by `no_proxy`: replaces the environment's `NO_PROXY`.
+    pub no_proxy: Option<NoProxy>,
+    pub from_env: bool,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            rule: None,
+            no_proxy: None,
+            from_env: true,
+        }
+    }
+}
+
+impl ProxyOptions {
+    /// The choice every request starts from: the builder's rule and list, else (when
+    /// allowed) the environment's, else none.
+    pub(crate) fn resolve(&self, get_env: impl Fn(&str) -> Option<String>) -> ProxyConfig {
+        let env = self.from_env.then(|| ProxyConfig::from_env(get_env));
+        let rule = match (&self.rule, &env) {
+            (Some(rule), _) => rule.clone(),
+            (None, Some(env)) => env.rule.clone(),
+            (None, None) => ProxyRule::Direct,
+        };
+        let no_proxy = match (&self.no_proxy, env) {
+            (Some(n), _) => n.clone(),
+            (None, Some(env)) => env.no_proxy,
+            (None, None) => NoProxy::default(),
+        };
+        ProxyConfig { rule, no_proxy }
+    }
 }
 
 /// How names are resolved: the in-loop stub (default) or the system resolver on threads.
@@ -153,6 +195,7 @@ impl Default for Options {
             resolver_threads: 4,
             dns: DnsOptions::default(),
             tls: TlsOptions::default(),
+            proxy: ProxyOptions::default(),
         }
     }
 }
@@ -417,6 +460,71 @@ impl Builder {
                 self.invalid.get_or_insert(e);
             }
         }
+        self
+    }
+
+    /// Sends every request through this proxy (`http://`, `https://`, `socks4a://`,
+    /// `socks5://` or `socks5h://`, with optional `user:password@`; a bare `host:port` is
+    /// an HTTP proxy). [`Request::proxy`](crate::Request::proxy) and
+    /// [`Request::no_proxy`](crate::Request::no_proxy) override it per request, and
+    /// [`Builder::no_proxy`] lists hosts reached directly. Setting a proxy here stops the
+    /// environment's proxy variables from being read.
+    ///
+    /// A malformed URL does not break the chain: [`try_build`](Builder::try_build) returns
+    /// it (kind `proxy`, phase `prepare`; the message never holds the password).
+    ///
+    /// # Examples
+    /// ```
+    /// let f: parafetch::Fetcher = parafetch::Fetcher::builder()
+    ///     .proxy("http://user:secret@127.0.0.1:3128")
+    ///     .no_proxy("localhost, .internal.example, 10.0.0.0/8")
+    ///     .build();
+    /// # drop(f);
+    /// ```
+    pub fn proxy(self, url: &str) -> Self {
+        self.proxies([url], Rotation::RoundRobin)
+    }
+
+    /// Sends requests through these proxies, taking them in turn per request
+    /// ([`Rotation::RoundRobin`]) or one per host ([`Rotation::StickyPerHost`]). Pooled
+    /// connections are kept per proxy and origin, so a kept-alive connection never carries
+    /// a request past the rotation. As [`Builder::proxy`] for errors and the environment.
+    pub fn proxies<I, S>(mut self, urls: I, rotation: Rotation) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut list = Vec::new();
+        for url in urls {
+            match Proxy::parse(url.as_ref()) {
+                Ok(p) => list.push(std::sync::Arc::new(p)),
+                Err(e) => {
+                    self.invalid.get_or_insert(e);
+                }
+            }
+        }
+        self.opts.proxy.rule = Some(match list.len() {
+            1 => ProxyRule::One(list.remove(0)),
+            _ => ProxyRule::List(list, rotation),
+        });
+        self
+    }
+
+    /// Hosts reached directly, whatever the proxy settings say: a comma-separated list of
+    /// domains (`example.com` also covers its subdomains), IP addresses, CIDR blocks, or `*`
+    /// for all. Replaces the environment's `NO_PROXY`.
+    pub fn no_proxy(mut self, hosts: &str) -> Self {
+        self.opts.proxy.no_proxy = Some(NoProxy::parse(hosts));
+        self
+    }
+
+    /// Whether to use the environment's proxies when none is set on the builder (default
+    /// on, as in curl and reqwest): `http_proxy` for `http://` URLs (lowercase only; the
+    /// uppercase name can be set by a CGI request, the "httpoxy" attack), `https_proxy` or
+    /// `HTTPS_PROXY`, then `all_proxy` or `ALL_PROXY`, and `no_proxy` or `NO_PROXY`. Read
+    /// once, when the fetcher is built.
+    pub fn proxy_from_env(mut self, on: bool) -> Self {
+        self.opts.proxy.from_env = on;
         self
     }
 

@@ -288,6 +288,8 @@ mod tests {
             attempts: 1,
             sink_used: false,
             replayed: false,
+            proxy: None,
+            proxy_fixed: false,
         }
     }
 

@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::error::{Error, ErrorKind, Phase};
 use crate::proto::Headers;
+use crate::proxy::Proxy;
 use crate::task::Sink;
 
 /// One request: method, URL, headers, optional body and per-request options.
@@ -36,6 +37,16 @@ pub struct Request {
     pub(crate) body: Option<Arc<[u8]>>,
     pub(crate) overrides: Overrides,
     pub(crate) sink: Option<Sink>,
+    pub(crate) proxy: Option<RequestProxy>,
+}
+
+/// A request's own proxy choice, over the fetcher's.
+#[derive(Clone, Debug)]
+pub(crate) enum RequestProxy {
+    /// Through this proxy (or the error its URL gave, reported by `start_request`).
+    Via(Result<Arc<Proxy>, Error>),
+    /// Directly, whatever the fetcher says.
+    Direct,
 }
 
 /// The URL as given: parsed already, or text still to check.
@@ -169,6 +180,20 @@ impl Request {
         self.on_body(move |b| w.write_all(b))
     }
 
+    /// Sends this request through `proxy` (a URL as [`Builder::proxy`](crate::Builder::proxy)
+    /// takes), whatever the fetcher's proxy settings and `NO_PROXY` say. A malformed URL is
+    /// an `Err` (kind `proxy`) from `start_request`.
+    pub fn proxy(mut self, proxy: &str) -> Request {
+        self.proxy = Some(RequestProxy::Via(Proxy::parse(proxy).map(Arc::new)));
+        self
+    }
+
+    /// Sends this request directly, whatever the fetcher's proxy settings say.
+    pub fn no_proxy(mut self) -> Request {
+        self.proxy = Some(RequestProxy::Direct);
+        self
+    }
+
     /// The method.
     pub fn method(&self) -> &str {
         &self.method
@@ -216,6 +241,7 @@ fn from_target(target: Target) -> Request {
         body: None,
         overrides: Overrides::default(),
         sink: None,
+        proxy: None,
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::proto::Headers;
+use crate::proxy::{Proxy, ProxyKind};
 
 /// A body sink: receives each piece of the (decoded) body as it arrives.
 pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()>>;
@@ -49,6 +50,10 @@ pub(crate) struct Task {
     pub sink_used: bool,
     /// This attempt is the replay after a stale pooled connection; it never replays again.
     pub replayed: bool,
+    /// The proxy this request goes through (`None`: directly).
+    pub proxy: Option<Arc<Proxy>>,
+    /// The request chose its proxy itself: redirects keep it as it is.
+    pub proxy_fixed: bool,
 }
 
 /// Where a connection goes: connections are pooled and reused per origin.
@@ -57,6 +62,59 @@ pub(crate) struct Origin {
     pub https: bool,
     pub host: String,
     pub port: u16,
+}
+
+/// What a connection is for, and so what the pool keys it by: an origin, and the proxy it
+/// goes through. A pooled connection through one proxy never serves a request meant for
+/// another (a rotation stays a rotation).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Route {
+    pub origin: Origin,
+    pub proxy: Option<Arc<Proxy>>,
+}
+
+impl Route {
+    /// The route of a task. Requests an HTTP proxy forwards (`http://` URLs in absolute
+    /// form) share the proxy's connections whatever their origin, as in curl: their route's
+    /// origin is left blank.
+    pub(crate) fn of(task: &Task) -> Route {
+        let origin = Origin::of(&task.url);
+        let forwarded = !origin.https
+            && task
+                .proxy
+                .as_deref()
+                .is_some_and(|p| p.kind() == ProxyKind::Http);
+        Route {
+            origin: if forwarded {
+                Origin {
+                    https: false,
+                    host: String::new(),
+                    port: 0,
+                }
+            } else {
+                origin
+            },
+            proxy: task.proxy.clone(),
+        }
+    }
+
+    /// Where the TCP connection goes: the proxy, or the origin itself.
+    pub(crate) fn first_hop(&self) -> (&str, u16) {
+        match &self.proxy {
+            Some(p) => (p.host(), p.port()),
+            None => (&self.origin.host, self.origin.port),
+        }
+    }
+
+    /// Whether requests go to an HTTP proxy in absolute form (an `http://` URL through a
+    /// plain HTTP proxy): the proxy, not the origin, reads the request head.
+    pub(crate) fn forwards(&self) -> bool {
+        !self.origin.https
+            && self
+                .proxy
+                .as_deref()
+                .is_some_and(|p| p.kind() == ProxyKind::Http)
+    }
 }
 
 impl Origin {

@@ -38,10 +38,10 @@ use crate::error::{Error, ErrorKind, Phase, io_words};
 use crate::policy;
 use crate::proto::{
     ContentDecoder, Event, Exchange, Fed, FeedError, Framing, RequestInfo, ResponseHead,
-    encode_request,
+    encode_proxy_request, encode_request,
 };
 use crate::response::{Timings, TlsInfo};
-use crate::task::{Origin, Task};
+use crate::task::{Route, Task};
 use crate::tls::{TlsStream, client_config, server_name, tls_cause, tls_words};
 
 /// Most body bytes reserved up front from a `Content-Length`: small bodies get one exact
@@ -170,7 +170,8 @@ pub(crate) enum Transition {
 /// One slab entry: a connection and what the loop needs to route events and deadlines.
 pub(crate) struct Slot {
     pub generation: u32,
-    pub origin: Origin,
+    /// The origin and the proxy this connection goes through.
+    pub route: Route,
     /// The lane of the connection attempt that won: events of the losers' lanes that were
     /// already queued must not reach it.
     pub lane: u8,
@@ -182,7 +183,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// A new connection for `attempt`, waiting to be resolved.
-    pub(crate) fn new(generation: u32, origin: Origin, attempt: Attempt, now: Instant) -> Slot {
+    pub(crate) fn new(generation: u32, route: Route, attempt: Attempt, now: Instant) -> Slot {
         let mut timers = TimerTable::default();
         timers.set(
             Timer::Connect,
@@ -193,7 +194,7 @@ impl Slot {
         }
         Slot {
             generation,
-            origin,
+            route,
             lane: 0,
             timers,
             scheduled: None,
@@ -350,6 +351,7 @@ impl Slot {
     fn phase(&self) -> Phase {
         match &self.conn {
             Conn::Resolving { .. } => Phase::Resolve,
+            Conn::Connecting { .. } if self.route.proxy.is_some() => Phase::Proxy,
             Conn::Connecting { .. } => Phase::Connect,
             Conn::Handshaking { .. } => Phase::Tls,
             Conn::Active {
@@ -422,22 +424,18 @@ impl Slot {
                 Transition::NeedDescriptor
             }
             RaceStep::Lost(last) => {
-                let mut err = Error::new(
-                    ErrorKind::Connect,
-                    Phase::Connect,
-                    match &last {
-                        Some(e) => format!(
-                            "{}:{}: {}",
-                            self.origin.host,
-                            self.origin.port,
-                            io_words(e.kind())
-                        ),
-                        None => format!(
-                            "{}:{}: no address worked",
-                            self.origin.host, self.origin.port
-                        ),
-                    },
-                );
+                let why = last
+                    .as_ref()
+                    .map_or("no address worked", |e| io_words(e.kind()));
+                let (phase, msg) = match &self.route.proxy {
+                    // Not reaching the proxy at all is a connect failure, in its phase.
+                    Some(p) => (Phase::Proxy, format!("proxy {p}: {why}")),
+                    None => {
+                        let o = &self.route.origin;
+                        (Phase::Connect, format!("{}:{}: {why}", o.host, o.port))
+                    }
+                };
+                let mut err = Error::new(ErrorKind::Connect, phase, msg);
                 if let Some(e) = last {
                     err = err.with_source(e);
                 }
@@ -457,10 +455,22 @@ impl Slot {
                     remote: addr,
                     tls: None,
                 };
-                if self.origin.https {
-                    self.start_tls(attempt, link, cx)
-                } else {
-                    self.begin_exchange(attempt, link, cx)
+                match (&self.route.proxy, self.route.origin.https) {
+                    (None, true) => self.start_tls(attempt, link, cx),
+                    (None, false) => self.begin_exchange(attempt, link, cx),
+                    (Some(_), false) if self.route.forwards() => {
+                        self.begin_exchange(attempt, link, cx)
+                    }
+                    (Some(p), https) => {
+                        let what = if https { "https" } else { "http" };
+                        let msg = format!(
+                            "{} proxies cannot carry {what} urls yet (proxy {p})",
+                            p.kind().as_str()
+                        );
+                        link.close(cx);
+                        let err = Error::new(ErrorKind::Proxy, Phase::Proxy, msg);
+                        end_with_error(attempt, err, Some(false), false)
+                    }
                 }
             }
         }
@@ -484,7 +494,7 @@ impl Slot {
                 }
             },
         };
-        let name = match server_name(&self.origin.host) {
+        let name = match server_name(&self.route.origin.host) {
             Ok(n) => n,
             Err(e) => {
                 link.close(cx);
@@ -549,7 +559,27 @@ impl Slot {
         let t = &attempt.task;
         let body_len = policy::declared_length(t);
         let mut bytes = Vec::with_capacity(256 + t.body.as_ref().map_or(0, |b| b.len()));
-        if let Err(e) = encode_request(&mut bytes, &t.method, &t.url, &t.headers, body_len) {
+        let encoded = match self.route.proxy.as_deref() {
+            Some(proxy) if self.route.forwards() => {
+                // The proxy reads this head: it gets the absolute form and, on this hop only,
+                // the proxy's credentials (unless the caller set the field).
+                let auth = proxy
+                    .basic_auth()
+                    .filter(|_| !t.headers.contains("proxy-authorization"));
+                match auth {
+                    Some(value) => {
+                        let mut headers = t.headers.clone();
+                        headers.append("Proxy-Authorization", &value);
+                        encode_proxy_request(&mut bytes, &t.method, &t.url, &headers, body_len)
+                    }
+                    None => {
+                        encode_proxy_request(&mut bytes, &t.method, &t.url, &t.headers, body_len)
+                    }
+                }
+            }
+            _ => encode_request(&mut bytes, &t.method, &t.url, &t.headers, body_len),
+        };
+        if let Err(e) = encoded {
             link.close(cx);
             let reused = Some(attempt.reused);
             return end_with_error(attempt, Error::proto(Phase::SendRequest, e), reused, false);

@@ -44,7 +44,7 @@ use crate::error::{Error, ErrorKind, Phase};
 use crate::policy::Reuse;
 use crate::proto::{Limits, ResponseHead};
 use crate::response::{Timings, TlsInfo};
-use crate::task::{Origin, Task};
+use crate::task::{Route, Task};
 use crate::tls::TlsOptions;
 
 use conn::{Attempt, Cx, Readiness, Slot, Transition};
@@ -193,7 +193,7 @@ impl Driver {
     /// [`Driver::take_finished`].
     pub(crate) fn start(&mut self, task: Task, reuse: Reuse, now: Instant) {
         self.active += 1;
-        let origin = Origin::of(&task.url);
+        let origin = Route::of(&task);
         let attempt = Attempt::new(task, now);
         let max_idle = match reuse {
             Reuse::Any => Some(None),
@@ -261,10 +261,10 @@ impl Driver {
                 let room = self
                     .slots
                     .get(key)
-                    .is_some_and(|s| self.pool.has_room(&s.origin));
+                    .is_some_and(|s| self.pool.has_room(&s.route));
                 if parked && room {
                     if let Some(slot) = self.slots.get(key) {
-                        self.pool.park(&slot.origin, key);
+                        self.pool.park(&slot.route, key);
                     }
                     self.schedule(key);
                 } else {
@@ -281,7 +281,7 @@ impl Driver {
         let Some(slot) = self.slots.try_remove(key) else {
             return;
         };
-        self.pool.remove(&slot.origin, key);
+        self.pool.remove(&slot.route, key);
         let mut cx = self.io.cx(key, now);
         let orphan = slot.conn.shut(&mut cx);
         self.fd_freed |= cx.closed;
@@ -347,9 +347,10 @@ impl Driver {
             return;
         };
         let waiter = (key, slot.generation);
+        let (host, port) = slot.route.first_hop();
         match self
             .names
-            .lookup(&slot.origin, waiter, now, self.io.poll.registry())
+            .lookup(host, port, waiter, now, self.io.poll.registry())
         {
             Some(answer) => self.on_answer(key, answer, now),
             None => self.schedule(key),
@@ -472,7 +473,7 @@ impl Driver {
                 continue;
             };
             if slot.generation == generation && slot.conn.is_resolving() {
-                let port = slot.origin.port;
+                let port = slot.route.first_hop().1;
                 self.on_answer(key, answer.map(|ips| with_port(&ips, port)), now);
             }
         }

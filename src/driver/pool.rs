@@ -1,14 +1,15 @@
-//! The idle-connection pool: which parked connections serve which origin, within the caps.
+//! The idle-connection pool: which parked connections serve which route (origin and proxy),
+//! within the caps.
 //!
 //! Owns only the index (slab keys per origin, most recently parked last); the connections
 //! themselves stay in the loop's slab, in their `Idle` state. Only the loop calls it.
 
 use std::collections::HashMap;
 
-use crate::task::Origin;
+use crate::task::Route;
 
 pub(crate) struct Pool {
-    idle: HashMap<Origin, Vec<usize>>,
+    idle: HashMap<Route, Vec<usize>>,
     count: usize,
     max_per_origin: usize,
     max: usize,
@@ -25,11 +26,11 @@ impl Pool {
     }
 
     /// Whether one more connection to `origin` may be parked.
-    pub(crate) fn has_room(&self, origin: &Origin) -> bool {
+    pub(crate) fn has_room(&self, origin: &Route) -> bool {
         self.count < self.max && self.idle.get(origin).map_or(0, Vec::len) < self.max_per_origin
     }
 
-    pub(crate) fn park(&mut self, origin: &Origin, key: usize) {
+    pub(crate) fn park(&mut self, origin: &Route, key: usize) {
         match self.idle.get_mut(origin) {
             Some(keys) => keys.push(key),
             None => {
@@ -42,7 +43,7 @@ impl Pool {
     /// Takes the most recently parked connection to `origin` (the warmest) that `fits`
     /// accepts. Connections live for different times (a server's `Keep-Alive` hint), so a
     /// warm one that no longer fits does not hide older ones that still do.
-    pub(crate) fn take(&mut self, origin: &Origin, fits: impl Fn(usize) -> bool) -> Option<usize> {
+    pub(crate) fn take(&mut self, origin: &Route, fits: impl Fn(usize) -> bool) -> Option<usize> {
         let keys = self.idle.get_mut(origin)?;
         let i = keys.iter().rposition(|&k| fits(k))?;
         let key = keys.remove(i);
@@ -54,7 +55,7 @@ impl Pool {
     }
 
     /// Forgets a parked connection that is closing.
-    pub(crate) fn remove(&mut self, origin: &Origin, key: usize) {
+    pub(crate) fn remove(&mut self, origin: &Route, key: usize) {
         let Some(keys) = self.idle.get_mut(origin) else {
             return;
         };
@@ -81,11 +82,14 @@ impl Pool {
 mod tests {
     use super::*;
 
-    fn origin(host: &str) -> Origin {
-        Origin {
-            https: false,
-            host: host.to_owned(),
-            port: 80,
+    fn origin(host: &str) -> Route {
+        Route {
+            origin: crate::task::Origin {
+                https: false,
+                host: host.to_owned(),
+                port: 80,
+            },
+            proxy: None,
         }
     }
 

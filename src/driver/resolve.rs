@@ -17,7 +17,6 @@ use super::stub::{Stub, StubOptions};
 use super::system::{self, Lookup};
 use crate::dns::conf::ResolvConf;
 use crate::dns::hosts::Hosts;
-use crate::task::Origin;
 
 /// Why a name has no addresses.
 #[derive(Clone, Debug)]
@@ -97,24 +96,24 @@ impl Names {
         }
     }
 
-    /// The addresses of `origin` when known at once; otherwise `waiter` is told later,
-    /// through [`Names::take_answers`].
+    /// The addresses of `host`, `port` when known at once; otherwise `waiter` is told
+    /// later, through [`Names::take_answers`].
     pub(crate) fn lookup(
         &mut self,
-        origin: &Origin,
+        host: &str,
+        port: u16,
         waiter: Waiter,
         now: Instant,
         registry: &Registry,
     ) -> Option<Result<Vec<SocketAddr>, LookupError>> {
-        let port = origin.port;
-        if let Some(addrs) = self.overrides.get(&(origin.host.clone(), port)) {
+        if let Some(addrs) = self.overrides.get(&(host.to_owned(), port)) {
             return Some(Ok(addrs.clone()));
         }
-        let literal = origin.host.trim_start_matches('[').trim_end_matches(']');
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = literal.parse::<IpAddr>() {
             return Some(Ok(vec![SocketAddr::new(ip, port)]));
         }
-        if origin.host == "localhost" || origin.host.ends_with(".localhost") {
+        if host == "localhost" || host.ends_with(".localhost") {
             // RFC 6761 §6.3: localhost names are loopback without asking anyone. IPv4
             // first: local servers far more often listen there only.
             let ips = [
@@ -124,7 +123,7 @@ impl Names {
             return Some(Ok(with_port(&ips, port)));
         }
         // One name however it was written: `example.com.` and `example.com` share a lookup.
-        let name = origin.host.trim_end_matches('.');
+        let name = host.trim_end_matches('.');
         if let Some(waiters) = self.waiting.get_mut(name) {
             waiters.push(waiter); // coalesced: one lookup serves every connection
             return None;

@@ -165,9 +165,24 @@ impl PartialEq for Headers {
 
 impl Eq for Headers {}
 
+/// Fields whose values are secrets: `Debug` never shows them.
+const SECRET_FIELDS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Lists the fields in order, with the values of credentials and cookies
+/// (`Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`) shown as `***`, so a
+/// logged request or response never leaks them.
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
+        let shown = self.iter().map(|(name, value)| {
+            let secret = SECRET_FIELDS.iter().any(|s| name.eq_ignore_ascii_case(s));
+            (name, if secret { "***" } else { value })
+        });
+        f.debug_list().entries(shown).finish()
     }
 }
 
@@ -198,6 +213,26 @@ pub(super) fn decode_value(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn debug_never_shows_credentials_or_cookies() {
+        let mut h = Headers::new();
+        h.append("Authorization", "Bearer t0ken");
+        h.append("proxy-authorization", "Basic c2VjcmV0");
+        h.append("Cookie", "sid=abc");
+        h.append("Set-Cookie", "sid=abc; HttpOnly");
+        h.append("Accept", "*/*");
+        let shown = format!("{h:?}");
+        for secret in ["t0ken", "c2VjcmV0", "sid=abc"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("\"*/*\""), "{shown}");
+        assert_eq!(
+            h.get("authorization"),
+            Some("Bearer t0ken"),
+            "values stay readable"
+        );
+    }
     use super::*;
 
     #[test]

@@ -88,9 +88,9 @@ pub use framing::Framing;
 pub use head::{HttpVersion, ResponseHead};
 pub use headers::Headers;
 pub use limits::Limits;
-pub use request::encode_request;
 /// Checks a method and header fields before anything is queued (the engine's `prepare`).
 pub(crate) use request::validate;
+pub use request::{encode_proxy_request, encode_request};
 
 /// The parts below the public surface that the fuzz targets, benchmarks and property tests
 /// drive directly. Not API: anything here may change in any release.

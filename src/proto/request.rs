@@ -45,11 +45,59 @@ pub fn encode_request(
     headers: &Headers,
     body_len: Option<u64>,
 ) -> Result<(), ProtoError> {
+    encode(out, method, url, headers, body_len, false)
+}
+
+/// Like [`encode_request`], but with the absolute-form request target a client sends to an
+/// HTTP proxy (RFC 9112 §3.2.2): `scheme://host[:port]/path[?query]`, never the userinfo
+/// or the fragment.
+///
+/// # Errors
+/// As [`encode_request`].
+///
+/// # Examples
+/// ```
+/// let url = url::Url::parse("http://user:pw@example.com:8080/a?b=1#frag").unwrap();
+/// let mut out = Vec::new();
+/// parafetch::proto::encode_proxy_request(&mut out, "GET", &url, &parafetch::Headers::new(), None)
+///     .unwrap();
+/// assert_eq!(
+///     out,
+///     b"GET http://example.com:8080/a?b=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n"
+/// );
+/// ```
+pub fn encode_proxy_request(
+    out: &mut Vec<u8>,
+    method: &str,
+    url: &url::Url,
+    headers: &Headers,
+    body_len: Option<u64>,
+) -> Result<(), ProtoError> {
+    encode(out, method, url, headers, body_len, true)
+}
+
+fn encode(
+    out: &mut Vec<u8>,
+    method: &str,
+    url: &url::Url,
+    headers: &Headers,
+    body_len: Option<u64>,
+    absolute: bool,
+) -> Result<(), ProtoError> {
     // Validate everything before writing anything, so that an error leaves `out` untouched.
     validate(method, headers)?;
 
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
+    if absolute {
+        out.extend_from_slice(url.scheme().as_bytes());
+        out.extend_from_slice(b"://");
+        out.extend_from_slice(url.host_str().unwrap_or("").as_bytes());
+        if let Some(port) = url.port() {
+            out.push(b':');
+            push_decimal(out, u64::from(port));
+        }
+    }
     let path = url.path();
     out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
     if let Some(query) = url.query() {
