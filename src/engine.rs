@@ -354,6 +354,7 @@ impl Engine {
                     ));
                 }
                 error.set_reused(reused);
+                error.set_proxy(task.proxy.clone());
                 match self.retry_delay(&task, RetryCause::Error(&error)) {
                     Some(delay) => self.schedule_retry(task, delay, now),
                     None => {
@@ -412,6 +413,7 @@ impl Engine {
             attempts: task.attempts,
             reused_connection: ex.reused,
             tls: ex.tls,
+            proxy: task.proxy.as_deref().cloned(),
         };
         self.done.push_back((task.id, Ok(response)));
     }
@@ -487,6 +489,7 @@ fn proxy_refusal(task: &Task, status: u16, reason: &str, reused: bool) -> Error 
     let mut e = Error::new(ErrorKind::Proxy, Phase::Proxy, msg);
     e.set_attempts(task.attempts);
     e.set_reused(Some(reused));
+    e.set_proxy(task.proxy.clone());
     e
 }
 

@@ -14,6 +14,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::proto::ProtoError;
+use crate::proxy::Proxy;
 
 /// What went wrong with a request. Stable: tools and logs key on [`ErrorKind::as_str`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -155,6 +156,7 @@ pub struct Error {
     message: String,
     attempts: u32,
     reused: Option<bool>,
+    proxy: Option<Arc<Proxy>>,
     proto: Option<ProtoError>,
     // An `Arc` so an error can be cloned (a builder's remembered error is reported to every
     // URL of a `fetch_all`).
@@ -169,6 +171,7 @@ impl Error {
             message: message.into(),
             attempts: 0,
             reused: None,
+            proxy: None,
             proto: None,
             source: None,
         }
@@ -246,6 +249,16 @@ impl Error {
 
     pub(crate) fn set_reused(&mut self, reused: Option<bool>) {
         self.reused = reused;
+    }
+
+    /// The proxy the failed attempt went through, if any (its `Display` and `Debug` never
+    /// show credentials).
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_deref()
+    }
+
+    pub(crate) fn set_proxy(&mut self, proxy: Option<Arc<Proxy>>) {
+        self.proxy = proxy;
     }
 
     /// Adds what the caller of the failing layer knows (why it did not retry, say).

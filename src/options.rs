@@ -497,12 +497,20 @@ impl Builder {
         let mut list = Vec::new();
         for url in urls {
             match Proxy::parse(url.as_ref()) {
-                Ok(p) => list.push(std::sync::Arc::new(p)),
+                Ok(p) => list.push(p),
                 Err(e) => {
                     self.invalid.get_or_insert(e);
                 }
             }
         }
+        self.proxy_list(list, rotation)
+    }
+
+    /// As [`Builder::proxies`], with proxies already parsed (and given credentials with
+    /// [`Proxy::with_credentials`], say).
+    pub fn proxy_list(mut self, list: Vec<Proxy>, rotation: Rotation) -> Self {
+        let mut list: Vec<std::sync::Arc<Proxy>> =
+            list.into_iter().map(std::sync::Arc::new).collect();
         self.opts.proxy.rule = Some(match list.len() {
             1 => ProxyRule::One(list.remove(0)),
             _ => ProxyRule::List(list, rotation),

@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::proto::Headers;
 use crate::proto::HttpVersion;
+use crate::proxy::Proxy;
 
 /// A complete HTTP response. Any status, 404 and 500 included, is a `Response`.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct Response {
     pub reused_connection: bool,
     /// The negotiated TLS parameters, for `https` responses.
     pub tls: Option<TlsInfo>,
+    /// The proxy the final attempt went through, if any (its `Display` has no credentials).
+    pub proxy: Option<Proxy>,
 }
 
 impl Response {
@@ -71,6 +74,7 @@ impl Response {
             attempts: 1,
             reused_connection: false,
             tls: None,
+            proxy: None,
         }
     }
 

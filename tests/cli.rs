@@ -13,15 +13,31 @@ use std::time::Duration;
 
 use parafetch_test_support::dns::{FakeDns, QType, zone};
 use parafetch_test_support::gate::Gate;
-use parafetch_test_support::http::{Conn, TestServer, reset_after_request};
+use parafetch_test_support::http::{Conn, TestServer, ok_body, reset_after_request};
 use parafetch_test_support::pki::{Leaf, pki, server_config};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(10);
 
+/// The environment variables that choose a proxy.
+const PROXY_VARS: [&str; 7] = [
+    "http_proxy",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 /// Runs the built binary with `args`, feeding `stdin` (or nothing), and waits for it.
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parafetch"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parafetch"));
+    // The tests' URLs are loopback servers: a proxy from the environment must not catch them.
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -95,13 +111,14 @@ fn echo_server() -> TestServer {
 }
 
 /// Every record key, in the documented order.
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 16] = [
     "index",
     "url",
     "final_url",
     "status",
     "http_version",
     "remote_addr",
+    "proxy",
     "headers",
     "body_bytes",
     "file",
@@ -590,4 +607,88 @@ fn dns_server_option_resolves_through_the_given_nameserver() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("\"status\":200"), "{}", stdout(&out));
     assert!(dns.count_for("cli-host.test", QType::A) >= 1);
+}
+
+#[test]
+fn proxy_options_route_requests_and_records_name_the_proxy_without_credentials() {
+    let proxy = TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|_, c| c.respond(200, &[], b"via proxy"))
+    });
+    let p = format!("http://{}", proxy.addr());
+    let out = parafetch(&[
+        "-x",
+        &p,
+        "-U",
+        "alice:hunter2",
+        "--jsonl",
+        "-q",
+        "http://one.test/a",
+        "http://two.test/b",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for r in records(&out) {
+        assert_eq!(r["status"], 200, "{r}");
+        assert_eq!(r["proxy"], p.as_str(), "{r}");
+    }
+    assert!(!stdout(&out).contains("hunter2") && !stderr(&out).contains("hunter2"));
+    for seen in proxy.requests() {
+        assert!(seen.target.starts_with("http://"), "{}", seen.target);
+        assert_eq!(
+            seen.header("proxy-authorization"),
+            Some("Basic YWxpY2U6aHVudGVyMg==")
+        );
+    }
+    // A failed record names its proxy too; --noproxy sends a host around it.
+    let direct = TestServer::start(ok_body(b"direct"));
+    let out = parafetch(&[
+        "-x",
+        &p,
+        "--noproxy",
+        "127.0.0.1",
+        "--jsonl",
+        "-q",
+        &direct.url("/"),
+    ]);
+    let r = &records(&out)[0];
+    assert_eq!(
+        (r["status"].clone(), r["proxy"].clone()),
+        (200.into(), Value::Null)
+    );
+    assert_eq!(proxy.request_count(), 2);
+}
+
+#[test]
+fn a_proxy_list_rotates_per_request() {
+    let start = |name: &'static str| {
+        TestServer::start(move |c: &mut Conn| {
+            c.serve_keep_alive(|_, c| c.respond(200, &[], name.as_bytes()))
+        })
+    };
+    let (a, b) = (start("a"), start("b"));
+    let dir = scratch("proxy-list");
+    let list = dir.join("proxies.txt");
+    std::fs::write(
+        &list,
+        format!("# two proxies\nhttp://{}\n\n{}\n", a.addr(), b.addr()),
+    )
+    .unwrap();
+    let urls: Vec<String> = (0..6).map(|i| format!("http://h.test/{i}")).collect();
+    let mut args = vec![
+        "--proxy-list",
+        list.to_str().unwrap(),
+        "-n",
+        "1",
+        "--jsonl",
+        "-q",
+    ];
+    args.extend(urls.iter().map(String::as_str));
+    let out = parafetch(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((a.request_count(), b.request_count()), (3, 3));
+    let out = parafetch(&["-U", "x:y", "http://h.test/"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "-U without a proxy is a usage error"
+    );
 }

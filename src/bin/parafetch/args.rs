@@ -175,6 +175,35 @@ pub struct FetchArgs {
     #[arg(long, value_name = "ADDR", value_parser = dns_server, help_heading = "Network")]
     pub dns_server: Vec<SocketAddr>,
 
+    /// Send requests through this proxy: http://, https://, socks4a://, socks5:// or
+    /// socks5h:// (socks5 resolves names here, socks5h at the proxy), with optional
+    /// user:password@; a bare HOST:PORT is an HTTP proxy. Overrides the environment's
+    /// http_proxy, https_proxy and all_proxy, which are used otherwise.
+    #[arg(short = 'x', long, value_name = "URL", help_heading = "Proxy")]
+    pub proxy: Option<String>,
+    /// The proxy's user name and password (USER:PASSWORD), overriding any in its URL.
+    #[arg(
+        short = 'U',
+        long,
+        value_name = "USER:PASSWORD",
+        help_heading = "Proxy"
+    )]
+    pub proxy_user: Option<String>,
+    /// Hosts reached without the proxy: comma-separated domains (with their subdomains),
+    /// IP addresses, CIDR blocks, or '*'. Overrides the environment's no_proxy.
+    #[arg(long, value_name = "LIST", help_heading = "Proxy")]
+    pub noproxy: Option<String>,
+    /// Rotate over the proxies in FILE (one URL per line; blank lines and # comments
+    /// skipped), the next one for each request. Pooled connections are kept per proxy, so a
+    /// kept-alive connection never skips the rotation.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Proxy",
+        conflicts_with = "proxy"
+    )]
+    pub proxy_list: Option<PathBuf>,
+
     /// Write one JSON object per finished URL to stdout, in completion order.
     #[arg(long, help_heading = "Output")]
     pub jsonl: bool,

@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use parafetch::{Builder, Done, ErrorKind, Fetcher, Queue, Request};
+use parafetch::{Builder, Done, ErrorKind, Fetcher, Proxy, Queue, Request, Rotation};
 
 use args::{Cli, Command, FetchArgs};
 use output::{Failure, Mode, Outcome, Reporter, chain};
@@ -197,6 +197,7 @@ fn request(t: &Template, url: &str, index: usize) -> Result<(Request, Option<Pat
         message: format!("cannot create {}: {e}", path.display()),
         attempts: 0,
         reused: None,
+        proxy: None,
     })?;
     Ok((req.write_to(file), Some(path)))
 }
@@ -226,6 +227,49 @@ fn template(args: &FetchArgs) -> Result<Template, Usage> {
 
 /// The fetcher's options from the command line, and how many requests it accepts before
 /// `start_request` would block (in-flight cap plus backlog).
+/// The proxy options: -x or --proxy-list (with -U's credentials), --noproxy.
+fn proxies(mut b: Builder, args: &FetchArgs) -> Result<Builder, Usage> {
+    let mut urls: Vec<String> = Vec::new();
+    if let Some(url) = &args.proxy {
+        urls.push(url.clone());
+    }
+    if let Some(path) = &args.proxy_list {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Usage(format!("cannot read --proxy-list {}: {e}", path.display())))?;
+        urls.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+        if urls.is_empty() {
+            return Err(Usage(format!(
+                "--proxy-list {}: no proxy in it",
+                path.display()
+            )));
+        }
+    }
+    if args.proxy_user.is_some() && urls.is_empty() {
+        return Err(Usage("-U/--proxy-user needs -x or --proxy-list".into()));
+    }
+    if !urls.is_empty() {
+        let mut list = Vec::with_capacity(urls.len());
+        for url in &urls {
+            let mut p = Proxy::parse(url).map_err(|e| Usage(format!("{e:#}")))?;
+            if let Some(user) = &args.proxy_user {
+                let (name, password) = user.split_once(':').unwrap_or((user, ""));
+                p = p.with_credentials(name, password);
+            }
+            list.push(p);
+        }
+        b = b.proxy_list(list, Rotation::RoundRobin);
+    }
+    if let Some(list) = &args.noproxy {
+        b = b.no_proxy(list);
+    }
+    Ok(b)
+}
+
 fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
     let mut b = Fetcher::builder().max_in_flight(args.max_in_flight);
     if !args.dns_server.is_empty() {
@@ -288,6 +332,7 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
         // A bad bundle is reported when the fetcher is built.
         b = b.tls_roots_pem(&pem).tls_default_roots(false);
     }
+    b = proxies(b, args)?;
     if args.insecure {
         eprintln!(
             "parafetch: warning: -k/--insecure: server certificates are not checked; anyone on \

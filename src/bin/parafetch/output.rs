@@ -27,6 +27,8 @@ pub struct Failure {
     pub attempts: u32,
     /// Whether the failed attempt's connection was reused (`None`: no connection).
     pub reused: Option<bool>,
+    /// The proxy it went through, without credentials.
+    pub proxy: Option<String>,
 }
 
 /// An error's message and then each of its causes once, joined by ": " (what `{:#}`
@@ -50,6 +52,7 @@ impl From<&parafetch::Error> for Failure {
             message: chain(e),
             attempts: e.attempts(),
             reused: e.reused_connection(),
+            proxy: e.proxy().map(|p| p.to_string()),
         }
     }
 }
@@ -86,6 +89,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "status": r.status,
             "http_version": r.version.as_str(),
             "remote_addr": r.remote_addr.to_string(),
+            "proxy": r.proxy.as_ref().map(|p| p.to_string()),
             "headers": r.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
             "body_bytes": r.body_len,
             "file": file,
@@ -110,6 +114,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "status": null,
             "http_version": null,
             "remote_addr": null,
+            "proxy": f.proxy,
             "headers": [],
             "body_bytes": 0,
             "file": null,
