@@ -80,6 +80,7 @@ mod headers;
 mod limits;
 mod request;
 mod testing;
+mod tunnel;
 
 pub use decode::ContentDecoder;
 pub use error::ProtoError;
@@ -91,6 +92,7 @@ pub use limits::Limits;
 pub use request::encode_request;
 /// Checks a method and header fields before anything is queued (the engine's `prepare`).
 pub(crate) use request::validate;
+pub use tunnel::{ConnectReader, ConnectReply, encode_connect};
 
 /// The parts below the public surface that the fuzz targets, benchmarks and property tests
 /// drive directly. Not API: anything here may change in any release.
