@@ -79,6 +79,7 @@ mod head;
 mod headers;
 mod limits;
 mod request;
+mod socks;
 mod testing;
 mod tunnel;
 
@@ -92,6 +93,7 @@ pub use limits::Limits;
 pub use request::encode_request;
 /// Checks a method and header fields before anything is queued (the engine's `prepare`).
 pub(crate) use request::validate;
+pub use socks::{SocksDone, SocksError, SocksHandshake, SocksTarget};
 pub use tunnel::{ConnectReader, ConnectReply, encode_connect};
 
 /// The parts below the public surface that the fuzz targets, benchmarks and property tests
