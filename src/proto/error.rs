@@ -61,6 +61,10 @@ pub enum ProtoError {
     /// Caller: a request field value contains CR, LF or NUL (RFC 9110 §5.5), which would
     /// let it inject lines into the request.
     InvalidHeaderValue,
+    /// Caller: the host of a CONNECT request target is neither an IP literal nor a
+    /// registered name (RFC 3986 §3.2.2): e.g. empty, or holding a space, `/`, `@` or a
+    /// line break, which would let it inject into the request line.
+    InvalidConnectTarget,
 }
 
 impl ProtoError {
@@ -88,6 +92,7 @@ impl ProtoError {
             ProtoError::InvalidMethod => "invalid request method",
             ProtoError::InvalidHeaderName => "invalid request header name",
             ProtoError::InvalidHeaderValue => "invalid request header value",
+            ProtoError::InvalidConnectTarget => "invalid connect target host",
         }
     }
 
@@ -98,6 +103,7 @@ impl ProtoError {
             ProtoError::InvalidMethod
                 | ProtoError::InvalidHeaderName
                 | ProtoError::InvalidHeaderValue
+                | ProtoError::InvalidConnectTarget
         )
     }
 }
@@ -114,7 +120,7 @@ impl std::error::Error for ProtoError {}
 mod tests {
     use super::*;
 
-    const ALL: [ProtoError; 19] = [
+    const ALL: [ProtoError; 20] = [
         ProtoError::HeadTooLarge,
         ProtoError::TooManyHeaders,
         ProtoError::MalformedHead,
@@ -134,6 +140,7 @@ mod tests {
         ProtoError::InvalidMethod,
         ProtoError::InvalidHeaderName,
         ProtoError::InvalidHeaderValue,
+        ProtoError::InvalidConnectTarget,
     ];
 
     #[test]
@@ -155,7 +162,8 @@ mod tests {
             [
                 &ProtoError::InvalidMethod,
                 &ProtoError::InvalidHeaderName,
-                &ProtoError::InvalidHeaderValue
+                &ProtoError::InvalidHeaderValue,
+                &ProtoError::InvalidConnectTarget
             ]
         );
     }

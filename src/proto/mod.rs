@@ -79,7 +79,9 @@ mod head;
 mod headers;
 mod limits;
 mod request;
+mod socks;
 mod testing;
+mod tunnel;
 
 pub use decode::ContentDecoder;
 pub use error::ProtoError;
@@ -91,6 +93,8 @@ pub use limits::Limits;
 /// Checks a method and header fields before anything is queued (the engine's `prepare`).
 pub(crate) use request::validate;
 pub use request::{encode_proxy_request, encode_request};
+pub use socks::{SocksDone, SocksError, SocksHandshake, SocksTarget};
+pub use tunnel::{ConnectReader, ConnectReply, encode_connect};
 
 /// The parts below the public surface that the fuzz targets, benchmarks and property tests
 /// drive directly. Not API: anything here may change in any release.
