@@ -111,6 +111,8 @@ pub struct Timings {
     pub resolve: Duration,
     /// Opening the TCP connection (all addresses tried).
     pub connect: Duration,
+    /// The handshake with a proxy (CONNECT or SOCKS), when there was one.
+    pub proxy: Duration,
     /// The TLS handshake.
     pub tls: Duration,
     /// From the start of the attempt to the first response byte.

@@ -106,6 +106,20 @@ impl Route {
         }
     }
 
+    /// Whether the origin's name must be resolved here before the proxy is asked for it
+    /// (SOCKS5 without the `h`: the proxy is given an address).
+    pub(crate) fn resolves_target_here(&self) -> bool {
+        let literal = self
+            .origin
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        self.proxy
+            .as_deref()
+            .is_some_and(|p| p.kind() == ProxyKind::Socks5)
+            && literal.parse::<std::net::IpAddr>().is_err()
+    }
+
     /// Whether requests go to an HTTP proxy in absolute form (an `http://` URL through a
     /// plain HTTP proxy): the proxy, not the origin, reads the request head.
     pub(crate) fn forwards(&self) -> bool {

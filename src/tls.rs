@@ -248,6 +248,19 @@ impl<S: Read + Write> TlsStream<S> {
         }
     }
 
+    /// Takes TLS records that arrived before the session existed (what a proxy passed on
+    /// right after opening the tunnel), as if read from the socket.
+    ///
+    /// # Errors
+    /// A TLS error in them, as `InvalidData`.
+    pub(crate) fn feed_records(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            self.conn.read_tls(&mut bytes)?;
+            self.conn.process_new_packets().map_err(tls_io_error)?;
+        }
+        Ok(())
+    }
+
     /// Reads TLS records from the socket and processes them.
     fn read_records(&mut self) -> io::Result<()> {
         match self.conn.read_tls(&mut self.sock) {

@@ -23,7 +23,7 @@
 //! between the socket and [`Exchange`] and never parses HTTP itself.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +37,11 @@ use super::{Config, Exchanged, Failure};
 use crate::error::{Error, ErrorKind, Phase, io_words};
 use crate::policy;
 use crate::proto::{
-    ContentDecoder, Event, Exchange, Fed, FeedError, Framing, RequestInfo, ResponseHead,
-    encode_proxy_request, encode_request,
+    ConnectReader, ContentDecoder, Event, Exchange, Fed, FeedError, Framing, Headers, RequestInfo,
+    ResponseHead, SocksError, SocksHandshake, SocksTarget, encode_connect, encode_proxy_request,
+    encode_request,
 };
+use crate::proxy::{Proxy, ProxyKind};
 use crate::response::{Timings, TlsInfo};
 use crate::task::{Route, Task};
 use crate::tls::{TlsStream, client_config, server_name, tls_cause, tls_words};
@@ -79,6 +81,9 @@ pub(crate) struct Link {
     transport: Transport,
     remote: SocketAddr,
     tls: Option<TlsInfo>,
+    /// Bytes a proxy passed on with its handshake reply: the tunnel's first bytes, read
+    /// before the socket.
+    pending: Vec<u8>,
 }
 
 impl Link {
@@ -94,6 +99,12 @@ pub(crate) enum Conn {
     Resolving { attempt: Attempt },
     /// Racing connection attempts to the resolved addresses.
     Connecting { attempt: Attempt, race: Race },
+    /// Connected to a proxy; the CONNECT or SOCKS handshake is under way.
+    Proxying {
+        attempt: Attempt,
+        link: Link,
+        tunnel: Tunnel,
+    },
     /// Connected; the TLS handshake is under way (`link` holds a TLS transport).
     Handshaking { attempt: Attempt, link: Link },
     /// A request is being written or its response read.
@@ -118,7 +129,9 @@ impl Conn {
                 cx.closed |= race.close(cx.registry);
                 Some(attempt)
             }
-            Conn::Handshaking { attempt, link } | Conn::Active { attempt, link, .. } => {
+            Conn::Proxying { attempt, link, .. }
+            | Conn::Handshaking { attempt, link }
+            | Conn::Active { attempt, link, .. } => {
                 link.close(cx);
                 Some(attempt)
             }
@@ -153,6 +166,8 @@ impl Conn {
 pub(crate) enum Transition {
     /// Nothing: the connection waits for its next event or deadline.
     Stay,
+    /// Resolve the slot's next name (the origin's came first; now the proxy's).
+    Resolve,
     /// No socket could be made (out of file descriptors): call
     /// [`Slot::on_descriptor`] when one was freed.
     NeedDescriptor,
@@ -178,6 +193,8 @@ pub(crate) struct Slot {
     pub timers: TimerTable,
     /// The deadline this slot has in the loop's heap (a later one there is stale).
     pub scheduled: Option<Instant>,
+    /// The origin's address, resolved here for a SOCKS5 proxy (which is given an address).
+    pub target: Option<SocketAddr>,
     pub conn: Conn,
 }
 
@@ -198,6 +215,7 @@ impl Slot {
             lane: 0,
             timers,
             scheduled: None,
+            target: None,
             conn: Conn::Resolving { attempt },
         }
     }
@@ -222,6 +240,13 @@ impl Slot {
         answer: Result<Vec<SocketAddr>, Error>,
         cx: &mut Cx<'_>,
     ) -> Transition {
+        if self.route.resolves_target_here() && self.target.is_none() {
+            // The origin's address, for the SOCKS5 request; the proxy's name comes next.
+            if let Ok(Some(&addr)) = answer.as_ref().map(|a| a.first()) {
+                self.target = Some(addr);
+                return Transition::Resolve;
+            }
+        }
         let mut attempt = match self.take() {
             Conn::Resolving { attempt } => attempt,
             other => return self.put_back(other, "an answer for a connection not resolving"),
@@ -273,6 +298,7 @@ impl Slot {
         }
         match &mut self.conn {
             Conn::Connecting { .. } => self.on_connect_event(lane, cx),
+            Conn::Proxying { .. } => self.on_tunnel_event(cx),
             Conn::Handshaking { .. } => self.on_handshake_event(cx),
             Conn::Active { .. } => self.pump(r, cx),
             Conn::Idle { link, .. } => {
@@ -314,6 +340,7 @@ impl Slot {
         let knobs = match &self.conn {
             Conn::Resolving { attempt }
             | Conn::Connecting { attempt, .. }
+            | Conn::Proxying { attempt, .. }
             | Conn::Handshaking { attempt, .. }
             | Conn::Active { attempt, .. } => attempt.task.knobs,
             Conn::Idle { .. } | Conn::Closed => {
@@ -328,6 +355,10 @@ impl Slot {
             (Timer::Idle, _) => format!("no data for {:?}", knobs.idle_timeout),
             (_, Conn::Resolving { .. }) => format!(
                 "name not resolved within the connect timeout of {:?}",
+                knobs.connect_timeout
+            ),
+            (_, Conn::Proxying { .. }) => format!(
+                "proxy handshake did not finish within the connect timeout of {:?}",
                 knobs.connect_timeout
             ),
             (_, Conn::Handshaking { .. }) => format!(
@@ -353,6 +384,7 @@ impl Slot {
             Conn::Resolving { .. } => Phase::Resolve,
             Conn::Connecting { .. } if self.route.proxy.is_some() => Phase::Proxy,
             Conn::Connecting { .. } => Phase::Connect,
+            Conn::Proxying { .. } => Phase::Proxy,
             Conn::Handshaking { .. } => Phase::Tls,
             Conn::Active {
                 attempt, exchange, ..
@@ -371,7 +403,7 @@ impl Slot {
     fn fail(&mut self, err: Error, cx: &mut Cx<'_>) -> Transition {
         let (reused, received) = match &self.conn {
             Conn::Resolving { .. } | Conn::Connecting { .. } => (None, false),
-            Conn::Handshaking { .. } => (Some(false), false),
+            Conn::Proxying { .. } | Conn::Handshaking { .. } => (Some(false), false),
             Conn::Active {
                 attempt, exchange, ..
             } => (Some(attempt.reused), exchange.received_any()),
@@ -454,6 +486,7 @@ impl Slot {
                     transport: Transport::Plain(stream),
                     remote: addr,
                     tls: None,
+                    pending: Vec::new(),
                 };
                 match (&self.route.proxy, self.route.origin.https) {
                     (None, true) => self.start_tls(attempt, link, cx),
@@ -462,15 +495,50 @@ impl Slot {
                         self.begin_exchange(attempt, link, cx)
                     }
                     (Some(p), https) => {
-                        let what = if https { "https" } else { "http" };
-                        let msg = format!(
-                            "{} proxies cannot carry {what} urls yet (proxy {p})",
-                            p.kind().as_str()
-                        );
-                        link.close(cx);
-                        let err = Error::new(ErrorKind::Proxy, Phase::Proxy, msg);
-                        end_with_error(attempt, err, Some(false), false)
+                        match Tunnel::open(p, &self.route, self.target, attempt.task(), cx) {
+                            Ok(tunnel) => {
+                                self.conn = Conn::Proxying {
+                                    attempt,
+                                    link,
+                                    tunnel,
+                                };
+                                self.on_tunnel_event(cx)
+                            }
+                            Err(err) => {
+                                let _ = https;
+                                link.close(cx);
+                                end_with_error(attempt, err, Some(false), false)
+                            }
+                        }
                     }
+                }
+            }
+        }
+    }
+
+    /// Moves the proxy handshake along; when the tunnel opens, TLS (for https) or the
+    /// exchange begins on it.
+    fn on_tunnel_event(&mut self, cx: &mut Cx<'_>) -> Transition {
+        let Some(proxy) = self.route.proxy.clone() else {
+            return Transition::Stay;
+        };
+        let Conn::Proxying { link, tunnel, .. } = &mut self.conn else {
+            return Transition::Stay;
+        };
+        match tunnel.pump(&mut link.transport, cx.buf, &proxy) {
+            Ok(None) => Transition::Stay,
+            Err(err) => self.fail(err, cx),
+            Ok(Some(rest)) => {
+                let (mut attempt, mut link) = match self.take() {
+                    Conn::Proxying { attempt, link, .. } => (attempt, link),
+                    other => return self.put_back(other, "a tunnel outside proxying"),
+                };
+                attempt.mark(|t, d| t.proxy = d);
+                link.pending = rest;
+                if self.route.origin.https {
+                    self.start_tls(attempt, link, cx)
+                } else {
+                    self.begin_exchange(attempt, link, cx)
                 }
             }
         }
@@ -511,7 +579,15 @@ impl Slot {
             }
         };
         match TlsStream::new(tcp, config, name) {
-            Ok(tls) => {
+            Ok(mut tls) => {
+                // Records a proxy passed on with its reply go in before the socket's.
+                let early = std::mem::take(&mut link.pending);
+                if let Err(e) = tls.feed_records(&early) {
+                    let err = io_failure(e, Phase::Tls);
+                    link.transport = Transport::Tls(Box::new(tls));
+                    link.close(cx);
+                    return end_with_error(attempt, err, Some(false), false);
+                }
                 link.transport = Transport::Tls(Box::new(tls));
                 self.conn = Conn::Handshaking { attempt, link };
                 self.on_handshake_event(cx)
@@ -621,7 +697,7 @@ impl Slot {
             return Transition::Stay;
         };
         let before = attempt.activity;
-        let step = pump(&mut link.transport, exchange, attempt, cx.buf, r);
+        let step = pump(link, exchange, attempt, cx.buf, r);
         if attempt.activity != before {
             // Bytes moved: the connection is not idle.
             self.timers
@@ -766,6 +842,10 @@ impl Attempt {
         }
     }
 
+    pub(crate) fn task(&self) -> &Task {
+        &self.task
+    }
+
     pub(crate) fn into_task(self) -> Task {
         self.task
     }
@@ -900,13 +980,21 @@ enum Step {
 /// Writes what the exchange has to send, then reads until `WouldBlock`. A short read means
 /// the socket was drained (with edge-triggered readiness new data brings a new edge), unless
 /// the event said the peer closed: then the EOF is pending and must be read now.
-fn pump(
-    t: &mut Transport,
-    ex: &mut Exchange,
-    a: &mut Attempt,
-    buf: &mut [u8],
-    r: Readiness,
-) -> Step {
+fn pump(link: &mut Link, ex: &mut Exchange, a: &mut Attempt, buf: &mut [u8], r: Readiness) -> Step {
+    if !link.pending.is_empty() {
+        // A proxy passed these on with its handshake reply: they were read first.
+        let early = std::mem::take(&mut link.pending);
+        a.activity += 1;
+        match feed(ex, a, &early) {
+            Err(e) => return Step::Fail(e),
+            Ok(true) => {
+                a.spent = true; // the peer spoke before it was asked: never reuse
+                return Step::Done;
+            }
+            Ok(false) => {}
+        }
+    }
+    let t = &mut link.transport;
     if r.writable {
         // TLS records left over from an earlier write go first.
         if let Err(e) = t.flush() {
@@ -1017,5 +1105,173 @@ fn feed(ex: &mut Exchange, a: &mut Attempt, data: &[u8]) -> Result<bool, Error> 
         }
         Err(FeedError::Handler(e)) => Err(e),
         Err(FeedError::Proto(e)) => Err(Error::proto(a.receive_phase(), e)),
+    }
+}
+
+/// The handshake that turns a connection to a proxy into a tunnel to the origin.
+pub(crate) enum Tunnel {
+    /// HTTP CONNECT (RFC 9110 §9.3.6): the request still to send, and the reply reader.
+    Connect {
+        out: Vec<u8>,
+        sent: usize,
+        reader: ConnectReader,
+    },
+    /// SOCKS4a or SOCKS5.
+    Socks(Box<SocksHandshake>),
+}
+
+impl Tunnel {
+    /// The handshake `proxy` needs to reach the route's origin. `target` is the origin's
+    /// address when it was resolved here (SOCKS5).
+    fn open(
+        proxy: &Proxy,
+        route: &Route,
+        target: Option<SocketAddr>,
+        task: &Task,
+        cx: &Cx<'_>,
+    ) -> Result<Tunnel, Error> {
+        let origin = &route.origin;
+        let bad = |what: &str| {
+            Error::new(
+                ErrorKind::Proxy,
+                Phase::Proxy,
+                format!("proxy {proxy}: {what}"),
+            )
+        };
+        let literal = origin.host.trim_start_matches('[').trim_end_matches(']');
+        let socks_target = || match (target, literal.parse::<IpAddr>()) {
+            (Some(addr), _) => SocksTarget::Ip(addr),
+            (None, Ok(ip)) => SocksTarget::Ip(SocketAddr::new(ip, origin.port)),
+            (None, Err(_)) => SocksTarget::Name(origin.host.clone(), origin.port),
+        };
+        let socks = |r: Result<SocksHandshake, SocksError>| {
+            r.map(|h| Tunnel::Socks(Box::new(h)))
+                .map_err(|e| bad(e.as_str()))
+        };
+        match proxy.kind() {
+            ProxyKind::Http => {
+                let mut headers = Headers::new();
+                if let Some(ua) = task.headers.get("user-agent") {
+                    headers.append("User-Agent", ua);
+                }
+                if let Some(auth) = proxy.basic_auth() {
+                    headers.append("Proxy-Authorization", &auth);
+                }
+                let mut out = Vec::with_capacity(128);
+                encode_connect(&mut out, &origin.host, origin.port, &headers)
+                    .map_err(|e| bad(e.as_str()))?;
+                Ok(Tunnel::Connect {
+                    out,
+                    sent: 0,
+                    reader: ConnectReader::new(&cx.config.limits),
+                })
+            }
+            ProxyKind::Socks4a => socks(SocksHandshake::v4a(
+                socks_target(),
+                proxy.credentials().map_or("", |(user, _)| user),
+            )),
+            ProxyKind::Socks5 | ProxyKind::Socks5h => {
+                let auth = proxy.credentials();
+                socks(SocksHandshake::v5(socks_target(), auth))
+            }
+            _ => Err(bad("https proxies are not supported yet")),
+        }
+    }
+
+    fn poll_transmit(&self) -> &[u8] {
+        match self {
+            Tunnel::Connect { out, sent, .. } => &out[*sent..],
+            Tunnel::Socks(h) => h.poll_transmit(),
+        }
+    }
+
+    fn handle_transmitted(&mut self, n: usize) {
+        match self {
+            Tunnel::Connect { sent, .. } => *sent += n,
+            Tunnel::Socks(h) => h.handle_transmitted(n),
+        }
+    }
+
+    /// Feeds the proxy's bytes; `Some(used)` once the tunnel is open.
+    fn handle_input(&mut self, input: &[u8], proxy: &Proxy) -> Result<(usize, bool), Error> {
+        let refused = |msg: String| Error::new(ErrorKind::Proxy, Phase::Proxy, msg);
+        match self {
+            Tunnel::Connect { reader, .. } => match reader.read(input) {
+                Ok((used, None)) => Ok((used, false)),
+                Ok((used, Some(reply))) if reply.is_success() => Ok((used, true)),
+                Ok((_, Some(reply))) => {
+                    let head = &reply.head;
+                    let why = match head.status {
+                        407 if proxy.has_credentials() => "refused the credentials",
+                        407 => "requires credentials",
+                        _ => "refused the tunnel",
+                    };
+                    Err(refused(format!(
+                        "proxy {proxy} {why} ({} {})",
+                        head.status, head.reason
+                    )))
+                }
+                Err(e) => Err(refused(format!(
+                    "proxy {proxy} sent a bad CONNECT reply: {}",
+                    e.as_str()
+                ))),
+            },
+            Tunnel::Socks(h) => match h.handle_input(input) {
+                Ok((used, done)) => Ok((used, done.is_some())),
+                Err(e) => Err(refused(format!("socks proxy {proxy}: {}", e.as_str()))),
+            },
+        }
+    }
+
+    /// The proxy closed the connection before the tunnel opened.
+    fn eof(&mut self, proxy: &Proxy) -> Error {
+        let why = match self {
+            Tunnel::Connect { reader, .. } => reader.read_eof().as_str(),
+            Tunnel::Socks(h) => h.handle_eof().as_str(),
+        };
+        let msg = format!("proxy {proxy} closed the connection during its handshake ({why})");
+        Error::new(ErrorKind::Proxy, Phase::Proxy, msg)
+    }
+
+    /// Writes what the handshake has to send, then reads the proxy's reply until the socket
+    /// is drained. `Some(rest)`: the tunnel is open, and `rest` are bytes that came after
+    /// the reply (the tunnel's first).
+    fn pump(
+        &mut self,
+        t: &mut Transport,
+        buf: &mut [u8],
+        proxy: &Proxy,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let lost = |e: io::Error| {
+            let msg = format!("proxy {proxy}: {}", io_words(e.kind()));
+            Error::new(ErrorKind::Proxy, Phase::Proxy, msg).with_source(e)
+        };
+        while !self.poll_transmit().is_empty() {
+            match t.write(self.poll_transmit()) {
+                Ok(0) => return Err(lost(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.handle_transmitted(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(lost(e)),
+            }
+        }
+        loop {
+            match t.read(buf) {
+                Ok(0) => return Err(self.eof(proxy)),
+                Ok(n) => {
+                    let (used, open) = self.handle_input(&buf[..n], proxy)?;
+                    if open {
+                        return Ok(Some(buf[used..n].to_vec()));
+                    }
+                    if !self.poll_transmit().is_empty() {
+                        // The reply asked for more (SOCKS5 authentication, the request).
+                        return self.pump(t, buf, proxy);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(lost(e)),
+            }
+        }
     }
 }

@@ -251,6 +251,7 @@ impl Driver {
             }
             Transition::Stay => self.schedule(key),
             Transition::NeedDescriptor => self.wait_for_descriptor(key, now),
+            Transition::Resolve => self.resolve(key, now),
             Transition::Ended {
                 task,
                 result,
@@ -347,7 +348,7 @@ impl Driver {
             return;
         };
         let waiter = (key, slot.generation);
-        let (host, port) = slot.route.first_hop();
+        let (host, port) = next_name(slot);
         match self
             .names
             .lookup(host, port, waiter, now, self.io.poll.registry())
@@ -473,7 +474,7 @@ impl Driver {
                 continue;
             };
             if slot.generation == generation && slot.conn.is_resolving() {
-                let port = slot.route.first_hop().1;
+                let port = next_name(slot).1;
                 self.on_answer(key, answer.map(|ips| with_port(&ips, port)), now);
             }
         }
@@ -497,5 +498,15 @@ impl Driver {
         self.finished.clear();
         self.deadlines.clear();
         self.active = 0;
+    }
+}
+
+/// The name a resolving slot needs next: the origin's first when a SOCKS5 proxy is to be
+/// given its address, then the first hop's (the proxy's, or the origin's without one).
+fn next_name(slot: &Slot) -> (&str, u16) {
+    if slot.route.resolves_target_here() && slot.target.is_none() {
+        (&slot.route.origin.host, slot.route.origin.port)
+    } else {
+        slot.route.first_hop()
     }
 }

@@ -97,6 +97,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "timings": {
                 "resolve_ms": ms(r.timings.resolve),
                 "connect_ms": ms(r.timings.connect),
+                "proxy_ms": ms(r.timings.proxy),
                 "tls_ms": ms(r.timings.tls),
                 "first_byte_ms": ms(r.timings.first_byte),
                 "total_ms": ms(r.timings.total),
