@@ -8,7 +8,8 @@
 
 use crate::proto::__private::{ChunkedDecoder, HeadReader, STACK_HEADERS};
 use crate::proto::{
-    ContentDecoder, Event, Exchange, Fed, FeedError, Limits, ProtoError, RequestInfo, ResponseHead,
+    ConnectReader, ConnectReply, ContentDecoder, Event, Exchange, Fed, FeedError, Limits,
+    ProtoError, RequestInfo, ResponseHead, SocksDone, SocksError, SocksHandshake, SocksTarget,
 };
 use std::convert::Infallible;
 
@@ -331,6 +332,119 @@ pub fn content_decoder(data: &[u8]) {
     assert_eq!(chosen, steps, "{coding} in steps of {step} vs STEP");
 }
 
+/// Feeds `pieces` to a fresh CONNECT reply reader, then EOF if no reply came: the reply and
+/// the bytes it took, or the error.
+fn read_connect<'a>(
+    limits: &Limits,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(usize, ConnectReply), ProtoError> {
+    let mut reader = ConnectReader::new(limits);
+    let mut total = 0;
+    for piece in pieces {
+        let (used, reply) = reader.read(piece)?;
+        assert!(used <= piece.len(), "consumed more than given");
+        total += used;
+        if let Some(reply) = reply {
+            // Never panics, whatever the head says.
+            let _ = (reply.is_success(), reply.has_body());
+            assert_eq!(
+                reader.read(piece).ok(),
+                Some((0, None)),
+                "done reads nothing"
+            );
+            return Ok((total, reply));
+        }
+        assert_eq!(used, piece.len(), "an unfinished reply consumes everything");
+    }
+    Err(reader.read_eof())
+}
+
+/// The CONNECT reply reader on arbitrary bytes, fed whole and in pieces whose size the
+/// first byte chooses (its low bit picks tiny limits): both agree, and a reply never
+/// consumes more than it was given.
+pub fn connect_reply(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(first >> 1) % 16 + 1;
+    let limits = if first & 1 == 1 {
+        Limits::default().max_head_bytes(64).max_headers(2)
+    } else {
+        fuzz_limits()
+    };
+    let whole = read_connect(&limits, [rest]);
+    let split = read_connect(&limits, rest.chunks(step));
+    assert_eq!(whole, split, "whole vs pieces of {step}");
+    if let Ok((used, _)) = whole {
+        assert!(used <= rest.len());
+    }
+}
+
+/// What a SOCKS handshake made of a proxy's bytes: the bytes it took and what came.
+type SocksResult = Result<(usize, SocksDone), SocksError>;
+
+/// Feeds `pieces` to `socks` (writing whatever it queues before each read), then EOF if
+/// it did not finish.
+fn run_socks<'a>(
+    mut socks: SocksHandshake,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> SocksResult {
+    let mut total = 0;
+    for piece in pieces {
+        let n = socks.poll_transmit().len();
+        socks.handle_transmitted(n);
+        let (used, done) = socks.handle_input(piece)?;
+        assert!(used <= piece.len(), "consumed more than given");
+        total += used;
+        if let Some(done) = done {
+            assert!(socks.is_done());
+            assert_eq!(
+                socks.handle_input(piece),
+                Ok((0, None)),
+                "done reads nothing"
+            );
+            return Ok((total, done));
+        }
+        assert_eq!(
+            used,
+            piece.len(),
+            "an unfinished handshake consumes everything"
+        );
+    }
+    let e = socks.handle_eof();
+    assert_eq!(socks.handle_input(b"\x05\x00"), Err(e), "errors are final");
+    Err(e)
+}
+
+/// The SOCKS handshakes on arbitrary proxy bytes: the first byte picks SOCKS5 without or
+/// with credentials or SOCKS4a, the target kind and the size of the pieces. Never panics,
+/// never consumes more than given, and whole and split agree.
+pub fn socks_reply(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let target = match (first >> 2) % 3 {
+        0 => SocksTarget::Name("example.com".into(), 443),
+        1 => SocksTarget::Ip(([192, 0, 2, 1], 80).into()),
+        _ => SocksTarget::Ip((std::net::Ipv6Addr::LOCALHOST, 8080).into()),
+    };
+    let make = || match first % 4 {
+        0 => SocksHandshake::v5(target.clone(), None),
+        1 => SocksHandshake::v5(target.clone(), Some(("user", "secret"))),
+        _ => SocksHandshake::v4a(target.clone(), "bob"),
+    };
+    let Ok(socks) = make() else {
+        return; // IPv6 over SOCKS4a: refused up front, nothing to feed
+    };
+    let step = usize::from(first >> 4) + 1;
+    let whole = run_socks(socks, [rest]);
+    let split = run_socks(make().expect("as before"), rest.chunks(step));
+    assert_eq!(whole, split, "whole vs pieces of {step}");
+    if let Ok((used, _)) = whole {
+        assert!(used <= rest.len());
+    }
+}
+
 /// The DNS reply parser on arbitrary bytes.
 pub fn dns_message(data: &[u8]) {
     crate::dns::fuzz_parse(data);
@@ -351,6 +465,23 @@ mod tests {
         let (_, head) = read_head(&fuzz_limits(), [&wire[..]]).unwrap();
         assert_eq!(head.unwrap().headers.len(), STACK_HEADERS + 1);
         response_head(&[&[3u8][..], &wire].concat());
+    }
+
+    #[test]
+    fn proxy_targets_reach_success_and_failure() {
+        let ok = b"HTTP/1.1 200 Connection established\r\n\r\nTLS";
+        let (used, reply) = read_connect(&fuzz_limits(), [&ok[..]]).unwrap();
+        assert!(reply.is_success() && used == ok.len() - 3);
+        connect_reply(&[&[6u8][..], ok].concat());
+        let v5 = SocksHandshake::v5(SocksTarget::Name("h".into(), 1), None).unwrap();
+        let wire = [5, 0, 5, 0, 0, 1, 1, 2, 3, 4, 0, 80, b'x'];
+        let (used, done) = run_socks(v5, [&wire[..]]).unwrap();
+        assert_eq!((used, done.bound), (12, Some(([1, 2, 3, 4], 80).into())));
+        let v4a = SocksHandshake::v4a(SocksTarget::Name("h".into(), 1), "").unwrap();
+        assert_eq!(run_socks(v4a, [&[0, 91][..]]), Err(SocksError::Rejected));
+        for mode in 0..=255u8 {
+            socks_reply(&[&[mode][..], &wire].concat());
+        }
     }
 
     #[test]

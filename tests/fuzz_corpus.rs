@@ -33,13 +33,15 @@ fn replay(target: &str, run: Target) -> usize {
 #[test]
 fn fuzz_corpus_replays_clean() {
     use parafetch::fuzzing as f;
-    let targets: [(&str, Target); 6] = [
+    let targets: [(&str, Target); 8] = [
         ("response_head", f::response_head),
         ("chunked", f::chunked),
         ("split_differential", f::split_differential),
         ("exchange_ops", f::exchange_ops),
         ("dns_message", f::dns_message),
         ("content_decoder", f::content_decoder),
+        ("connect_reply", f::connect_reply),
+        ("socks_reply", f::socks_reply),
     ];
     for (name, run) in targets {
         let n = replay(name, run);

@@ -1,5 +1,6 @@
 //! Sans-IO HTTP/1.1 for a client: request encoding, response head parsing, body framing
-//! and decoding.
+//! and decoding; and the proxy handshakes that may come first (HTTP CONNECT, SOCKS4a,
+//! SOCKS5).
 //!
 //! This module owns the wire format and nothing else. It must never touch a socket, a clock,
 //! mio or rustls: bytes go in, events come out, so every rule here is unit-tested with byte
@@ -25,6 +26,25 @@
 //!        ├── handle_eof() -> Option<Event::End> or Err(truncated ...)
 //!        │
 //!        └── close_reason(): None when the connection may carry another request
+//! ```
+//!
+//! A proxy handshake is one more phase between connect and TLS, with the same contract:
+//!
+//! ```text
+//!   HTTP CONNECT (RFC 9110 §9.3.6)
+//!     encode_connect(out, host, port, headers)        the request head, written first
+//!     ConnectReader::new(Limits)
+//!        ├── read(bytes) -> (consumed, Option<ConnectReply>)   1xx skipped; bytes after
+//!        │                                              the head are the tunnel's
+//!        └── read_eof() -> ProtoError                  closed before the reply
+//!     ConnectReply: head, is_success() (any 2xx), has_body() (refusal body left unread)
+//!
+//!   SOCKS4a / SOCKS5 (RFC 1928, RFC 1929)
+//!     SocksHandshake::v4a(SocksTarget, user_id) / ::v5(SocksTarget, Option<(user, pass)>)
+//!        ├── poll_transmit() / handle_transmitted(n)       bytes to write, stage by stage
+//!        ├── handle_input(bytes) -> (consumed, Option<SocksDone>)   only its own bytes
+//!        └── handle_eof() -> SocksError                    closed mid-handshake
+//!     SocksError: the proxy's refusals by name, its garbage, or the caller's bad target
 //! ```
 //!
 //! It imports nothing from the rest of the crate (it could be a crate of its own):
@@ -66,6 +86,50 @@
 //! assert_eq!(fed, [Fed::NeedMore, Fed::End { unread: 0 }]);
 //! assert_eq!((status, &body[..]), (201, &b"hello"[..]));
 //! assert_eq!(ex.close_reason(), None); // the connection can carry the next request
+//! ```
+//!
+//! A CONNECT through an HTTP proxy: the proxy's reply and the origin's first TLS bytes
+//! arrive in one read; the reader takes the head only.
+//! ```
+//! use parafetch::proto::{encode_connect, ConnectReader, Headers, Limits};
+//!
+//! let mut request = Vec::new();
+//! encode_connect(&mut request, "example.com", 443, &Headers::new()).unwrap();
+//! assert_eq!(request, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+//!
+//! let read: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x03\x00\x7a";
+//! let mut reader = ConnectReader::new(&Limits::default());
+//! let (consumed, reply) = reader.read(read).unwrap();
+//! assert!(reply.unwrap().is_success());
+//! let tunnel = &read[consumed..]; // not consumed: hand these to TLS
+//! assert_eq!(tunnel, b"\x16\x03\x03\x00\x7a");
+//! ```
+//!
+//! A SOCKS5 handshake without authentication, with the proxy's literal bytes arriving in
+//! awkward pieces:
+//! ```
+//! use parafetch::proto::{SocksHandshake, SocksTarget};
+//!
+//! let target = SocksTarget::Ip("192.0.2.7:443".parse().unwrap());
+//! let mut socks = SocksHandshake::v5(target, None).unwrap();
+//! let mut sent = Vec::new();
+//! let reads: [&[u8]; 3] = [
+//!     &[0x05],                                   // VER of the method selection...
+//!     &[0x00, 0x05, 0x00, 0x00],                 // ...METHOD 0 (no auth); reply VER REP RSV
+//!     &[0x01, 192, 0, 2, 1, 0xc0, 0x00, b'H'],   // ATYP 1, BND 192.0.2.1:49152; tunnel byte
+//! ];
+//! let mut done = None;
+//! for read in reads {
+//!     sent.extend_from_slice(socks.poll_transmit()); // pretend the socket took it all
+//!     socks.handle_transmitted(socks.poll_transmit().len());
+//!     let (consumed, result) = socks.handle_input(read).unwrap();
+//!     if result.is_some() {
+//!         assert_eq!(&read[consumed..], b"H"); // the tunnel's first byte, not consumed
+//!         done = result;
+//!     }
+//! }
+//! assert_eq!(sent, [5, 1, 0, /* CONNECT */ 5, 1, 0, 1, 192, 0, 2, 7, 0x01, 0xbb]);
+//! assert_eq!(done.unwrap().bound, Some("192.0.2.1:49152".parse().unwrap()));
 //! ```
 
 mod chunked;
