@@ -76,6 +76,34 @@ fn check_credentials(auth: Option<(&str, &str)>) -> Option<(String, String)> {
     })
 }
 
+/// Why a launch failed. `exited`: the proxy quit before listening, usually because another
+/// socket took its port between [`free_port`] and the proxy's bind; worth another port.
+struct Failure {
+    why: String,
+    exited: bool,
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure { why, exited: false }
+    }
+}
+
+/// Runs `launch` (which picks a fresh port each time) up to 3 times while the proxy exits
+/// before listening.
+fn retrying<T>(mut launch: impl FnMut() -> Result<T, Failure>) -> Result<T, String> {
+    let mut attempt = 1;
+    loop {
+        match launch() {
+            Err(f) if f.exited && attempt < 3 => {
+                eprintln!("retrying on another port: {}", f.why);
+                attempt += 1;
+            }
+            done => return done.map_err(|f| f.why),
+        }
+    }
+}
+
 /// A proxy process started by this module: its process group, temp dir and logs.
 struct Running {
     name: &'static str,
@@ -101,7 +129,7 @@ impl Running {
         log: Option<PathBuf>,
         port: u16,
         auth: Option<(String, String)>,
-    ) -> Result<Running, String> {
+    ) -> Result<Running, Failure> {
         let stdio = File::create(dir.join("stdio.log"))
             .map_err(|e| format!("{name}: cannot create stdio.log: {e}"))?;
         let stderr = stdio
@@ -131,27 +159,30 @@ impl Running {
     /// Proxies say nothing when they are ready: connect until the port accepts. A proxy that
     /// exits (bad config) or stays silent fails with its logs in the message. Dropping `self`
     /// on the error path stops it and removes the dir.
-    fn wait_until_listening(&mut self) -> Result<(), String> {
+    fn wait_until_listening(&mut self) -> Result<(), Failure> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "{} exited before listening on {} ({status}); {}",
-                    self.name,
-                    self.addr,
-                    self.logs()
-                ));
+                return Err(Failure {
+                    why: format!(
+                        "{} exited before listening on {} ({status}); {}",
+                        self.name,
+                        self.addr,
+                        self.logs()
+                    ),
+                    exited: true,
+                });
             }
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(Failure::from(format!(
                     "{} did not listen on {} within {START_TIMEOUT:?}; {}",
                     self.name,
                     self.addr,
                     self.logs()
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -246,9 +277,9 @@ macro_rules! proxy_methods {
 }
 
 /// Starts a launcher: finds `tool` and runs `launch`, or skips (`None`) / fails under CI.
-fn start_with<T>(tool: &Tool, launch: impl FnOnce(&Path) -> Result<T, String>) -> Option<T> {
+fn start_with<T>(tool: &Tool, mut launch: impl FnMut(&Path) -> Result<T, Failure>) -> Option<T> {
     let bin = tools::require(tool)?;
-    match launch(&bin) {
+    match retrying(|| launch(&bin)) {
         Ok(proxy) => Some(proxy),
         Err(why) => tools::unavailable(&why),
     }
@@ -262,7 +293,9 @@ fn start_with<T>(tool: &Tool, launch: impl FnOnce(&Path) -> Result<T, String>) -
 ///
 /// With auth, tinyproxy 1.11 answers a request or CONNECT without credentials with `407` and
 /// `Proxy-Authenticate`, but one with a wrong password with `401 Unauthorized` and
-/// `WWW-Authenticate`, as if it were the origin (squid says 407 to both).
+/// `WWW-Authenticate`, as if it were the origin (squid says 407 to both). It also closes the
+/// client's connection after each proxied response: keep-alive through a proxy needs
+/// [`Squid`].
 pub struct Tinyproxy(Running);
 proxy_methods!(Tinyproxy);
 
@@ -274,10 +307,12 @@ impl Tinyproxy {
     /// When it cannot be started while `CI` is set, or `auth` needs percent-encoding.
     pub fn start(auth: Option<(&str, &str)>) -> Option<Tinyproxy> {
         let auth = check_credentials(auth);
-        start_with(&tools::TINYPROXY, |bin| Tinyproxy::launch(bin, auth))
+        start_with(&tools::TINYPROXY, |bin| {
+            Tinyproxy::launch(bin, auth.clone())
+        })
     }
 
-    fn launch(bin: &Path, auth: Option<(String, String)>) -> Result<Tinyproxy, String> {
+    fn launch(bin: &Path, auth: Option<(String, String)>) -> Result<Tinyproxy, Failure> {
         let dir = temp_dir("tinyproxy")?;
         let port = free_port();
         let d = dir.display();
@@ -304,7 +339,8 @@ impl Tinyproxy {
 /// squid on 127.0.0.1, in the foreground (`-N`), memory cache only and caching nothing:
 /// HTTP proxy and CONNECT to any port from loopback, optional Basic auth through its
 /// `basic_ncsa_auth` helper and a password file made here (MD5-crypt from `openssl passwd
-/// -1`). Stopped on drop (`shutdown_lifetime 0`, so at once).
+/// -1`). Keeps client connections alive, and its own to the origin. Stopped on drop
+/// (`shutdown_lifetime 0`, so at once).
 pub struct Squid(Running);
 proxy_methods!(Squid);
 
@@ -323,14 +359,16 @@ impl Squid {
             )),
             None => None,
         };
-        start_with(&tools::SQUID, |bin| Squid::launch(bin, auth, helper))
+        start_with(&tools::SQUID, |bin| {
+            Squid::launch(bin, auth.clone(), helper.clone())
+        })
     }
 
     fn launch(
         bin: &Path,
         auth: Option<(String, String)>,
         helper: Option<(PathBuf, PathBuf)>,
-    ) -> Result<Squid, String> {
+    ) -> Result<Squid, Failure> {
         let dir = temp_dir("squid")?;
         // squid started as root drops to its cache_effective_user (Debian: proxy), which
         // must still write its logs and pid file here.
@@ -421,13 +459,13 @@ impl Dante {
                 return tools::unavailable(&why);
             }
         }
-        match Dante::launch(&bin, auth) {
+        match retrying(|| Dante::launch(&bin, auth.clone())) {
             Ok(proxy) => Some(proxy),
             Err(why) => tools::unavailable(&why),
         }
     }
 
-    fn launch(bin: &Path, auth: Option<(String, String)>) -> Result<Dante, String> {
+    fn launch(bin: &Path, auth: Option<(String, String)>) -> Result<Dante, Failure> {
         let dir = temp_dir("danted")?;
         let port = free_port();
         let d = dir.display();
@@ -548,10 +586,12 @@ impl Microsocks {
     /// When it cannot be started while `CI` is set, or `auth` needs percent-encoding.
     pub fn start(auth: Option<(&str, &str)>) -> Option<Microsocks> {
         let auth = check_credentials(auth);
-        start_with(&tools::MICROSOCKS, |bin| Microsocks::launch(bin, auth))
+        start_with(&tools::MICROSOCKS, |bin| {
+            Microsocks::launch(bin, auth.clone())
+        })
     }
 
-    fn launch(bin: &Path, auth: Option<(String, String)>) -> Result<Microsocks, String> {
+    fn launch(bin: &Path, auth: Option<(String, String)>) -> Result<Microsocks, Failure> {
         let dir = temp_dir("microsocks")?;
         let port = free_port();
         let mut args: Vec<OsString> = vec![
@@ -564,5 +604,59 @@ impl Microsocks {
             args.extend(["-u".into(), user.into(), "-P".into(), password.into()]);
         }
         Running::spawn("microsocks", "socks5", bin, &args, dir, None, port, auth).map(Microsocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_that_exits_early_is_retried_twice_and_other_failures_not_at_all() {
+        let mut calls = 0;
+        let got = retrying(|| {
+            calls += 1;
+            match calls {
+                1 | 2 => Err(Failure {
+                    why: "exited".into(),
+                    exited: true,
+                }),
+                n => Ok(n),
+            }
+        });
+        assert_eq!(got, Ok(3));
+        let mut calls = 0;
+        let got: Result<(), String> = retrying(|| {
+            calls += 1;
+            Err(Failure {
+                why: format!("exited {calls}"),
+                exited: true,
+            })
+        });
+        assert_eq!(got, Err("exited 3".into()));
+        let mut calls = 0;
+        let got: Result<(), String> = retrying(|| {
+            calls += 1;
+            Err(Failure::from("bad config".to_string()))
+        });
+        assert_eq!((got, calls), (Err("bad config".into()), 1));
+    }
+
+    #[test]
+    fn credentials_must_not_need_percent_encoding() {
+        assert_eq!(
+            check_credentials(Some(("a-b.c_d~", "X9"))),
+            Some(("a-b.c_d~".into(), "X9".into()))
+        );
+        for bad in [("a:b", "p"), ("u", "p@ss"), ("", "p"), ("u", "p w")] {
+            let r = std::panic::catch_unwind(|| check_credentials(Some(bad)));
+            assert!(r.is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "only parafetch-* system users")]
+    fn only_parafetch_users_are_touched() {
+        let _ = ensure_system_user("root", "x");
     }
 }

@@ -303,3 +303,50 @@ fn dante_with_a_system_user_connects_and_refuses_a_wrong_password() {
     };
     check_socks5_proxy(proxy.addr(), proxy.credentials(), || proxy.logs());
 }
+
+/// Two absolute-form GETs on one client connection to the proxy: whether the proxy keeps the
+/// client connection alive, and how many connections the origin saw.
+fn keep_alive_through(proxy: SocketAddr) -> usize {
+    let origin = TestServer::start(ok_body(b"from origin"));
+    let mut s = connect(proxy);
+    for path in ["/ka-1", "/ka-2"] {
+        let url = origin.url(path);
+        write!(s, "GET {url} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.addr()).unwrap();
+        let (head, body) = read_response(&mut s);
+        assert_eq!(
+            (status(&head), body.as_slice()),
+            (200, &b"from origin"[..]),
+            "{head}"
+        );
+    }
+    assert!(origin.wait_for_requests(2, LONG));
+    origin.accepts()
+}
+
+/// tinyproxy 1.11 closes the client's connection after each proxied response, so keep-alive
+/// through a proxy is tested with squid.
+#[test]
+fn tinyproxy_closes_the_client_connection_after_each_response() {
+    let Some(proxy) = Tinyproxy::start(None) else {
+        return;
+    };
+    let origin = TestServer::start(ok_body(b"from origin"));
+    let mut s = connect(proxy.addr());
+    let url = origin.url("/once");
+    write!(s, "GET {url} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.addr()).unwrap();
+    let (head, _) = read_response(&mut s);
+    assert_eq!(status(&head), 200, "{head}");
+    assert_eq!(s.read(&mut [0u8; 1]).unwrap(), 0, "{}", proxy.logs());
+}
+
+#[test]
+fn squid_keeps_the_client_connection_alive() {
+    let Some(proxy) = Squid::start(None) else {
+        return;
+    };
+    let origin_connections = keep_alive_through(proxy.addr());
+    assert_eq!(
+        origin_connections, 1,
+        "squid reuses its connection to the origin too"
+    );
+}
