@@ -434,8 +434,10 @@ fn md5_crypt(openssl: &Path, password: &str) -> Result<String, String> {
 // ---------------------------------------------------------------------------------------------
 // dante
 
-/// Dante's `danted` on 127.0.0.1: SOCKS5 CONNECT from loopback to anywhere, with no auth
-/// (`socksmethod: none`) or username/password (`socksmethod: username`, RFC 1929).
+/// Dante's `danted` on 127.0.0.1: SOCKS5 CONNECT from loopback to anywhere, to addresses or
+/// names it resolves itself (socks5h), with no auth (`socksmethod: none`) or
+/// username/password (`socksmethod: username`, RFC 1929). Without auth it also speaks SOCKS4,
+/// but refuses SOCKS4a (a name) with 0x5B.
 ///
 /// Dante checks usernames and passwords against the system's users (passwd/shadow), so with
 /// credentials [`Dante::start`] first makes sure a system user of that name exists with that
@@ -573,7 +575,8 @@ pub fn ensure_system_user(user: &str, password: &str) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // microsocks
 
-/// microsocks on 127.0.0.1: SOCKS5 CONNECT, no auth or `-u user -P password` (RFC 1929).
+/// microsocks on 127.0.0.1: SOCKS5 CONNECT to addresses or names it resolves itself
+/// (socks5h), no auth or `-u user -P password` (RFC 1929).
 /// It has no log file; [`Microsocks::logs`] is its stdout and stderr.
 pub struct Microsocks(Running);
 proxy_methods!(Microsocks);

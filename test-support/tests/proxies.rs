@@ -194,12 +194,40 @@ fn squid_with_basic_auth_forwards_tunnels_and_refuses_a_wrong_password() {
     check_http_proxy(proxy.addr(), proxy.credentials(), 407, || proxy.logs());
 }
 
+/// The address part of a SOCKS5 request for `origin`: ATYP 1, the IPv4 address, the port.
+fn ipv4_dest(origin: SocketAddr) -> Vec<u8> {
+    let SocketAddr::V4(v4) = origin else {
+        panic!("IPv4 origin")
+    };
+    let mut dest = vec![0x01];
+    dest.extend_from_slice(&v4.ip().octets());
+    dest.extend_from_slice(&v4.port().to_be_bytes());
+    dest
+}
+
+/// The address part of a SOCKS5 request for a name the proxy resolves (socks5h): ATYP 3.
+fn name_dest(name: &str, port: u16) -> Vec<u8> {
+    let mut dest = vec![0x03, name.len() as u8];
+    dest.extend_from_slice(name.as_bytes());
+    dest.extend_from_slice(&port.to_be_bytes());
+    dest
+}
+
 /// A SOCKS5 CONNECT to `origin` (IPv4 address type), by hand. `Err(step)` names the step the
 /// proxy refused: "method" (no acceptable method), "auth" (RFC 1929 status) or "reply".
 fn socks5_connect(
     proxy: SocketAddr,
     auth: Option<(&str, &str)>,
     origin: SocketAddr,
+) -> Result<TcpStream, String> {
+    socks5_connect_to(proxy, auth, &ipv4_dest(origin))
+}
+
+/// Like [`socks5_connect`], to `dest` (ATYP, address, port).
+fn socks5_connect_to(
+    proxy: SocketAddr,
+    auth: Option<(&str, &str)>,
+    dest: &[u8],
 ) -> Result<TcpStream, String> {
     let mut s = connect(proxy);
     let method = if auth.is_some() { 0x02 } else { 0x00 };
@@ -222,12 +250,8 @@ fn socks5_connect(
             return Err(format!("auth {status:?}"));
         }
     }
-    let SocketAddr::V4(v4) = origin else {
-        panic!("IPv4 origin")
-    };
-    let mut req = vec![0x05, 0x01, 0x00, 0x01];
-    req.extend_from_slice(&v4.ip().octets());
-    req.extend_from_slice(&v4.port().to_be_bytes());
+    let mut req = vec![0x05, 0x01, 0x00];
+    req.extend_from_slice(dest);
     s.write_all(&req).unwrap();
     let mut head = [0u8; 4];
     s.read_exact(&mut head).unwrap();
@@ -349,4 +373,58 @@ fn squid_keeps_the_client_connection_alive() {
         origin_connections, 1,
         "squid reuses its connection to the origin too"
     );
+}
+
+/// socks5h: the proxy resolves the name. Both resolve `localhost` to the loopback origin.
+fn check_socks5_name(proxy: SocketAddr, auth: Option<(&str, &str)>, logs: impl Fn() -> String) {
+    let origin = TestServer::start(ok_body(b"from origin"));
+    let dest = name_dest("localhost", origin.port());
+    let mut s = socks5_connect_to(proxy, auth, &dest)
+        .unwrap_or_else(|step| panic!("refused at {step}; {}", logs()));
+    write!(s, "GET /by-name HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let (head, body) = read_response(&mut s);
+    assert_eq!((status(&head), body.as_slice()), (200, &b"from origin"[..]));
+}
+
+#[test]
+fn microsocks_resolves_names() {
+    let Some(proxy) = Microsocks::start(Some(("carol", "hunter2"))) else {
+        return;
+    };
+    check_socks5_name(proxy.addr(), proxy.credentials(), || proxy.logs());
+}
+
+#[test]
+fn dante_resolves_names() {
+    let Some(proxy) = Dante::start(None) else {
+        return;
+    };
+    check_socks5_name(proxy.addr(), None, || proxy.logs());
+}
+
+/// Dante also speaks SOCKS4 (an address), but not SOCKS4a (a name): 0x5B. SOCKS4a is proven
+/// against the fake proxy only.
+#[test]
+fn dante_speaks_socks4_but_not_socks4a() {
+    let Some(proxy) = Dante::start(None) else {
+        return;
+    };
+    let origin = TestServer::start(ok_body(b"from origin"));
+    let port = origin.port().to_be_bytes();
+    let mut s = connect(proxy.addr());
+    s.write_all(&[4, 1, port[0], port[1], 127, 0, 0, 1, 0])
+        .unwrap();
+    let mut reply = [0u8; 8];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[..2], [0x00, 0x5A], "{}", proxy.logs());
+    write!(s, "GET /socks4 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).1, b"from origin");
+
+    let mut s = connect(proxy.addr());
+    let mut req = vec![4, 1, port[0], port[1], 0, 0, 0, 1, 0];
+    req.extend_from_slice(b"localhost\0");
+    s.write_all(&req).unwrap();
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[..2], [0x00, 0x5B], "{}", proxy.logs());
+    assert_eq!(origin.accepts(), 1);
 }
