@@ -762,7 +762,7 @@ fn push_headers(out: &mut Vec<u8>, headers: &[(&str, &str)]) {
 }
 
 /// Bytes of complete empty lines ("\r\n" or "\n") at the start of `buf`.
-fn leading_empty_lines(buf: &[u8]) -> usize {
+pub(crate) fn leading_empty_lines(buf: &[u8]) -> usize {
     let mut i = 0;
     loop {
         if buf[i..].starts_with(b"\r\n") {
@@ -776,7 +776,7 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
 }
 
 /// End of a head (index after its blank line), looking at line feeds at or after `from`.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     (from..buf.len()).find_map(|i| {
         let blank = buf[i] == b'\n'
             && ((i >= 1 && buf[i - 1] == b'\n')
@@ -785,10 +785,10 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     })
 }
 
-type Fields = Vec<(String, String)>;
-type Head = (String, String, u8, Fields);
+pub(crate) type Fields = Vec<(String, String)>;
+pub(crate) type Head = (String, String, u8, Fields);
 
-fn parse_head(head: &str) -> io::Result<Head> {
+pub(crate) fn parse_head(head: &str) -> io::Result<Head> {
     let mut lines = head
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))

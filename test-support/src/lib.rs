@@ -1,6 +1,7 @@
-//! Test scaffolding for parafetch: loopback servers, certificates, a fake nameserver, and
-//! launchers for servers no one here wrote. A dev-dependency of parafetch (its integration
-//! tests, its in-memory TLS unit tests and its benchmarks); never published.
+//! Test scaffolding for parafetch: loopback servers, certificates, a fake nameserver, a fake
+//! proxy, and launchers for servers and proxies no one here wrote. A dev-dependency of
+//! parafetch (its integration tests, its in-memory TLS unit tests and its benchmarks); never
+//! published.
 //!
 //! One module per concept:
 //! - [`http`]: the scriptable [`http::TestServer`] (a thread per connection) and ready-made
@@ -13,6 +14,9 @@
 //! - [`process`]: CPU time, RSS and file limits of this process, for the benchmarks;
 //! - [`nginx`]: nginx on loopback with a generated config;
 //! - [`python`]: Python's `http.server` on loopback;
+//! - [`proxies`]: real proxies (tinyproxy, squid, dante, microsocks) on loopback;
+//! - [`fake_proxy`]: the scriptable fake proxy (HTTP and SOCKS) for the failures real ones
+//!   do not produce on demand, with a relay for the successes;
 //! - [`tools`]: finding external programs, and failing (under `CI`) or skipping without them.
 //!
 //! Must not: depend on parafetch. The scaffolding talks to parafetch over sockets only, so
@@ -22,11 +26,13 @@
 
 pub mod bench_server;
 pub mod dns;
+pub mod fake_proxy;
 pub mod fault;
 pub mod gate;
 pub mod http;
 pub mod nginx;
 pub mod pki;
 pub mod process;
+pub mod proxies;
 pub mod python;
 pub mod tools;

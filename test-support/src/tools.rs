@@ -1,5 +1,5 @@
-//! External programs some tests need (nginx, python3): where to find them, and what a test
-//! does when one is missing.
+//! External programs some tests need (nginx, python3, the proxies): where to find them, and
+//! what a test does when one is missing.
 //!
 //! Owns the rule: when the `CI` environment variable is set (CI services set `CI=true`, and
 //! `.ci/run` installs every tool), a missing tool fails the test with a panic that names it;
@@ -44,6 +44,54 @@ pub const PYTHON3: Tool = Tool {
     name: "python3",
     paths: &[],
     install: "apt-get install python3",
+};
+
+/// tinyproxy: a real HTTP proxy (absolute-form requests and CONNECT, optional Basic auth).
+pub const TINYPROXY: Tool = Tool {
+    name: "tinyproxy",
+    paths: &["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"],
+    install: "apt-get install tinyproxy",
+};
+
+/// squid: a second real HTTP proxy (absolute-form requests and CONNECT, Basic auth through
+/// its `basic_ncsa_auth` helper).
+pub const SQUID: Tool = Tool {
+    name: "squid",
+    paths: &["/usr/sbin/squid"],
+    install: "apt-get install squid",
+};
+
+/// squid's Basic auth helper, checking a htpasswd-style file; part of the squid package.
+pub const SQUID_BASIC_NCSA_AUTH: Tool = Tool {
+    name: "basic_ncsa_auth",
+    paths: &[
+        "/usr/lib/squid/basic_ncsa_auth",
+        "/usr/lib64/squid/basic_ncsa_auth",
+        "/usr/libexec/squid/basic_ncsa_auth",
+    ],
+    install: "apt-get install squid",
+};
+
+/// openssl: hashes the password of squid's password file (`openssl passwd -1`), since the
+/// `htpasswd` tool (apache2-utils) is not installed everywhere.
+pub const OPENSSL: Tool = Tool {
+    name: "openssl",
+    paths: &["/usr/bin/openssl"],
+    install: "apt-get install openssl",
+};
+
+/// danted: Dante's SOCKS5 server (no auth, or username/password against system users).
+pub const DANTED: Tool = Tool {
+    name: "danted",
+    paths: &["/usr/sbin/danted"],
+    install: "apt-get install dante-server",
+};
+
+/// microsocks: a small SOCKS5 server (no auth, or `-u user -P password`).
+pub const MICROSOCKS: Tool = Tool {
+    name: "microsocks",
+    paths: &["/usr/bin/microsocks"],
+    install: "apt-get install microsocks",
 };
 
 /// Whether this run is CI's: `CI` is set to anything but empty, `0` or `false`.
