@@ -272,6 +272,11 @@ macro_rules! proxy_methods {
             pub fn dir(&self) -> &Path {
                 &self.0.dir
             }
+
+            /// The process id of the proxy (its main process; the leader of its group).
+            pub fn pid(&self) -> u32 {
+                self.0.child.id()
+            }
         }
     };
 }

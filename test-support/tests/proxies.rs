@@ -428,3 +428,56 @@ fn dante_speaks_socks4_but_not_socks4a() {
     assert_eq!(reply[..2], [0x00, 0x5B], "{}", proxy.logs());
     assert_eq!(origin.accepts(), 1);
 }
+
+/// Live processes whose command line mentions `needle` (zombies have none).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(format!(
+                    "{}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Dropping a launcher leaves no process behind: not the proxy, not its group (dante's
+/// children), not a helper that left the group (squid's basic_ncsa_auth, whose command line
+/// names the password file in the temp dir).
+#[test]
+fn dropping_a_proxy_leaves_no_process() {
+    fn check<P>(pid: u32, dir: std::path::PathBuf, proxy: P) {
+        let dir = dir.display().to_string();
+        assert!(
+            !processes_mentioning(&dir).is_empty(),
+            "nothing runs from {dir}"
+        );
+        drop(proxy);
+        // SAFETY: kill(2) with signal 0 only checks whether the group exists.
+        let group_alive = unsafe { libc::kill(-(pid as libc::pid_t), 0) } == 0;
+        assert!(!group_alive, "process group {pid} outlived the drop");
+        let deadline = std::time::Instant::now() + LONG;
+        while !processes_mentioning(&dir).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(processes_mentioning(&dir), Vec::<String>::new());
+    }
+    if let Some(p) = Squid::start(Some(("bob", "pa55word"))) {
+        // The helper starts with the first request that needs it.
+        let origin = TestServer::start(ok_body(b"x"));
+        let auth = Some(basic("bob", "pa55word"));
+        assert_eq!(get_through(p.addr(), &origin, auth).0, 200);
+        check(p.pid(), p.dir().to_owned(), p);
+    }
+    if let Some(p) = Tinyproxy::start(None) {
+        check(p.pid(), p.dir().to_owned(), p);
+    }
+    if let Some(p) = Dante::start(None) {
+        check(p.pid(), p.dir().to_owned(), p);
+    }
+}
