@@ -78,6 +78,7 @@ fn driver_config(opts: &Options) -> Config {
             overrides: opts.resolve_overrides.clone(),
         },
         tls: opts.tls.clone(),
+        proxy_tls: opts.proxy.tls.clone(),
     }
 }
 

@@ -104,6 +104,8 @@ pub(crate) struct ProxyOptions {
     /// Set by `no_proxy`: replaces the environment's `NO_PROXY`.
     pub no_proxy: Option<NoProxy>,
     pub from_env: bool,
+    /// Trust settings for https proxies' certificates (as strict as origins' by default).
+    pub tls: TlsOptions,
 }
 
 impl Default for ProxyOptions {
@@ -112,6 +114,7 @@ impl Default for ProxyOptions {
             rule: None,
             no_proxy: None,
             from_env: true,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -533,6 +536,34 @@ impl Builder {
     /// once, when the fetcher is built.
     pub fn proxy_from_env(mut self, on: bool) -> Self {
         self.opts.proxy.from_env = on;
+        self
+    }
+
+    /// Trusts the certificates in a PEM bundle for https proxies (not for origins), in
+    /// addition to the default roots. A bad bundle is reported as by
+    /// [`Builder::tls_roots_pem`].
+    pub fn proxy_roots_pem(mut self, pem: &[u8]) -> Self {
+        match parse_pem_certs(pem) {
+            Ok(certs) => self.opts.proxy.tls.extra_roots.extend(certs),
+            Err(e) => {
+                self.invalid.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Whether https proxies' certificates may chain to Mozilla's roots (default on). Off:
+    /// only those added with [`Builder::proxy_roots_pem`].
+    pub fn proxy_default_roots(mut self, on: bool) -> Self {
+        self.opts.proxy.tls.no_default_roots = !on;
+        self
+    }
+
+    /// **Dangerous: for testing only.** Accepts any certificate from an https proxy.
+    /// [`Builder::danger_accept_invalid_certs`] does not cover proxies: this is its own
+    /// switch, as curl's `--proxy-insecure` is.
+    pub fn proxy_danger_accept_invalid_certs(mut self, on: bool) -> Self {
+        self.opts.proxy.tls.danger_accept_invalid_certs = on;
         self
     }
 

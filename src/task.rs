@@ -79,11 +79,7 @@ impl Route {
     /// origin is left blank.
     pub(crate) fn of(task: &Task) -> Route {
         let origin = Origin::of(&task.url);
-        let forwarded = !origin.https
-            && task
-                .proxy
-                .as_deref()
-                .is_some_and(|p| p.kind() == ProxyKind::Http);
+        let forwarded = forwarded(&origin, task.proxy.as_deref());
         Route {
             origin: if forwarded {
                 Origin {
@@ -123,12 +119,14 @@ impl Route {
     /// Whether requests go to an HTTP proxy in absolute form (an `http://` URL through a
     /// plain HTTP proxy): the proxy, not the origin, reads the request head.
     pub(crate) fn forwards(&self) -> bool {
-        !self.origin.https
-            && self
-                .proxy
-                .as_deref()
-                .is_some_and(|p| p.kind() == ProxyKind::Http)
+        forwarded(&self.origin, self.proxy.as_deref())
     }
+}
+
+/// Whether a request to `origin` through `proxy` is forwarded in absolute form: an `http://`
+/// URL through an HTTP proxy (spoken to in plain text or over TLS).
+fn forwarded(origin: &Origin, proxy: Option<&Proxy>) -> bool {
+    !origin.https && proxy.is_some_and(|p| matches!(p.kind(), ProxyKind::Http | ProxyKind::Https))
 }
 
 impl Origin {

@@ -191,6 +191,24 @@ pub(crate) fn tls_words(e: &rustls::Error) -> String {
     }
 }
 
+/// A TLS stream is itself a byte pipe, so a TLS session can run inside another: TLS to an
+/// https proxy, and the origin's TLS through the proxy's tunnel.
+impl<S: Read + Write> Read for TlsStream<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        TlsStream::read(self, buf)
+    }
+}
+
+impl<S: Read + Write> Write for TlsStream<S> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        TlsStream::write(self, data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        TlsStream::flush(self)
+    }
+}
+
 /// The rustls error inside an I/O error, if that is what it is.
 pub(crate) fn tls_cause(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref())

@@ -59,6 +59,8 @@ pub(crate) struct Cx<'a> {
     pub config: &'a Config,
     /// Built on the first https connection, then shared (sessions resume across it).
     pub tls: &'a mut Option<Arc<rustls::ClientConfig>>,
+    /// The same for https proxies, whose certificates have their own trust settings.
+    pub proxy_tls: &'a mut Option<Arc<rustls::ClientConfig>>,
     pub now: Instant,
     /// The slot's slab key (for its tokens).
     pub key: usize,
@@ -105,8 +107,13 @@ pub(crate) enum Conn {
         link: Link,
         tunnel: Tunnel,
     },
-    /// Connected; the TLS handshake is under way (`link` holds a TLS transport).
-    Handshaking { attempt: Attempt, link: Link },
+    /// Connected; a TLS handshake is under way (`link` holds a TLS transport): with an https
+    /// proxy (`to_proxy`), or with the origin.
+    Handshaking {
+        attempt: Attempt,
+        link: Link,
+        to_proxy: bool,
+    },
     /// A request is being written or its response read.
     Active {
         attempt: Attempt,
@@ -130,7 +137,7 @@ impl Conn {
                 Some(attempt)
             }
             Conn::Proxying { attempt, link, .. }
-            | Conn::Handshaking { attempt, link }
+            | Conn::Handshaking { attempt, link, .. }
             | Conn::Active { attempt, link, .. } => {
                 link.close(cx);
                 Some(attempt)
@@ -361,6 +368,10 @@ impl Slot {
                 "proxy handshake did not finish within the connect timeout of {:?}",
                 knobs.connect_timeout
             ),
+            (_, Conn::Handshaking { to_proxy: true, .. }) => format!(
+                "tls handshake with the proxy did not finish within the connect timeout of {:?}",
+                knobs.connect_timeout
+            ),
             (_, Conn::Handshaking { .. }) => format!(
                 "tls handshake did not finish within the connect timeout of {:?}",
                 knobs.connect_timeout
@@ -385,6 +396,7 @@ impl Slot {
             Conn::Connecting { .. } if self.route.proxy.is_some() => Phase::Proxy,
             Conn::Connecting { .. } => Phase::Connect,
             Conn::Proxying { .. } => Phase::Proxy,
+            Conn::Handshaking { to_proxy: true, .. } => Phase::Proxy,
             Conn::Handshaking { .. } => Phase::Tls,
             Conn::Active {
                 attempt, exchange, ..
@@ -489,7 +501,10 @@ impl Slot {
                     pending: Vec::new(),
                 };
                 match (&self.route.proxy, self.route.origin.https) {
-                    (None, true) => self.start_tls(attempt, link, cx),
+                    (None, true) => self.start_tls(attempt, link, cx, false),
+                    (Some(p), _) if p.kind() == ProxyKind::Https => {
+                        self.start_tls(attempt, link, cx, true)
+                    }
                     (None, false) => self.begin_exchange(attempt, link, cx),
                     (Some(_), false) if self.route.forwards() => {
                         self.begin_exchange(attempt, link, cx)
@@ -536,7 +551,7 @@ impl Slot {
                 attempt.mark(|t, d| t.proxy = d);
                 link.pending = rest;
                 if self.route.origin.https {
-                    self.start_tls(attempt, link, cx)
+                    self.start_tls(attempt, link, cx, false)
                 } else {
                     self.begin_exchange(attempt, link, cx)
                 }
@@ -544,52 +559,72 @@ impl Slot {
         }
     }
 
-    /// Wraps the connected socket in a TLS client and starts the handshake.
-    fn start_tls(&mut self, attempt: Attempt, mut link: Link, cx: &mut Cx<'_>) -> Transition {
-        let config = match cx.tls {
+    /// Starts a TLS session on the link: with the proxy (`to_proxy`, an https proxy), or
+    /// with the origin, directly or inside the proxy's session.
+    fn start_tls(
+        &mut self,
+        attempt: Attempt,
+        mut link: Link,
+        cx: &mut Cx<'_>,
+        to_proxy: bool,
+    ) -> Transition {
+        let phase = if to_proxy { Phase::Proxy } else { Phase::Tls };
+        let (slot, options) = if to_proxy {
+            (&mut *cx.proxy_tls, &cx.config.proxy_tls)
+        } else {
+            (&mut *cx.tls, &cx.config.tls)
+        };
+        let config = match slot {
             Some(c) => Arc::clone(c),
-            None => match client_config(&cx.config.tls) {
-                Ok(c) => Arc::clone(cx.tls.insert(c)),
+            None => match client_config(options) {
+                Ok(c) => Arc::clone(slot.insert(c)),
                 Err(e) => {
-                    let err = Error::new(
-                        ErrorKind::Tls,
-                        Phase::Tls,
-                        "cannot build the tls configuration",
-                    )
-                    .with_source(e);
+                    let msg = "cannot build the tls configuration";
+                    let err = Error::new(ErrorKind::Tls, phase, msg).with_source(e);
                     link.close(cx);
                     return end_with_error(attempt, err, Some(false), false);
                 }
             },
         };
-        let name = match server_name(&self.route.origin.host) {
+        let host = match (&self.route.proxy, to_proxy) {
+            (Some(p), true) => p.host(),
+            _ => &self.route.origin.host,
+        };
+        let name = match server_name(host) {
             Ok(n) => n,
             Err(e) => {
                 link.close(cx);
                 return end_with_error(attempt, e, Some(false), false);
             }
         };
-        let tcp = match link.transport {
-            Transport::Plain(tcp) => tcp,
-            mut tls => {
-                tls.deregister(cx.registry);
+        let early = std::mem::take(&mut link.pending);
+        // Records a proxy passed on with its reply go in before the socket's.
+        let started = match link.transport {
+            Transport::Plain(tcp) => TlsStream::new(tcp, config, name).and_then(|mut t| {
+                t.feed_records(&early).map_err(|e| io_failure(e, phase))?;
+                Ok(Transport::Tls(Box::new(t)))
+            }),
+            Transport::Tls(outer) if !to_proxy => {
+                TlsStream::new(*outer, config, name).and_then(|mut t| {
+                    t.feed_records(&early).map_err(|e| io_failure(e, phase))?;
+                    Ok(Transport::TlsInTls(Box::new(t)))
+                })
+            }
+            mut other => {
+                other.deregister(cx.registry);
                 cx.closed = true;
                 let err = internal("tls over an established tls session");
                 return end_with_error(attempt, err, Some(false), false);
             }
         };
-        match TlsStream::new(tcp, config, name) {
-            Ok(mut tls) => {
-                // Records a proxy passed on with its reply go in before the socket's.
-                let early = std::mem::take(&mut link.pending);
-                if let Err(e) = tls.feed_records(&early) {
-                    let err = io_failure(e, Phase::Tls);
-                    link.transport = Transport::Tls(Box::new(tls));
-                    link.close(cx);
-                    return end_with_error(attempt, err, Some(false), false);
-                }
-                link.transport = Transport::Tls(Box::new(tls));
-                self.conn = Conn::Handshaking { attempt, link };
+        match started {
+            Ok(transport) => {
+                link.transport = transport;
+                self.conn = Conn::Handshaking {
+                    attempt,
+                    link,
+                    to_proxy,
+                };
                 self.on_handshake_event(cx)
             }
             Err(e) => {
@@ -600,31 +635,62 @@ impl Slot {
         }
     }
 
-    /// Advances the TLS handshake; when it completes, the exchange begins.
+    /// Advances the TLS handshake; when it completes, the tunnel (to an https proxy) or
+    /// the exchange begins.
     fn on_handshake_event(&mut self, cx: &mut Cx<'_>) -> Transition {
-        let Conn::Handshaking { link, .. } = &mut self.conn else {
+        let Conn::Handshaking { link, to_proxy, .. } = &mut self.conn else {
             return Transition::Stay;
         };
-        let Transport::Tls(t) = &mut link.transport else {
-            return Transition::Stay;
+        let to_proxy = *to_proxy;
+        let progress = match &mut link.transport {
+            Transport::Tls(t) => t.handshake().map(|done| done.then(|| t.info())),
+            Transport::TlsInTls(t) => t.handshake().map(|done| done.then(|| t.info())),
+            Transport::Plain(_) => return Transition::Stay,
         };
-        match t.handshake() {
-            Ok(false) => Transition::Stay,
-            Ok(true) => {
-                link.tls = Some(t.info());
-                let (mut attempt, link) = match self.take() {
-                    Conn::Handshaking { attempt, link } => (attempt, link),
+        match progress {
+            Ok(None) => Transition::Stay,
+            Ok(Some(info)) => {
+                let (mut attempt, mut link) = match self.take() {
+                    Conn::Handshaking { attempt, link, .. } => (attempt, link),
                     other => return self.put_back(other, "a handshake outside handshaking"),
                 };
-                attempt.mark(|t, d| t.tls = d);
-                self.begin_exchange(attempt, link, cx)
+                if !to_proxy {
+                    link.tls = Some(info);
+                    attempt.mark(|t, d| t.tls = d);
+                    return self.begin_exchange(attempt, link, cx);
+                }
+                if self.route.forwards() {
+                    attempt.mark(|t, d| t.proxy = d);
+                    return self.begin_exchange(attempt, link, cx);
+                }
+                let Some(proxy) = self.route.proxy.clone() else {
+                    return self.begin_exchange(attempt, link, cx);
+                };
+                match Tunnel::open(&proxy, &self.route, self.target, attempt.task(), cx) {
+                    Ok(tunnel) => {
+                        self.conn = Conn::Proxying {
+                            attempt,
+                            link,
+                            tunnel,
+                        };
+                        self.on_tunnel_event(cx)
+                    }
+                    Err(err) => {
+                        link.close(cx);
+                        end_with_error(attempt, err, Some(false), false)
+                    }
+                }
             }
             Err(e) => {
-                let msg = match tls_cause(&e) {
+                let words = match tls_cause(&e) {
                     Some(cause) => tls_words(cause),
                     None => format!("tls handshake failed: {}", io_words(e.kind())),
                 };
-                let err = Error::new(ErrorKind::Tls, Phase::Tls, msg).with_source(e);
+                let (phase, msg) = match (&self.route.proxy, to_proxy) {
+                    (Some(p), true) => (Phase::Proxy, format!("proxy {p}: {words}")),
+                    _ => (Phase::Tls, words),
+                };
+                let err = Error::new(ErrorKind::Tls, phase, msg).with_source(e);
                 self.fail(err, cx)
             }
         }
@@ -1149,7 +1215,7 @@ impl Tunnel {
                 .map_err(|e| bad(e.as_str()))
         };
         match proxy.kind() {
-            ProxyKind::Http => {
+            ProxyKind::Http | ProxyKind::Https => {
                 let mut headers = Headers::new();
                 if let Some(ua) = task.headers.get("user-agent") {
                     headers.append("User-Agent", ua);
@@ -1174,7 +1240,6 @@ impl Tunnel {
                 let auth = proxy.credentials();
                 socks(SocksHandshake::v5(socks_target(), auth))
             }
-            _ => Err(bad("https proxies are not supported yet")),
         }
     }
 

@@ -70,6 +70,8 @@ pub(crate) struct Config {
     pub pool_max_idle: usize,
     pub names: NamesConfig,
     pub tls: TlsOptions,
+    /// Trust settings for https proxies' certificates.
+    pub proxy_tls: TlsOptions,
 }
 
 /// A complete exchange: the final response's head and body, and where and how it came.
@@ -110,6 +112,8 @@ struct Io {
     config: Config,
     /// Built on the first https connection, then shared (sessions resume across it).
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The same for https proxies.
+    proxy_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Io {
@@ -119,6 +123,7 @@ impl Io {
             buf: &mut self.buf,
             config: &self.config,
             tls: &mut self.tls,
+            proxy_tls: &mut self.proxy_tls,
             now,
             key,
             closed: false,
@@ -162,6 +167,7 @@ impl Driver {
                 buf: vec![0; READ_BUF],
                 config,
                 tls: None,
+                proxy_tls: None,
             },
             finished: Vec::new(),
             active: 0,

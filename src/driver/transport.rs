@@ -13,6 +13,8 @@ use crate::tls::TlsStream;
 pub(crate) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// The origin's TLS inside an https proxy's TLS.
+    TlsInTls(Box<TlsStream<TlsStream<TcpStream>>>),
 }
 
 impl Transport {
@@ -20,6 +22,7 @@ impl Transport {
         match self {
             Transport::Plain(s) => s,
             Transport::Tls(t) => &mut t.sock,
+            Transport::TlsInTls(t) => &mut t.sock.sock,
         }
     }
 
@@ -32,6 +35,7 @@ impl Transport {
         match self {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(t) => t.read(buf),
+            Transport::TlsInTls(t) => t.read(buf),
         }
     }
 
@@ -40,6 +44,7 @@ impl Transport {
         match self {
             Transport::Plain(s) => s.write(data),
             Transport::Tls(t) => t.write(data),
+            Transport::TlsInTls(t) => t.write(data),
         }
     }
 
@@ -48,10 +53,16 @@ impl Transport {
         match self {
             Transport::Plain(_) => Ok(()),
             Transport::Tls(t) => t.flush(),
+            // The inner session's records go into the outer one, whose records may still
+            // wait for the socket: both are flushed.
+            Transport::TlsInTls(t) => {
+                t.flush()?;
+                t.sock.flush()
+            }
         }
     }
 
     pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(_))
+        !matches!(self, Transport::Plain(_))
     }
 }

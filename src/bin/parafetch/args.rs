@@ -203,6 +203,14 @@ pub struct FetchArgs {
         conflicts_with = "proxy"
     )]
     pub proxy_list: Option<PathBuf>,
+    /// Trust the PEM certificates in FILE for https:// proxies instead of the built-in
+    /// roots (--cacert is for origins only).
+    #[arg(long, value_name = "FILE", help_heading = "Proxy")]
+    pub proxy_cacert: Option<PathBuf>,
+    /// Accept any certificate from an https:// proxy (dangerous: a warning is printed).
+    /// -k does not cover proxies.
+    #[arg(long, help_heading = "Proxy")]
+    pub proxy_insecure: bool,
 
     /// Write one JSON object per finished URL to stdout, in completion order.
     #[arg(long, help_heading = "Output")]

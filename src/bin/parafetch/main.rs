@@ -267,6 +267,22 @@ fn proxies(mut b: Builder, args: &FetchArgs) -> Result<Builder, Usage> {
     if let Some(list) = &args.noproxy {
         b = b.no_proxy(list);
     }
+    if let Some(path) = &args.proxy_cacert {
+        let pem = std::fs::read(path).map_err(|e| {
+            Usage(format!(
+                "cannot read --proxy-cacert {}: {e}",
+                path.display()
+            ))
+        })?;
+        b = b.proxy_roots_pem(&pem).proxy_default_roots(false);
+    }
+    if args.proxy_insecure {
+        eprintln!(
+            "parafetch: warning: --proxy-insecure: proxy certificates are not checked; anyone \
+             on the path to the proxy can read and change the traffic"
+        );
+        b = b.proxy_danger_accept_invalid_certs(true);
+    }
     Ok(b)
 }
 
