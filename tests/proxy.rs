@@ -553,3 +553,60 @@ fn bytes_that_come_with_a_proxy_reply_are_the_tunnels_not_lost() {
     assert_eq!((r.status, &r.body[..]), (200, &b"early"[..]));
     assert_eq!(proxy.socks_requests().len(), 1);
 }
+
+#[test]
+fn an_https_proxy_is_verified_like_an_origin_and_carries_both_schemes() {
+    let Some(ng) = origin() else { return };
+    let good = &pki().good;
+    let Some(squid) = Squid::start_https(&good.chain_pem, &good.key_pem) else {
+        return;
+    };
+    let proxy = format!("https://localhost:{}", squid.addr().port());
+    // Trusted through proxy_roots_pem: http:// forwarded over TLS, https:// as TLS in TLS.
+    let b = || {
+        trusting()
+            .max_in_flight(1)
+            .proxy(&proxy)
+            .proxy_default_roots(false)
+            .proxy_roots_pem(pki().ca_pem.as_bytes())
+    };
+    for (url, r) in b().fetch_all(both_schemes(&ng)) {
+        let r = r.unwrap_or_else(|e| panic!("{url}: {e:#}"));
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (200, &b"through the tunnel"[..]),
+            "{url}"
+        );
+        assert_eq!(
+            r.tls.is_some(),
+            url.starts_with("https"),
+            "{url}: the origin's tls"
+        );
+    }
+    // The origin's trust does not cover the proxy, nor -k: the proxy's own switch does.
+    let origin_only = trusting().proxy(&proxy).proxy_default_roots(false);
+    let e = one(origin_only, ng.url("/f.txt").as_str()).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.phase()),
+        (ErrorKind::Tls, Phase::Proxy),
+        "{e:#}"
+    );
+    let k = trusting()
+        .proxy(&proxy)
+        .proxy_default_roots(false)
+        .danger_accept_invalid_certs(true);
+    assert_eq!(
+        one(k, ng.url("/f.txt").as_str()).unwrap_err().phase(),
+        Phase::Proxy
+    );
+    let insecure = trusting()
+        .proxy(&proxy)
+        .proxy_default_roots(false)
+        .proxy_danger_accept_invalid_certs(true);
+    assert_eq!(
+        one(insecure, https_url(&ng, "/f.txt").as_str())
+            .unwrap()
+            .status,
+        200
+    );
+}

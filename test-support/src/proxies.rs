@@ -365,7 +365,19 @@ impl Squid {
             None => None,
         };
         start_with(&tools::SQUID, |bin| {
-            Squid::launch(bin, auth.clone(), helper.clone())
+            Squid::launch(bin, auth.clone(), helper.clone(), None)
+        })
+    }
+
+    /// Starts squid as an https proxy: clients speak TLS to it (`chain_pem` and `key_pem`
+    /// are its certificate and key), then HTTP or CONNECT inside. No credentials.
+    ///
+    /// # Panics
+    /// When it cannot be started while `CI` is set.
+    pub fn start_https(chain_pem: &str, key_pem: &str) -> Option<Squid> {
+        let tls = (chain_pem.to_owned(), key_pem.to_owned());
+        start_with(&tools::SQUID, |bin| {
+            Squid::launch(bin, None, None, Some(tls.clone()))
         })
     }
 
@@ -373,6 +385,7 @@ impl Squid {
         bin: &Path,
         auth: Option<(String, String)>,
         helper: Option<(PathBuf, PathBuf)>,
+        tls: Option<(String, String)>,
     ) -> Result<Squid, Failure> {
         let dir = temp_dir("squid")?;
         // squid started as root drops to its cache_effective_user (Debian: proxy), which
@@ -381,8 +394,24 @@ impl Squid {
             .map_err(|e| format!("squid: chmod its temp dir: {e}"))?;
         let port = free_port();
         let d = dir.display();
+        let listen = match &tls {
+            Some((chain, key)) => {
+                let write = |name: &str, pem: &str| {
+                    let path = dir.join(name);
+                    std::fs::write(&path, pem)
+                        .and_then(|()| {
+                            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                        })
+                        .map_err(|e| format!("squid: write its {name}: {e}"))
+                };
+                write("cert.pem", chain)?;
+                write("key.pem", key)?;
+                format!("https_port 127.0.0.1:{port} tls-cert={d}/cert.pem tls-key={d}/key.pem")
+            }
+            None => format!("http_port 127.0.0.1:{port}"),
+        };
         let mut conf = format!(
-            "http_port 127.0.0.1:{port}\n\
+            "{listen}\n\
              pid_filename {d}/squid.pid\ncache_log {d}/cache.log\n\
              access_log stdio:{d}/access.log\ncache_store_log none\ncoredump_dir {d}\n\
              netdb_filename none\npinger_enable off\nicp_port 0\nhtcp_port 0\n\
@@ -415,7 +444,8 @@ impl Squid {
         std::fs::write(&conf_path, conf).map_err(|e| format!("squid: write config: {e}"))?;
         let args = ["-N".into(), "-f".into(), conf_path.into_os_string()];
         let log = Some(dir.join("cache.log"));
-        Running::spawn("squid", "http", bin, &args, dir, log, port, auth).map(Squid)
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        Running::spawn("squid", scheme, bin, &args, dir, log, port, auth).map(Squid)
     }
 }
 
