@@ -26,15 +26,25 @@ impl Tally {
 /// parafetch: one `Fetcher`, callbacks counting, each body streamed to a counting sink.
 /// The idle pool is sized to `n` so no finished connection is dropped for lack of room
 /// (its default keeps 32 per host).
-pub fn parafetch(url: &str, n: usize, count: usize, keep_alive: bool) -> Tally {
+pub fn parafetch(
+    url: &str,
+    n: usize,
+    count: usize,
+    keep_alive: bool,
+    proxy: Option<&str>,
+) -> Tally {
     use parafetch::{Done, Fetcher, Queue, Request};
     let tally = Rc::new(std::cell::RefCell::new(Tally::default()));
     let bytes = Rc::new(Cell::new(0u64));
-    let mut fetcher: Fetcher<()> = Fetcher::builder()
+    let mut builder = Fetcher::builder()
         .max_in_flight(n)
         .keep_alive(keep_alive)
         .pool_max_idle(n.max(32), n.max(1024))
-        .build();
+        .proxy_from_env(false);
+    if let Some(p) = proxy {
+        builder = builder.proxy(p);
+    }
+    let mut fetcher: Fetcher<()> = builder.build();
     for _ in 0..count {
         let b = bytes.clone();
         let request = Request::get(url).on_body(move |data| {
@@ -66,7 +76,13 @@ pub fn parafetch(url: &str, n: usize, count: usize, keep_alive: bool) -> Tally {
 /// next request, so curl keeps its connection for reuse. The loop is `perform`, read
 /// messages, `wait` (curl_multi_wait). `Connection: close` mode sends the header and sets
 /// `forbid_reuse`.
-pub fn curl_multi(url: &str, n: usize, count: usize, keep_alive: bool) -> Tally {
+pub fn curl_multi(
+    url: &str,
+    n: usize,
+    count: usize,
+    keep_alive: bool,
+    proxy: Option<&str>,
+) -> Tally {
     use curl::easy::{Easy2, Handler, HttpVersion, List, WriteError};
     use curl::multi::{Easy2Handle, Multi};
     use std::time::Duration;
@@ -92,6 +108,8 @@ pub fn curl_multi(url: &str, n: usize, count: usize, keep_alive: bool) -> Tally 
         easy.http_version(HttpVersion::V11).expect("http/1.1");
         easy.signal(false).expect("nosignal");
         easy.tcp_nodelay(true).expect("nodelay");
+        // An explicit proxy, or none (libcurl would otherwise read http_proxy).
+        easy.proxy(proxy.unwrap_or("")).expect("proxy");
         if !keep_alive {
             easy.forbid_reuse(true).expect("forbid reuse");
             let mut list = List::new();
@@ -148,7 +166,7 @@ pub fn curl_multi(url: &str, n: usize, count: usize, keep_alive: bool) -> Tally 
 /// reqwest on a current-thread tokio runtime: `buffer_unordered(n)` over the requests, each
 /// body read chunk by chunk and counted. Keep-alive keeps up to `n` idle connections;
 /// `Connection: close` mode sends the header and keeps none.
-pub fn reqwest(url: &str, n: usize, count: usize, keep_alive: bool) -> Tally {
+pub fn reqwest(url: &str, n: usize, count: usize, keep_alive: bool, proxy: Option<&str>) -> Tally {
     use futures_util::StreamExt;
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -160,6 +178,9 @@ pub fn reqwest(url: &str, n: usize, count: usize, keep_alive: bool) -> Tally {
             .tcp_nodelay(true)
             .no_proxy()
             .pool_max_idle_per_host(if keep_alive { n } else { 0 });
+        if let Some(p) = proxy {
+            builder = builder.proxy(reqwest::Proxy::all(p).expect("proxy url"));
+        }
         if !keep_alive {
             let mut headers = reqwest::header::HeaderMap::new();
             headers.insert(

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use parafetch_test_support::bench_server::{Server, bench_files};
 use parafetch_test_support::nginx::Nginx;
 use parafetch_test_support::process::{cpu_time, proc_status_kb, raise_nofile};
+use parafetch_test_support::proxies::Tinyproxy;
 
 const CLIENTS: [&str; 3] = ["parafetch", "curl_multi", "reqwest"];
 const NOFILE: u64 = 65536;
@@ -39,8 +40,10 @@ fn main() {
 /// `--child CLIENT URL N COUNT keepalive|close`: runs one client once and prints one line
 /// of `key=value` results.
 fn child(args: &[String]) {
-    let [client, url, n, count, mode] = args else {
-        panic!("usage: --child CLIENT URL N COUNT keepalive|close");
+    let (client, url, n, count, mode, proxy) = match args {
+        [client, url, n, count, mode] => (client, url, n, count, mode, None),
+        [client, url, n, count, mode, proxy] => (client, url, n, count, mode, Some(proxy.as_str())),
+        _ => panic!("usage: --child CLIENT URL N COUNT keepalive|close [PROXY]"),
     };
     let n: usize = n.parse().expect("N");
     let count: usize = count.parse().expect("COUNT");
@@ -48,9 +51,9 @@ fn child(args: &[String]) {
     raise_nofile(NOFILE);
     let start = Instant::now();
     let tally = match client.as_str() {
-        "parafetch" => clients::parafetch(url, n, count, keep_alive),
-        "curl_multi" => clients::curl_multi(url, n, count, keep_alive),
-        "reqwest" => clients::reqwest(url, n, count, keep_alive),
+        "parafetch" => clients::parafetch(url, n, count, keep_alive, proxy),
+        "curl_multi" => clients::curl_multi(url, n, count, keep_alive, proxy),
+        "reqwest" => clients::reqwest(url, n, count, keep_alive, proxy),
         other => panic!("unknown client {other}"),
     };
     let elapsed = start.elapsed();
@@ -139,6 +142,8 @@ struct CellSpec {
     n: usize,
     count: usize,
     keep_alive: bool,
+    /// Through the harness's tinyproxy.
+    proxied: bool,
 }
 
 fn cells(flags: &Flags) -> Vec<CellSpec> {
@@ -162,6 +167,7 @@ fn cells(flags: &Flags) -> Vec<CellSpec> {
                     n,
                     count: scaled(count),
                     keep_alive,
+                    proxied: false,
                 });
             }
         }
@@ -174,6 +180,18 @@ fn cells(flags: &Flags) -> Vec<CellSpec> {
         n: 20,
         count: 200,
         keep_alive: true,
+        proxied: false,
+    });
+    // Through one tinyproxy (which closes each client connection after its response): the
+    // client's CPU per request with a proxy handshake-free forward in between.
+    v.push(CellSpec {
+        name: "via tinyproxy 1 KiB N=20".into(),
+        target: Target::Files,
+        path: "/1k",
+        n: 20,
+        count: scaled(4_000),
+        keep_alive: true,
+        proxied: true,
     });
     if flags.c10k > 0 {
         v.push(CellSpec {
@@ -183,6 +201,7 @@ fn cells(flags: &Flags) -> Vec<CellSpec> {
             n: flags.c10k,
             count: flags.c10k,
             keep_alive: true,
+            proxied: false,
         });
     }
     if !flags.only.is_empty() {
@@ -243,7 +262,13 @@ impl Served<'_> {
     }
 }
 
-fn run_child(client: &str, url: &str, cell: &CellSpec, served: &Served) -> Sample {
+fn run_child(
+    client: &str,
+    url: &str,
+    cell: &CellSpec,
+    served: &Served,
+    proxy: Option<&str>,
+) -> Sample {
     let before = served.accepts();
     let out = Command::new(std::env::current_exe().expect("current exe"))
         .arg("--child")
@@ -255,6 +280,7 @@ fn run_child(client: &str, url: &str, cell: &CellSpec, served: &Served) -> Sampl
         } else {
             "close"
         })
+        .args(proxy)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -328,7 +354,18 @@ fn orchestrate(flags: Flags) {
         ),
         None => "the built-in server (nginx not found or --builtin)".to_owned(),
     };
-    let specs = cells(&flags);
+    let mut specs = cells(&flags);
+    // The proxied cell needs tinyproxy (Debian's package); without it the cell is left out.
+    let tinyproxy = if specs.iter().any(|s| s.proxied) {
+        Tinyproxy::start(None)
+    } else {
+        None
+    };
+    if tinyproxy.is_none() && specs.iter().any(|s| s.proxied) {
+        eprintln!("tinyproxy not found: the proxied cell is left out");
+        specs.retain(|s| !s.proxied);
+    }
+    let proxy_url = tinyproxy.as_ref().map(|t| t.url());
     let mut hold_servers: Vec<(Duration, Server)> = Vec::new();
     for spec in &specs {
         if let Target::Hold(d) = spec.target
@@ -363,7 +400,8 @@ fn orchestrate(flags: Flags) {
         let mut samples = vec![Vec::new(); flags.clients.len()];
         for _ in 0..flags.runs {
             for (i, client) in flags.clients.iter().enumerate() {
-                samples[i].push(run_child(client, &url, &spec, &served));
+                let proxy = proxy_url.as_deref().filter(|_| spec.proxied);
+                samples[i].push(run_child(client, &url, &spec, &served, proxy));
                 eprint!(".");
             }
         }
