@@ -222,7 +222,8 @@ enum Parsed {
 ///
 /// Each message is sent only after the reply to the one before (no pipelining: some
 /// proxies drop bytes that come early). Credentials are never printed by `Debug`, and the
-/// buffers that held them are zeroed once written.
+/// buffers that held them are overwritten once written (best effort: a copy the allocator
+/// made while a buffer grew is beyond reach).
 ///
 /// # Examples
 /// SOCKS5 without authentication, to a name the proxy resolves (`socks5h`), with the
@@ -395,8 +396,7 @@ impl SocksHandshake {
         self.sent += n;
         if self.sent == self.out.len() {
             // The bytes may hold a password: don't leave them in memory.
-            self.out.fill(0);
-            self.out.clear();
+            wipe(&mut self.out);
             self.sent = 0;
         }
     }
@@ -467,8 +467,7 @@ impl SocksHandshake {
     fn fail(&mut self, e: SocksError) {
         self.stage = Stage::Failed(e);
         for buf in [&mut self.out, &mut self.auth, &mut self.request] {
-            buf.fill(0);
-            buf.clear();
+            wipe(buf);
         }
         self.sent = 0;
     }
@@ -476,8 +475,7 @@ impl SocksHandshake {
     /// Queues `bytes` (the next message) and forgets them.
     fn queue(out: &mut Vec<u8>, bytes: &mut Vec<u8>) {
         out.extend_from_slice(bytes);
-        bytes.fill(0);
-        *bytes = Vec::new();
+        wipe(bytes);
     }
 
     /// Looks at the reply bytes gathered so far: how many the reply needs, or what it
@@ -495,8 +493,7 @@ impl SocksHandshake {
                 }
                 match method {
                     NO_AUTH => {
-                        self.auth.fill(0);
-                        self.auth = Vec::new();
+                        wipe(&mut self.auth);
                         Self::queue(&mut self.out, &mut self.request);
                         self.stage = Stage::Reply5;
                     }
@@ -596,6 +593,22 @@ impl SocksHandshake {
             }
         }
     }
+}
+
+/// A handshake dropped midway may still hold the credentials.
+impl Drop for SocksHandshake {
+    fn drop(&mut self) {
+        wipe(&mut self.out);
+        wipe(&mut self.auth);
+    }
+}
+
+/// Overwrites `buf` with zeros and empties it (keeping the allocation, so the zeros are
+/// not a dead store before a free that the optimiser may drop).
+fn wipe(buf: &mut Vec<u8>) {
+    buf.fill(0);
+    std::hint::black_box(&mut buf[..]);
+    buf.clear();
 }
 
 /// A target name must be non-empty, and SOCKS4a ends it with NUL, so it cannot hold one.
