@@ -206,7 +206,8 @@ impl Error {
             ProtoError::TruncatedHead | ProtoError::TruncatedBody => ErrorKind::Truncated,
             ProtoError::InvalidMethod
             | ProtoError::InvalidHeaderName
-            | ProtoError::InvalidHeaderValue => ErrorKind::InvalidRequest,
+            | ProtoError::InvalidHeaderValue
+            | ProtoError::InvalidConnectTarget => ErrorKind::InvalidRequest,
             _ => ErrorKind::Malformed,
         };
         let mut e = Error::new(kind, phase, err.as_str());

@@ -318,7 +318,8 @@ impl SocksHandshake {
     /// The caller's: [`SocksError::TargetNameTooLong`] (over 255 bytes),
     /// [`SocksError::InvalidTargetName`] (empty or holding NUL),
     /// [`SocksError::CredentialsTooLong`] (over 255 bytes),
-    /// [`SocksError::InvalidCredentials`] (empty).
+    /// [`SocksError::InvalidCredentials`] (an empty user name; an empty password is sent
+    /// as is, as curl does).
     pub fn v5(target: SocksTarget, auth: Option<(&str, &str)>) -> Result<Self, SocksError> {
         let mut request = vec![V5, CONNECT, 0];
         let port = match &target {
@@ -345,10 +346,12 @@ impl SocksHandshake {
             None => (vec![V5, 1, NO_AUTH], Vec::new()),
             Some((user, pass)) => {
                 let mut auth = vec![AUTH_V1];
+                // RFC 1929 asks for 1 to 255 bytes each; an empty password is sent as PLEN 0,
+                // as curl does (`socks5://user@proxy`), and the proxy decides.
+                if user.is_empty() {
+                    return Err(SocksError::InvalidCredentials);
+                }
                 for part in [user, pass] {
-                    if part.is_empty() {
-                        return Err(SocksError::InvalidCredentials);
-                    }
                     let len =
                         u8::try_from(part.len()).map_err(|_| SocksError::CredentialsTooLong)?;
                     auth.push(len);
@@ -1010,10 +1013,6 @@ mod tests {
             ),
             (
                 SocksHandshake::v5(name("h", 1), Some(("", "p"))).err(),
-                SocksError::InvalidCredentials,
-            ),
-            (
-                SocksHandshake::v5(name("h", 1), Some(("u", ""))).err(),
                 SocksError::InvalidCredentials,
             ),
             (
