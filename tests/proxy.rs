@@ -219,12 +219,13 @@ fn https_url(ng: &Nginx, path: &str) -> String {
     format!("https://localhost:{port}{path}")
 }
 
-/// Fetches `urls` through `proxy` (one at a time, so keep-alive is exercised) and checks
-/// every body.
-fn through(proxy: &str, urls: &[String]) {
+/// Fetches `urls` through `proxy` (one at a time, so keep-alive is exercised), checks every
+/// body, and says which responses came on a reused connection.
+fn through(proxy: &str, urls: &[String]) -> Vec<bool> {
     let b = trusting().max_in_flight(1).proxy(proxy);
     let got: Vec<_> = b.fetch_all(urls.to_vec()).collect();
     assert_eq!(got.len(), urls.len());
+    let mut reused = Vec::new();
     for (url, r) in got {
         let r = r.unwrap_or_else(|e| panic!("{url} via {proxy}: {e:#}"));
         assert_eq!(
@@ -233,7 +234,9 @@ fn through(proxy: &str, urls: &[String]) {
             "{url}"
         );
         assert!(r.proxy.is_some(), "{url}: the response names its proxy");
+        reused.push(r.reused_connection);
     }
+    reused
 }
 
 fn both_schemes(ng: &Nginx) -> Vec<String> {
@@ -277,7 +280,14 @@ fn squid_forwards_http_and_tunnels_https_with_and_without_credentials() {
     let Some(open) = Squid::start(None) else {
         return;
     };
-    through(&open.url(), &both_schemes(&ng));
+    // squid keeps connections alive: the second http:// request rides the first's
+    // connection to the proxy, the second https:// one the first's tunnel.
+    let reused = through(&open.url(), &both_schemes(&ng));
+    assert_eq!(
+        reused,
+        [false, true, false, true],
+        "keep-alive through the proxy"
+    );
     let Some(guarded) = Squid::start(Some(("bob", "pa55word"))) else {
         return;
     };
@@ -608,5 +618,33 @@ fn an_https_proxy_is_verified_like_an_origin_and_carries_both_schemes() {
             .unwrap()
             .status,
         200
+    );
+}
+
+#[test]
+fn redirects_keep_the_proxy_and_its_credentials_stay_on_the_proxy_hop() {
+    let proxy = TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|req, c| {
+            if req.target == "http://first.test/" {
+                c.respond(302, &[("Location", "http://second.test/next")], b"")
+            } else {
+                c.respond(200, &[], b"arrived")
+            }
+        })
+    });
+    let b = Fetcher::builder()
+        .proxy(&format!("http://u:p@{}", proxy.addr()))
+        .follow_redirects(true);
+    let r = one(b, "http://first.test/").unwrap();
+    assert_eq!(
+        (r.status, &r.body[..], r.redirects),
+        (200, &b"arrived"[..], 1)
+    );
+    let seen = proxy.requests();
+    let targets: Vec<&str> = seen.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets, ["http://first.test/", "http://second.test/next"]);
+    assert!(
+        seen.iter()
+            .all(|r| r.header("proxy-authorization").is_some())
     );
 }
