@@ -176,6 +176,7 @@ impl Engine {
             replayed: false,
             proxy,
             proxy_fixed,
+            tunnel: self.opts.proxy.tunnel,
         })
     }
 

@@ -106,6 +106,8 @@ pub(crate) struct ProxyOptions {
     pub from_env: bool,
     /// Trust settings for https proxies' certificates (as strict as origins' by default).
     pub tls: TlsOptions,
+    /// Tunnel `http://` URLs through HTTP proxies with CONNECT too.
+    pub tunnel: bool,
 }
 
 impl Default for ProxyOptions {
@@ -115,6 +117,7 @@ impl Default for ProxyOptions {
             no_proxy: None,
             from_env: true,
             tls: TlsOptions::default(),
+            tunnel: false,
         }
     }
 }
@@ -526,6 +529,14 @@ impl Builder {
     /// for all. Replaces the environment's `NO_PROXY`.
     pub fn no_proxy(mut self, hosts: &str) -> Self {
         self.opts.proxy.no_proxy = Some(NoProxy::parse(hosts));
+        self
+    }
+
+    /// Whether `http://` URLs go through an HTTP proxy's CONNECT tunnel as `https://` ones
+    /// do, instead of being forwarded in absolute form (default off; curl's `-p`): the proxy
+    /// then sees only the host and port, never the request.
+    pub fn proxy_tunnel(mut self, on: bool) -> Self {
+        self.opts.proxy.tunnel = on;
         self
     }
 

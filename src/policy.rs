@@ -290,6 +290,7 @@ mod tests {
             replayed: false,
             proxy: None,
             proxy_fixed: false,
+            tunnel: false,
         }
     }
 

@@ -54,6 +54,9 @@ pub(crate) struct Task {
     pub proxy: Option<Arc<Proxy>>,
     /// The request chose its proxy itself: redirects keep it as it is.
     pub proxy_fixed: bool,
+    /// `http://` URLs through an HTTP proxy go through a CONNECT tunnel too, rather than
+    /// being forwarded (curl's `-p`).
+    pub tunnel: bool,
 }
 
 /// Where a connection goes: connections are pooled and reused per origin.
@@ -71,6 +74,8 @@ pub(crate) struct Origin {
 pub(crate) struct Route {
     pub origin: Origin,
     pub proxy: Option<Arc<Proxy>>,
+    /// The proxy forwards requests in absolute form (no tunnel).
+    forwarded: bool,
 }
 
 impl Route {
@@ -79,7 +84,7 @@ impl Route {
     /// origin is left blank.
     pub(crate) fn of(task: &Task) -> Route {
         let origin = Origin::of(&task.url);
-        let forwarded = forwarded(&origin, task.proxy.as_deref());
+        let forwarded = !task.tunnel && forwarded(&origin, task.proxy.as_deref());
         Route {
             origin: if forwarded {
                 Origin {
@@ -91,6 +96,17 @@ impl Route {
                 origin
             },
             proxy: task.proxy.clone(),
+            forwarded,
+        }
+    }
+
+    /// A route without a proxy.
+    #[cfg(test)]
+    pub(crate) fn direct(origin: Origin) -> Route {
+        Route {
+            origin,
+            proxy: None,
+            forwarded: false,
         }
     }
 
@@ -119,7 +135,7 @@ impl Route {
     /// Whether requests go to an HTTP proxy in absolute form (an `http://` URL through a
     /// plain HTTP proxy): the proxy, not the origin, reads the request head.
     pub(crate) fn forwards(&self) -> bool {
-        forwarded(&self.origin, self.proxy.as_deref())
+        self.forwarded
     }
 }
 

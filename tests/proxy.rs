@@ -648,3 +648,20 @@ fn redirects_keep_the_proxy_and_its_credentials_stay_on_the_proxy_hop() {
             .all(|r| r.header("proxy-authorization").is_some())
     );
 }
+
+#[test]
+fn proxy_tunnel_sends_http_urls_through_connect_too() {
+    let origin = TestServer::start(ok_body(b"tunnelled"));
+    let proxy = FakeProxy::start(fake_proxy::http_proxy(origin.addr(), Some(("u", "p"))));
+    let b = trusting()
+        .proxy(&proxy.url_with_credentials("http", "u", "p"))
+        .proxy_tunnel(true);
+    let r = one(b, origin.url("/plain")).unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &b"tunnelled"[..]));
+    let seen = proxy.http_requests();
+    assert_eq!(seen[0].method, "CONNECT");
+    assert_eq!(seen[0].target, origin.addr().to_string());
+    let at_origin = &origin.requests()[0];
+    assert_eq!(at_origin.target, "/plain", "origin form inside the tunnel");
+    assert_eq!(at_origin.header("proxy-authorization"), None);
+}

@@ -83,14 +83,11 @@ mod tests {
     use super::*;
 
     fn origin(host: &str) -> Route {
-        Route {
-            origin: crate::task::Origin {
-                https: false,
-                host: host.to_owned(),
-                port: 80,
-            },
-            proxy: None,
-        }
+        Route::direct(crate::task::Origin {
+            https: false,
+            host: host.to_owned(),
+            port: 80,
+        })
     }
 
     #[test]

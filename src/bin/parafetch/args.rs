@@ -203,6 +203,10 @@ pub struct FetchArgs {
         conflicts_with = "proxy"
     )]
     pub proxy_list: Option<PathBuf>,
+    /// Tunnel http:// URLs through an HTTP proxy with CONNECT too, instead of forwarding
+    /// them (the proxy then sees only host and port).
+    #[arg(short = 'p', long, help_heading = "Proxy")]
+    pub proxytunnel: bool,
     /// Trust the PEM certificates in FILE for https:// proxies instead of the built-in
     /// roots (--cacert is for origins only).
     #[arg(long, value_name = "FILE", help_heading = "Proxy")]

@@ -267,6 +267,7 @@ fn proxies(mut b: Builder, args: &FetchArgs) -> Result<Builder, Usage> {
     if let Some(list) = &args.noproxy {
         b = b.no_proxy(list);
     }
+    b = b.proxy_tunnel(args.proxytunnel);
     if let Some(path) = &args.proxy_cacert {
         let pem = std::fs::read(path).map_err(|e| {
             Usage(format!(
