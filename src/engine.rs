@@ -29,7 +29,7 @@ use crate::proto::validate;
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::request::{Request, RequestProxy, check_url};
 use crate::response::Response;
-use crate::task::{Origin, Route, Task};
+use crate::task::{Origin, Task};
 
 #[derive(Default)]
 struct Host {
@@ -185,9 +185,7 @@ impl Engine {
         if self.proxies.is_direct() {
             return Ok(None);
         }
-        let turn = self.proxy_turn.get();
-        self.proxy_turn.set(turn.wrapping_add(1));
-        self.proxies.pick(url, turn)
+        self.proxies.pick(url, &self.proxy_turn)
     }
 
     /// Queues an accepted task and starts what the caps allow.
@@ -392,7 +390,7 @@ impl Engine {
             }
             return;
         }
-        if status == 407 && Route::of(&task).forwards() {
+        if policy::is_proxy_refusal(&task, status) {
             // The proxy answered, not the origin: its refusal is the proxy's error.
             let error = proxy_refusal(&task, status, &ex.head.reason, ex.reused);
             return self.done.push_back((task.id, Err(error)));

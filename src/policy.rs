@@ -133,6 +133,13 @@ pub(crate) fn is_redirect_status(status: u16) -> bool {
 pub(crate) fn is_intermediate(task: &Task, status: u16, headers: &Headers) -> bool {
     follows_redirect(task, status, headers)
         || (retries_status(task, status) && task.attempts <= task.knobs.retries)
+        || is_proxy_refusal(task, status)
+}
+
+/// Whether a response is a forwarding proxy's 407: the proxy's refusal, an error, never the
+/// origin's response (its body is not the caller's).
+pub(crate) fn is_proxy_refusal(task: &Task, status: u16) -> bool {
+    status == 407 && crate::task::Route::of(task).forwards()
 }
 
 /// Whether a response with this status and head is a redirect this task follows.

@@ -7,6 +7,7 @@
 //! text form except as the `Proxy-Authorization` value and the SOCKS handshake's fields:
 //! `Debug` and `Display` print `***` in their place.
 
+use std::cell::Cell;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -200,16 +201,22 @@ impl fmt::Debug for Proxy {
 }
 
 /// A proxy URL as text with any password replaced by `***`, for error messages.
+///
+/// Cuts at the *last* `@` anywhere in the text: a password holding an unencoded `/`, `?`
+/// or `#` would otherwise end the userinfo early (the URL does not parse as its writer
+/// meant, and the error would quote the password).
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..end].rfind('@') else {
-        return url.to_owned();
+    let user = rest[..at].split([':', '/', '?', '#']).next().unwrap_or("");
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
     };
-    let user = rest[..at].split(':').next().unwrap_or("");
-    format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+    format!("{scheme}{user}:***@{}", &rest[at + 1..])
 }
 
 fn percent_encoding_decode(s: &str) -> Option<String> {
@@ -280,18 +287,20 @@ impl NoProxy {
             if entry.is_empty() {
                 continue;
             }
-            if entry == "*" {
+            // curl honours `*` only as the whole value; inside a list it is no wildcard.
+            if entry == "*" && list.trim() == "*" {
                 n.all = true;
                 continue;
             }
-            let entry = entry.trim_start_matches('[').trim_end_matches(']');
             if let Some((ip, bits)) = entry.split_once('/') {
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
                 if let (Ok(ip), Ok(bits)) = (ip.parse::<IpAddr>(), bits.parse::<u8>()) {
                     let max = if ip.is_ipv4() { 32 } else { 128 };
                     n.nets.push((ip, bits.min(max)));
                 }
                 continue;
             }
+            let entry = entry.trim_start_matches('[').trim_end_matches(']');
             if let Ok(ip) = entry.parse::<IpAddr>() {
                 let bits = if ip.is_ipv4() { 32 } else { 128 };
                 n.nets.push((ip, bits));
@@ -406,7 +415,7 @@ impl ProxyConfig {
     ///
     /// # Errors
     /// A malformed proxy from the environment, kind `proxy`.
-    pub(crate) fn pick(&self, url: &Url, turn: u64) -> Result<Option<Arc<Proxy>>, Error> {
+    pub(crate) fn pick(&self, url: &Url, turn: &Cell<u64>) -> Result<Option<Arc<Proxy>>, Error> {
         let host = url.host_str().unwrap_or("");
         if self.no_proxy.matches(host) {
             return Ok(None);
@@ -416,7 +425,11 @@ impl ProxyConfig {
             ProxyRule::One(p) => Ok(Some(Arc::clone(p))),
             ProxyRule::List(list, _) if list.is_empty() => Ok(None),
             ProxyRule::List(list, Rotation::RoundRobin) => {
-                Ok(Some(Arc::clone(&list[(turn % list.len() as u64) as usize])))
+                // Only requests that take a list entry advance the turn, so hosts reached
+                // directly do not skew the rotation.
+                let t = turn.get();
+                turn.set(t.wrapping_add(1));
+                Ok(Some(Arc::clone(&list[(t % list.len() as u64) as usize])))
             }
             ProxyRule::List(list, Rotation::StickyPerHost) => {
                 let i = fnv1a(host.to_ascii_lowercase().as_bytes()) % list.len() as u64;
@@ -509,6 +522,23 @@ mod tests {
     }
 
     #[test]
+    fn a_password_that_breaks_the_url_is_never_quoted() {
+        for bad in [
+            "http://user:pa/ss@proxy:3128",
+            "user:s?cr#t@proxy:1",
+            "socks5://u:a@b/c@h:1",
+        ] {
+            let shown = match Proxy::parse(bad) {
+                Err(e) => format!("{e:#} {e:?}"),
+                Ok(p) => format!("{p} {p:?}"),
+            };
+            for secret in ["pa/ss", "s?cr#t", "a@b/c"] {
+                assert!(!shown.contains(secret), "{bad}: {shown}");
+            }
+        }
+    }
+
+    #[test]
     fn base64_matches_rfc_4648_vectors() {
         for (i, o) in [
             ("", ""),
@@ -552,6 +582,11 @@ mod tests {
             assert!(!n.matches(no), "{no}");
         }
         assert!(NoProxy::parse("*").matches("anything"));
+        assert!(
+            !NoProxy::parse("*, example.com").matches("anything"),
+            "only a lone *"
+        );
+        assert!(NoProxy::parse("[fd00::]/8").matches("[fd12::1]"));
         assert!(!NoProxy::parse("").matches("anything"));
     }
 
@@ -564,7 +599,7 @@ mod tests {
     }
 
     fn picked(c: &ProxyConfig, url: &str) -> Option<String> {
-        c.pick(&Url::parse(url).unwrap(), 0)
+        c.pick(&Url::parse(url).unwrap(), &Cell::new(0))
             .unwrap()
             .map(|p| p.to_string())
     }
@@ -589,7 +624,9 @@ mod tests {
         assert_eq!(picked(&c, "http://x/").as_deref(), Some("http://h:1"));
         assert_eq!(picked(&c, "https://x/"), None, "empty is unset");
         let c = env(&[("https_proxy", "gopher://nope")]);
-        let e = c.pick(&Url::parse("https://x/").unwrap(), 0).unwrap_err();
+        let e = c
+            .pick(&Url::parse("https://x/").unwrap(), &Cell::new(0))
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Proxy);
         assert!(e.message().contains("https_proxy"), "{e}");
         assert!(env(&[]).is_direct());
@@ -607,18 +644,24 @@ mod tests {
         };
         let url = Url::parse("http://x/").unwrap();
         let hosts: Vec<String> = (0..4)
-            .map(|t| rr.pick(&url, t).unwrap().unwrap().host().to_owned())
+            .map(|t| {
+                rr.pick(&url, &Cell::new(t))
+                    .unwrap()
+                    .unwrap()
+                    .host()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(hosts, ["a", "b", "c", "a"]);
         let sticky = ProxyConfig {
             rule: ProxyRule::List(list, Rotation::StickyPerHost),
             no_proxy: NoProxy::default(),
         };
-        let first = sticky.pick(&url, 0).unwrap();
+        let first = sticky.pick(&url, &Cell::new(0)).unwrap();
         for t in 1..10 {
             assert_eq!(
                 sticky
-                    .pick(&Url::parse("http://X/other").unwrap(), t)
+                    .pick(&Url::parse("http://X/other").unwrap(), &Cell::new(t))
                     .unwrap(),
                 first
             );
@@ -626,7 +669,10 @@ mod tests {
         let spread: std::collections::HashSet<String> = (0..50)
             .map(|i| {
                 sticky
-                    .pick(&Url::parse(&format!("http://h{i}/")).unwrap(), 0)
+                    .pick(
+                        &Url::parse(&format!("http://h{i}/")).unwrap(),
+                        &Cell::new(0),
+                    )
                     .unwrap()
                     .unwrap()
                     .host()

@@ -304,12 +304,17 @@ impl<S: Read + Write> TlsStream<S> {
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut self.sock) {
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        // Inside another TLS session (an https proxy's), that session may hold records its
+        // socket had no room for: they go on now too. For a socket this does nothing.
+        match Write::flush(&mut self.sock) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            other => other,
+        }
     }
 
     /// Reads plaintext. `Ok(0)`: the server closed with `close_notify`.

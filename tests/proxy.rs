@@ -658,10 +658,22 @@ fn proxy_tunnel_sends_http_urls_through_connect_too() {
         .proxy_tunnel(true);
     let r = one(b, origin.url("/plain")).unwrap();
     assert_eq!((r.status, &r.body[..]), (200, &b"tunnelled"[..]));
+    // A Proxy-Authorization the caller set goes on the CONNECT when the proxy URL has no
+    // credentials, and never through the tunnel to the origin.
+    let b = trusting().proxy(&proxy.url("http")).proxy_tunnel(true);
+    let basic = fake_proxy::basic_credentials("u", "p");
+    let req = Request::get(origin.url("/own")).header("Proxy-Authorization", &basic);
+    assert_eq!(one(b, req).unwrap().status, 200);
     let seen = proxy.http_requests();
     assert_eq!(seen[0].method, "CONNECT");
     assert_eq!(seen[0].target, origin.addr().to_string());
-    let at_origin = &origin.requests()[0];
-    assert_eq!(at_origin.target, "/plain", "origin form inside the tunnel");
-    assert_eq!(at_origin.header("proxy-authorization"), None);
+    let at_origin = origin.requests();
+    assert_eq!(
+        at_origin[0].target, "/plain",
+        "origin form inside the tunnel"
+    );
+    assert_eq!(at_origin.len(), 2);
+    for seen in at_origin {
+        assert_eq!(seen.header("proxy-authorization"), None, "{}", seen.target);
+    }
 }

@@ -249,7 +249,9 @@ impl Slot {
     ) -> Transition {
         if self.route.resolves_target_here() && self.target.is_none() {
             // The origin's address, for the SOCKS5 request; the proxy's name comes next.
-            if let Ok(Some(&addr)) = answer.as_ref().map(|a| a.first()) {
+            // IPv4 first: SOCKS proxies reach IPv4 far more often than IPv6.
+            let pick = |a: &Vec<SocketAddr>| a.iter().find(|s| s.is_ipv4()).or(a.first()).copied();
+            if let Ok(Some(addr)) = answer.as_ref().map(pick) {
                 self.target = Some(addr);
                 return Transition::Resolve;
             }
@@ -718,6 +720,13 @@ impl Slot {
                         encode_proxy_request(&mut bytes, &t.method, &t.url, &t.headers, body_len)
                     }
                 }
+            }
+            // The origin reads this head: a Proxy-Authorization the caller set is for the
+            // proxy (it went on the CONNECT, or there is no proxy), never for the origin.
+            _ if t.headers.contains("proxy-authorization") => {
+                let mut headers = t.headers.clone();
+                headers.remove("proxy-authorization");
+                encode_request(&mut bytes, &t.method, &t.url, &headers, body_len)
             }
             _ => encode_request(&mut bytes, &t.method, &t.url, &t.headers, body_len),
         };
@@ -1220,12 +1229,16 @@ impl Tunnel {
                 if let Some(ua) = task.headers.get("user-agent") {
                     headers.append("User-Agent", ua);
                 }
-                if let Some(auth) = proxy.basic_auth() {
+                // The proxy URL's credentials, else a Proxy-Authorization the caller set.
+                let auth = proxy
+                    .basic_auth()
+                    .or_else(|| task.headers.get("proxy-authorization").map(str::to_owned));
+                if let Some(auth) = auth {
                     headers.append("Proxy-Authorization", &auth);
                 }
                 let mut out = Vec::with_capacity(128);
                 encode_connect(&mut out, &origin.host, origin.port, &headers)
-                    .map_err(|e| bad(e.as_str()))?;
+                    .map_err(|e| Error::proto(Phase::Proxy, e))?;
                 Ok(Tunnel::Connect {
                     out,
                     sent: 0,
@@ -1311,6 +1324,8 @@ impl Tunnel {
             let msg = format!("proxy {proxy}: {}", io_words(e.kind()));
             Error::new(ErrorKind::Proxy, Phase::Proxy, msg).with_source(e)
         };
+        // Records of a TLS session to the proxy left from an earlier write go first.
+        t.flush().map_err(lost)?;
         while !self.poll_transmit().is_empty() {
             match t.write(self.poll_transmit()) {
                 Ok(0) => return Err(lost(io::ErrorKind::WriteZero.into())),

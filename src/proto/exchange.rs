@@ -203,7 +203,7 @@ enum State {
 /// assert_eq!(ex.handle_input(&[]).unwrap().event, Some(Event::End));
 /// assert_eq!(ex.close_reason(), None); // reusable
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Exchange {
     request: Vec<u8>,
     written: usize,
@@ -219,6 +219,21 @@ pub struct Exchange {
     response_close: Option<CloseReason>,
     /// Whether request bytes were still unwritten when End was delivered.
     unsent_at_end: bool,
+}
+
+/// Shows the request's size and progress, never its bytes: they may hold credentials
+/// (`Authorization`, `Proxy-Authorization`) and cookies.
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("request_len", &self.request.len())
+            .field("written", &self.written)
+            .field("info", &self.info)
+            .field("framing", &self.framing)
+            .field("received_any", &self.received_any)
+            .field("done", &self.is_done())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Exchange {
