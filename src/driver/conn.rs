@@ -504,31 +504,35 @@ impl Slot {
                 };
                 match (&self.route.proxy, self.route.origin.https) {
                     (None, true) => self.start_tls(attempt, link, cx, false),
+                    (None, false) => self.begin_exchange(attempt, link, cx),
                     (Some(p), _) if p.kind() == ProxyKind::Https => {
                         self.start_tls(attempt, link, cx, true)
                     }
-                    (None, false) => self.begin_exchange(attempt, link, cx),
-                    (Some(_), false) if self.route.forwards() => {
-                        self.begin_exchange(attempt, link, cx)
-                    }
-                    (Some(p), https) => {
-                        match Tunnel::open(p, &self.route, self.target, attempt.task(), cx) {
-                            Ok(tunnel) => {
-                                self.conn = Conn::Proxying {
-                                    attempt,
-                                    link,
-                                    tunnel,
-                                };
-                                self.on_tunnel_event(cx)
-                            }
-                            Err(err) => {
-                                let _ = https;
-                                link.close(cx);
-                                end_with_error(attempt, err, Some(false), false)
-                            }
-                        }
-                    }
+                    (Some(_), _) if self.route.forwards() => self.begin_exchange(attempt, link, cx),
+                    (Some(_), _) => self.open_tunnel(attempt, link, cx),
                 }
+            }
+        }
+    }
+
+    /// Starts the handshake (CONNECT or SOCKS) that makes the connection to the proxy a
+    /// tunnel to the origin.
+    fn open_tunnel(&mut self, attempt: Attempt, link: Link, cx: &mut Cx<'_>) -> Transition {
+        let Some(proxy) = self.route.proxy.clone() else {
+            return self.begin_exchange(attempt, link, cx);
+        };
+        match Tunnel::open(&proxy, &self.route, self.target, attempt.task(), cx) {
+            Ok(tunnel) => {
+                self.conn = Conn::Proxying {
+                    attempt,
+                    link,
+                    tunnel,
+                };
+                self.on_tunnel_event(cx)
+            }
+            Err(err) => {
+                link.close(cx);
+                end_with_error(attempt, err, Some(false), false)
             }
         }
     }
@@ -665,23 +669,7 @@ impl Slot {
                     attempt.mark(|t, d| t.proxy = d);
                     return self.begin_exchange(attempt, link, cx);
                 }
-                let Some(proxy) = self.route.proxy.clone() else {
-                    return self.begin_exchange(attempt, link, cx);
-                };
-                match Tunnel::open(&proxy, &self.route, self.target, attempt.task(), cx) {
-                    Ok(tunnel) => {
-                        self.conn = Conn::Proxying {
-                            attempt,
-                            link,
-                            tunnel,
-                        };
-                        self.on_tunnel_event(cx)
-                    }
-                    Err(err) => {
-                        link.close(cx);
-                        end_with_error(attempt, err, Some(false), false)
-                    }
-                }
+                self.open_tunnel(attempt, link, cx)
             }
             Err(e) => {
                 let words = match tls_cause(&e) {
