@@ -677,3 +677,23 @@ fn proxy_tunnel_sends_http_urls_through_connect_too() {
         assert_eq!(seen.header("proxy-authorization"), None, "{}", seen.target);
     }
 }
+
+#[test]
+fn socks4a_gives_the_proxy_the_name_and_its_user_id() {
+    // No SOCKS4a proxy in Debian's packages speaks 4a (dante refuses it), so the fake's
+    // working tunnel stands in for one.
+    let origin = TestServer::start(ok_body(b"four-a"));
+    let proxy = FakeProxy::start(fake_proxy::socks4_proxy(origin.addr()));
+    let url = format!("http://origin.test:{}/x", origin.port());
+    let b = trusting().proxy(&proxy.url_with_credentials("socks4a", "ident", "unused"));
+    let r = one(b, url.as_str()).unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &b"four-a"[..]));
+    let seen = &proxy.socks_requests()[0];
+    assert_eq!(seen.version, 4);
+    assert_eq!(seen.user_id.as_deref(), Some("ident"));
+    assert!(
+        matches!(&seen.dest, fake_proxy::Dest::Domain(name) if name == "origin.test"),
+        "the proxy resolves: {:?}",
+        seen.dest
+    );
+}
