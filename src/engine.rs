@@ -27,6 +27,7 @@ use crate::policy::{self, Reuse};
 use crate::proto::Headers;
 use crate::proto::validate;
 use crate::proxy::{Proxy, ProxyConfig};
+use crate::rate::Bucket;
 use crate::request::{Request, RequestProxy, check_url};
 use crate::response::Response;
 use crate::task::{Origin, Task};
@@ -35,7 +36,10 @@ use crate::task::{Origin, Task};
 struct Host {
     active: usize,
     queue: VecDeque<Task>,
+    /// Not before then: the host delay since the last start, or the next token of its rate.
     next_start: Option<Instant>,
+    /// Its rate's token bucket (with `host_rate`).
+    bucket: Option<Bucket>,
     in_ready: bool,
     in_delayed: bool,
 }
@@ -56,6 +60,10 @@ pub(crate) struct Engine {
     retries: Deadlines<u64>,
     retry_tasks: HashMap<u64, Task>,
     retry_seq: u64,
+    /// The whole fetcher's rate (with `rate`), and when its next token is due while the
+    /// loop waits for it.
+    global: Option<Bucket>,
+    global_wake: Option<Instant>,
     rng: u64,
     done: VecDeque<(usize, Result<Response, Error>)>,
 }
@@ -85,6 +93,7 @@ fn driver_config(opts: &Options) -> Config {
 impl Engine {
     pub(crate) fn new(opts: Options) -> io::Result<Engine> {
         let opts = Arc::new(opts);
+        let global_rate = opts.rate;
         Ok(Engine {
             driver: Driver::new(driver_config(&opts))?,
             max_in_flight: opts.max_in_flight,
@@ -97,6 +106,8 @@ impl Engine {
             retries: Deadlines::default(),
             retry_tasks: HashMap::new(),
             retry_seq: 0,
+            global: global_rate.map(|r| Bucket::new(r, 1, Instant::now())),
+            global_wake: None,
             rng: seed(),
             done: VecDeque::new(),
         })
@@ -198,11 +209,12 @@ impl Engine {
     /// Puts a task at the back of its host's queue.
     fn enqueue(&mut self, task: Task, now: Instant) {
         let host = Origin::of(&task.url).host;
-        self.hosts
-            .entry(host.clone())
-            .or_default()
-            .queue
-            .push_back(task);
+        let rate = self.opts.host_rate;
+        let h = self.hosts.entry(host.clone()).or_default();
+        if let (None, Some((per_second, burst))) = (&h.bucket, rate) {
+            h.bucket = Some(Bucket::new(per_second, burst, now));
+        }
+        h.queue.push_back(task);
         self.refresh_host(&host, now);
     }
 
@@ -228,7 +240,7 @@ impl Engine {
     pub(crate) fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let before = Instant::now();
         let mut wait = max_wait;
-        let next_local = [self.delayed.peek(), self.retries.peek()]
+        let next_local = [self.delayed.peek(), self.retries.peek(), self.global_wake]
             .into_iter()
             .flatten()
             .min();
@@ -267,12 +279,17 @@ impl Engine {
         };
         let delay_passed = h.next_start.is_none_or(|t| t <= now);
         if h.queue.is_empty() {
-            if h.active == 0 && delay_passed && !h.in_ready && !h.in_delayed {
+            // An idle host is remembered until its delay passed and its bucket is full
+            // again: forgotten sooner, it would come back with a burst it has not earned.
+            let full = h.bucket.as_mut().map(|b| b.full_at(now));
+            let settle = [h.next_start, full].into_iter().flatten().max();
+            let settled = settle.is_none_or(|t| t <= now);
+            if h.active == 0 && settled && !h.in_ready && !h.in_delayed {
                 self.hosts.remove(name);
-            } else if h.active == 0 && !delay_passed && !h.in_delayed {
-                // Idle but still inside its delay: the delay heap comes back for it, and
-                // then forgets it, so idle hosts do not pile up in the map.
-                if let Some(t) = h.next_start {
+            } else if h.active == 0 && !settled && !h.in_delayed {
+                // The delay heap comes back for it, and then forgets it, so idle hosts do
+                // not pile up in the map.
+                if let Some(t) = settle {
                     h.in_delayed = true;
                     self.delayed.push(t, name.to_owned());
                 }
@@ -299,7 +316,20 @@ impl Engine {
 
     /// Starts tasks of ready hosts, round robin, while the global cap allows.
     fn admit(&mut self, now: Instant) {
+        self.global_wake = None;
         while self.driver.occupied() < self.max_in_flight {
+            if self.ready.is_empty() {
+                return;
+            }
+            if let Some(global) = &mut self.global {
+                // The fetcher's rate: nothing starts before its next token; a timer wakes
+                // the loop for it.
+                let at = global.ready_at(now);
+                if at > now {
+                    self.global_wake = Some(at);
+                    return;
+                }
+            }
             let Some(name) = self.ready.pop_front() else {
                 return;
             };
@@ -312,8 +342,12 @@ impl Engine {
             let task = if eligible { h.queue.pop_front() } else { None };
             if let Some(mut task) = task {
                 h.active += 1;
-                if !self.opts.host_delay.is_zero() {
-                    h.next_start = Some(later(now, self.opts.host_delay));
+                let delay =
+                    (!self.opts.host_delay.is_zero()).then(|| later(now, self.opts.host_delay));
+                let token = h.bucket.as_mut().map(|b| b.take(now));
+                h.next_start = [delay, token].into_iter().flatten().max();
+                if let Some(global) = &mut self.global {
+                    global.take(now);
                 }
                 task.attempts += 1;
                 let reuse = policy::reuse_for(&task);

@@ -57,6 +57,7 @@ mod options;
 mod policy;
 pub mod proto;
 mod proxy;
+mod rate;
 mod request;
 mod response;
 mod task;

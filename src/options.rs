@@ -85,6 +85,10 @@ pub(crate) struct Options {
     pub retry_backoff: Duration,
     pub per_host: Option<usize>,
     pub host_delay: Duration,
+    /// Requests per second and burst, per host.
+    pub host_rate: Option<(f64, u32)>,
+    /// Requests per second for the whole fetcher.
+    pub rate: Option<f64>,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub pool_max_idle: usize,
@@ -194,6 +198,8 @@ impl Default for Options {
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             per_host: None,
             host_delay: Duration::ZERO,
+            host_rate: None,
+            rate: None,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
             pool_max_idle: DEFAULT_POOL_MAX_IDLE,
@@ -379,6 +385,35 @@ impl Builder {
     /// Least time between the starts of two requests to the same host. Default 0.
     pub fn host_delay(mut self, t: Duration) -> Self {
         self.opts.host_delay = t;
+        self
+    }
+
+    /// At most `per_second` requests per second to one host (fractional: 0.2 is one every
+    /// 5 s), letting up to `burst` go at once after a quiet spell: a token bucket per host.
+    /// A host whose bucket is empty is simply not ready, so it never holds up other hosts,
+    /// and it is woken by a timer when its next token is due. Joins `per_host` and
+    /// `host_delay` (all three hold). Default: no rate.
+    ///
+    /// A rate that is not a positive number is reported by
+    /// [`try_build`](Builder::try_build) (kind `invalid_request`, phase `prepare`).
+    pub fn host_rate(mut self, per_second: f64, burst: u32) -> Self {
+        if crate::rate::valid(per_second) {
+            self.opts.host_rate = Some((per_second, burst.max(1)));
+        } else {
+            self.invalid
+                .get_or_insert(bad_rate("host_rate", per_second));
+        }
+        self
+    }
+
+    /// At most `per_second` requests per second for the whole fetcher (fractional; no
+    /// burst). Default: no rate. As [`Builder::host_rate`] for errors.
+    pub fn rate(mut self, per_second: f64) -> Self {
+        if crate::rate::valid(per_second) {
+            self.opts.rate = Some(per_second);
+        } else {
+            self.invalid.get_or_insert(bad_rate("rate", per_second));
+        }
         self
     }
 
@@ -603,4 +638,12 @@ impl Builder {
         self.opts.tls.danger_accept_invalid_certs = on;
         self
     }
+}
+
+fn bad_rate(what: &str, per_second: f64) -> Error {
+    Error::new(
+        crate::error::ErrorKind::InvalidRequest,
+        crate::error::Phase::Prepare,
+        format!("{what} must be a positive number of requests per second, not {per_second}"),
+    )
 }

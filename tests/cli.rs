@@ -692,3 +692,26 @@ fn a_proxy_list_rotates_per_request() {
         "-U without a proxy is a usage error"
     );
 }
+
+#[test]
+fn per_host_rate_spaces_requests_and_a_bad_rate_is_a_usage_error() {
+    let s = TestServer::start(|c: &mut Conn| c.serve_keep_alive(|_, c| c.respond(200, &[], b"r")));
+    let urls: Vec<String> = (0..4).map(|i| s.url(&format!("/{i}"))).collect();
+    let mut args = vec!["--per-host-rate", "10", "-n", "4", "-q"];
+    args.extend(urls.iter().map(String::as_str));
+    let out = parafetch(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut at: Vec<_> = s.requests().iter().map(|r| r.received_at).collect();
+    at.sort();
+    for w in at.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(90),
+            "{:?}",
+            w[1] - w[0]
+        );
+    }
+    for bad in ["0", "-2", "fast"] {
+        let out = parafetch(&["--rate", bad, &urls[0]]);
+        assert_eq!(out.status.code(), Some(2), "--rate {bad}");
+    }
+}

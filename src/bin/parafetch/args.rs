@@ -89,6 +89,14 @@ pub struct FetchArgs {
     /// milliseconds. Uses the same backlog as --per-host.
     #[arg(long, value_name = "MS", help_heading = "Concurrency")]
     pub delay_ms: Option<u64>,
+    /// At most R requests per second to each host (fractional: 0.2 is one every 5 s); a
+    /// host waiting for its turn never holds up the others. Uses the same backlog as
+    /// --per-host.
+    #[arg(long, value_name = "R", value_parser = rate, help_heading = "Concurrency")]
+    pub per_host_rate: Option<f64>,
+    /// At most R requests per second in all (fractional).
+    #[arg(long, value_name = "R", value_parser = rate, help_heading = "Concurrency")]
+    pub rate: Option<f64>,
 
     /// Total time allowed for one attempt, in seconds (fractions allowed; 0: no limit).
     /// Default 60.
@@ -228,6 +236,16 @@ pub struct FetchArgs {
     /// stdout; the final summary still goes to stderr).
     #[arg(short = 'q', long, help_heading = "Output")]
     pub quiet: bool,
+}
+
+/// A request rate: a positive number.
+fn rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of requests per second"
+        )),
+    }
 }
 
 /// One `--resolve` entry: `host:port` pinned to addresses.

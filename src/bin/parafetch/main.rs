@@ -298,8 +298,14 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
     if let Some(ms) = args.delay_ms {
         b = b.host_delay(Duration::from_millis(ms));
     }
+    if let Some(r) = args.per_host_rate {
+        b = b.host_rate(r, 1);
+    }
+    if let Some(r) = args.rate {
+        b = b.rate(r);
+    }
     let mut backlog = 0;
-    if args.per_host.is_some() || args.delay_ms.is_some() {
+    if args.per_host.is_some() || args.delay_ms.is_some() || args.per_host_rate.is_some() {
         // With the default backlog of 0, a URL for a saturated (or delayed) host blocks
         // start_request and so every URL after it; a backlog lets later hosts start.
         backlog = args.max_in_flight.saturating_mul(4);
