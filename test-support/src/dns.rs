@@ -34,6 +34,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use crate::watched::Watched;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read, Write};
@@ -43,7 +44,7 @@ use std::net::{
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -237,8 +238,7 @@ pub enum Reply {
 
 #[derive(Default)]
 struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
+    state: Watched<State>,
     stop: AtomicBool,
 }
 
@@ -252,28 +252,6 @@ struct State {
     next_conn: u64,
     // Set under the lock, so the acceptor cannot register a connection the drop misses.
     stopping: bool,
-}
-
-impl Shared {
-    // A handler that panics must not poison the record for the test thread.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let r = f(&mut self.lock());
-        self.changed.notify_all();
-        r
-    }
-
-    fn wait_until(&self, timeout: Duration, pred: impl Fn(&State) -> bool) -> bool {
-        let guard = self.lock();
-        let (guard, _) = self
-            .changed
-            .wait_timeout_while(guard, timeout, |s| !pred(s))
-            .unwrap_or_else(PoisonError::into_inner);
-        pred(&guard)
-    }
 }
 
 type Handler = dyn Fn(&Query) -> Reply + Send + Sync;
@@ -420,41 +398,42 @@ impl FakeDns {
 
     /// Every query received (UDP and TCP), in order of arrival.
     pub fn queries(&self) -> Vec<Query> {
-        self.server.shared.lock().queries.clone()
+        self.server.shared.state.lock().queries.clone()
     }
 
     /// How many queries were received.
     pub fn query_count(&self) -> usize {
-        self.server.shared.lock().queries.len()
+        self.server.shared.state.lock().queries.len()
     }
 
     /// How many queries asked for `name` (any case, trailing dot or not) with `qtype`.
     pub fn count_for(&self, name: &str, qtype: QType) -> usize {
         let name = normalize_name(name);
-        count_matching(&self.server.shared.lock(), &name, qtype)
+        count_matching(&self.server.shared.state.lock(), &name, qtype)
     }
 
     /// How many queries came over TCP.
     pub fn tcp_query_count(&self) -> usize {
-        let state = self.server.shared.lock();
+        let state = self.server.shared.state.lock();
         state.queries.iter().filter(|q| q.tcp).count()
     }
 
     /// How many messages could not be parsed as a query (answered FORMERR when they had an
     /// id, or ignored); they are not in [`FakeDns::queries`].
     pub fn malformed_count(&self) -> usize {
-        self.server.shared.lock().malformed
+        self.server.shared.state.lock().malformed
     }
 
     /// Messages of handler panics, as "query N (name TYPE): message".
     pub fn handler_panics(&self) -> Vec<String> {
-        self.server.shared.lock().panics.clone()
+        self.server.shared.state.lock().panics.clone()
     }
 
     /// Waits until at least `n` queries were received; false on timeout.
     pub fn wait_for_queries(&self, n: usize, timeout: Duration) -> bool {
         self.server
             .shared
+            .state
             .wait_until(timeout, |s| s.queries.len() >= n)
     }
 
@@ -463,12 +442,16 @@ impl FakeDns {
         let name = normalize_name(name);
         self.server
             .shared
+            .state
             .wait_until(timeout, |s| count_matching(s, &name, qtype) >= n)
     }
 
     /// Waits until `pred` holds for the queries received so far; false on timeout.
     pub fn wait_until(&self, timeout: Duration, pred: impl Fn(&[Query]) -> bool) -> bool {
-        self.server.shared.wait_until(timeout, |s| pred(&s.queries))
+        self.server
+            .shared
+            .state
+            .wait_until(timeout, |s| pred(&s.queries))
     }
 }
 
@@ -483,7 +466,7 @@ impl Drop for FakeDns {
             let _ = waker.send_to(&[], self.addr);
         }
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        shared.update(|s| {
+        shared.state.update(|s| {
             s.stopping = true;
             for (_, conn) in s.conns.drain() {
                 let _ = conn.shutdown(Shutdown::Both);
@@ -640,7 +623,7 @@ fn accept_loop(server: &Arc<Server>, listener: &TcpListener, done: &Sender<()>) 
         let (Ok(reader), Ok(handle)) = (stream.try_clone(), stream.try_clone()) else {
             continue;
         };
-        let key = server.shared.update(|s| {
+        let key = server.shared.state.update(|s| {
             if s.stopping {
                 return None;
             }
@@ -655,11 +638,11 @@ fn accept_loop(server: &Arc<Server>, listener: &TcpListener, done: &Sender<()>) 
             let server = Arc::clone(server);
             move || {
                 conn_loop(&server, reader, peer, &via);
-                server.shared.update(|s| s.conns.remove(&key));
+                server.shared.state.update(|s| s.conns.remove(&key));
             }
         });
         if spawned.is_err() {
-            server.shared.update(|s| s.conns.remove(&key));
+            server.shared.state.update(|s| s.conns.remove(&key));
         }
     }
 }
@@ -754,7 +737,7 @@ impl Server {
         let inc = match parse_query(bytes) {
             Ok(inc) => inc,
             Err(bad) => {
-                self.shared.update(|s| s.malformed += 1);
+                self.shared.state.update(|s| s.malformed += 1);
                 if let Some((id, rd, rcode)) = bad {
                     send(via, &header_only(id, rd, rcode));
                 }
@@ -770,7 +753,7 @@ impl Server {
         };
         // Recorded before the handler runs, so a test can wait for a query the handler is
         // still holding.
-        let index = self.shared.update(|s| {
+        let index = self.shared.state.update(|s| {
             s.queries.push(query.clone());
             s.queries.len() - 1
         });
@@ -783,7 +766,7 @@ impl Server {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "non-string panic".to_string());
                 let what = format!("query {index} ({} {:?}): {msg}", query.name, query.qtype);
-                self.shared.update(|s| s.panics.push(what));
+                self.shared.state.update(|s| s.panics.push(what));
                 Reply::ServFail
             }
         };

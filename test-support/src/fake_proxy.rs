@@ -26,11 +26,12 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use crate::watched::Watched;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -252,8 +253,7 @@ pub enum Seen {
 
 #[derive(Default)]
 struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
+    state: Watched<State>,
     stop: AtomicBool,
 }
 
@@ -262,27 +262,6 @@ struct State {
     accepts: usize,
     seen: Vec<Seen>,
     panics: Vec<String>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let r = f(&mut self.lock());
-        self.changed.notify_all();
-        r
-    }
-
-    fn wait_until(&self, timeout: Duration, pred: impl Fn(&State) -> bool) -> bool {
-        let guard = self.lock();
-        let (guard, _) = self
-            .changed
-            .wait_timeout_while(guard, timeout, |s| !pred(s))
-            .unwrap_or_else(PoisonError::into_inner);
-        pred(&guard)
-    }
 }
 
 /// A loopback fake proxy running a script on each accepted connection, on its own thread.
@@ -348,22 +327,22 @@ impl FakeProxy {
 
     /// Connections accepted so far.
     pub fn accepts(&self) -> usize {
-        self.shared.lock().accepts
+        self.shared.state.lock().accepts
     }
 
     /// Waits until at least `n` connections have been accepted; false on timeout.
     pub fn wait_for_accepts(&self, n: usize, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.accepts >= n)
+        self.shared.state.wait_until(timeout, |s| s.accepts >= n)
     }
 
     /// Everything the scripts read so far, in order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.shared.lock().seen.clone()
+        self.shared.state.lock().seen.clone()
     }
 
     /// Waits until the scripts have read at least `n` things; false on timeout.
     pub fn wait_for_seen(&self, n: usize, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.seen.len() >= n)
+        self.shared.state.wait_until(timeout, |s| s.seen.len() >= n)
     }
 
     /// The HTTP request heads read so far.
@@ -390,7 +369,7 @@ impl FakeProxy {
 
     /// Messages of scripts that panicked, as "connection N: message".
     pub fn script_panics(&self) -> Vec<String> {
-        self.shared.lock().panics.clone()
+        self.shared.state.lock().panics.clone()
     }
 }
 
@@ -434,7 +413,7 @@ where
             Err(_) => return,
         };
         let _ = stream.set_nodelay(true);
-        let index = shared.update(|s| {
+        let index = shared.state.update(|s| {
             s.accepts += 1;
             s.accepts - 1
         });
@@ -458,6 +437,7 @@ where
                             .or_else(|| payload.downcast_ref::<String>().cloned())
                             .unwrap_or_else(|| "non-string panic".to_string());
                         conn.shared
+                            .state
                             .update(|s| s.panics.push(format!("connection {index}: {msg}")));
                     }
                 },
@@ -747,7 +727,7 @@ impl ProxyConn {
     }
 
     fn record(&self, seen: Seen) {
-        self.shared.update(|s| s.seen.push(seen));
+        self.shared.state.update(|s| s.seen.push(seen));
     }
 
     fn read_more(&mut self) -> io::Result<usize> {

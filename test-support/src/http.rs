@@ -26,11 +26,12 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use crate::watched::Watched;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -50,8 +51,7 @@ const READ_CHUNK: usize = 16 << 10;
 
 #[derive(Default)]
 struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
+    state: Watched<State>,
     stop: AtomicBool,
 }
 
@@ -64,28 +64,6 @@ struct State {
     in_handler_peak: usize,
     requests: Vec<Request>,
     panics: Vec<String>,
-}
-
-impl Shared {
-    // A script that panics must not poison the statistics for the test thread.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let r = f(&mut self.lock());
-        self.changed.notify_all();
-        r
-    }
-
-    fn wait_until(&self, timeout: Duration, pred: impl Fn(&State) -> bool) -> bool {
-        let guard = self.lock();
-        let (guard, _) = self
-            .changed
-            .wait_timeout_while(guard, timeout, |s| !pred(s))
-            .unwrap_or_else(PoisonError::into_inner);
-        pred(&guard)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,59 +143,61 @@ impl TestServer {
 
     /// Connections accepted so far.
     pub fn accepts(&self) -> usize {
-        self.shared.lock().accepts
+        self.shared.state.lock().accepts
     }
 
     /// Connections accepted and not yet closed by the server side. After a script returns,
     /// [`Conn::close`] keeps the connection open until the client closes it too (or for
     /// [`LINGER`]), so drop the client before waiting for this to reach 0.
     pub fn open_connections(&self) -> usize {
-        self.shared.lock().open
+        self.shared.state.lock().open
     }
 
     /// Peak of [`TestServer::open_connections`] since start or [`TestServer::reset_peak`].
     pub fn peak_connections(&self) -> usize {
-        self.shared.lock().peak_open
+        self.shared.state.lock().peak_open
     }
 
     /// Requests being handled right now (see [`Conn::begin`]).
     pub fn in_handler(&self) -> usize {
-        self.shared.lock().in_handler
+        self.shared.state.lock().in_handler
     }
 
     /// Peak of requests being handled at once since start or [`TestServer::reset_peak`].
     pub fn in_handler_peak(&self) -> usize {
-        self.shared.lock().in_handler_peak
+        self.shared.state.lock().in_handler_peak
     }
 
     /// Every request read so far, in the order they were completed.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.lock().requests.clone()
+        self.shared.state.lock().requests.clone()
     }
 
     /// How many requests have been read so far.
     pub fn request_count(&self) -> usize {
-        self.shared.lock().requests.len()
+        self.shared.state.lock().requests.len()
     }
 
     /// Waits until at least `n` requests have been read; false on timeout.
     pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.requests.len() >= n)
+        self.shared
+            .state
+            .wait_until(timeout, |s| s.requests.len() >= n)
     }
 
     /// Waits until at least `n` connections have been accepted; false on timeout.
     pub fn wait_for_accepts(&self, n: usize, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.accepts >= n)
+        self.shared.state.wait_until(timeout, |s| s.accepts >= n)
     }
 
     /// Waits until exactly `n` connections are open (e.g. 0: every connection closed).
     pub fn wait_for_open_connections(&self, n: usize, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.open == n)
+        self.shared.state.wait_until(timeout, |s| s.open == n)
     }
 
     /// Sets both peaks to the current values.
     pub fn reset_peak(&self) {
-        self.shared.update(|s| {
+        self.shared.state.update(|s| {
             s.peak_open = s.open;
             s.in_handler_peak = s.in_handler;
         });
@@ -225,7 +205,7 @@ impl TestServer {
 
     /// Messages of scripts that panicked, as "connection N: message".
     pub fn script_panics(&self) -> Vec<String> {
-        self.shared.lock().panics.clone()
+        self.shared.state.lock().panics.clone()
     }
 }
 
@@ -279,7 +259,7 @@ where
         };
         // Test scripts write small pieces on purpose; Nagle would merge them.
         let _ = stream.set_nodelay(true);
-        let index = shared.update(|s| {
+        let index = shared.state.update(|s| {
             let index = s.accepts;
             s.accepts += 1;
             s.open += 1;
@@ -317,6 +297,7 @@ where
                 .unwrap_or_else(|| "non-string panic".to_string());
             let index = conn.index;
             conn.shared
+                .state
                 .update(|s| s.panics.push(format!("connection {index}: {msg}")));
         }
     }
@@ -423,7 +404,7 @@ impl Conn {
     pub fn begin(&mut self) {
         if !self.handling {
             self.handling = true;
-            self.shared.update(|s| {
+            self.shared.state.update(|s| {
                 s.in_handler += 1;
                 s.in_handler_peak = s.in_handler_peak.max(s.in_handler);
             });
@@ -435,7 +416,7 @@ impl Conn {
     pub fn end(&mut self) {
         if self.handling {
             self.handling = false;
-            self.shared.update(|s| s.in_handler -= 1);
+            self.shared.state.update(|s| s.in_handler -= 1);
         }
     }
 
@@ -471,7 +452,7 @@ impl Conn {
             received_at: Instant::now(),
         };
         self.handling = true;
-        self.shared.update(|s| {
+        self.shared.state.update(|s| {
             s.in_handler += 1;
             s.in_handler_peak = s.in_handler_peak.max(s.in_handler);
             s.requests.push(request.clone());
@@ -617,7 +598,7 @@ impl Conn {
 
     fn release(&mut self, stream: TcpStream) {
         drop(stream);
-        self.shared.update(|s| s.open -= 1);
+        self.shared.state.update(|s| s.open -= 1);
     }
 
     /// Appends up to [`READ_CHUNK`] bytes to the buffer; returns how many (0 at EOF).

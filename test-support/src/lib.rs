@@ -36,3 +36,4 @@ pub mod process;
 pub mod proxies;
 pub mod python;
 pub mod tools;
+mod watched;

@@ -9,12 +9,12 @@
 //! ([`Nginx::start`]).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::tools;
+use crate::tools::{self, free_port};
 
 /// A running nginx; stopped, and its temp dir removed, on drop.
 pub struct Nginx {
@@ -28,14 +28,6 @@ pub struct Nginx {
     pub version: String,
     dir: PathBuf,
     child: Child,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
 }
 
 /// nginx's idle keep-alive timeout unless a test sets its own: longer than any test.

@@ -22,7 +22,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -31,21 +31,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::tools::{self, Tool};
+use crate::tools::{self, Tool, free_port};
 
 /// How long a proxy may take to accept connections after it was started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The system user [`Dante`] authenticates when no other `parafetch-*` name is given.
 pub const DANTE_USER: &str = "parafetch-socks";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
 
 /// A fresh temp dir per proxy: pid and a counter, so parallel tests never share one.
 fn temp_dir(name: &str) -> Result<PathBuf, String> {

@@ -153,6 +153,16 @@ fn skip_unless_ci<T>(ci: bool, why: &str) -> Option<T> {
     None
 }
 
+/// A port free on 127.0.0.1 a moment ago, for a server that binds it itself (nginx, the
+/// proxies). Another process may take it in between: launchers retry or report it.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
