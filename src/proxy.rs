@@ -113,7 +113,10 @@ impl Proxy {
             _ => return Err(fail("no host")),
         };
         let decode = |s: &str| {
-            percent_encoding_decode(s).ok_or_else(|| fail("credentials are not valid utf-8"))
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|d| d.into_owned())
+                .map_err(|_| fail("credentials are not valid utf-8"))
         };
         let auth = if url.username().is_empty() && url.password().is_none() {
             None
@@ -217,25 +220,6 @@ fn redact(url: &str) -> String {
         format!("{scheme}://")
     };
     format!("{scheme}{user}:***@{}", &rest[at + 1..])
-}
-
-fn percent_encoding_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 fn base64(input: &[u8]) -> String {

@@ -22,6 +22,7 @@
 //! Owns sockets, the TLS session and the HTTP exchange of one connection; it moves bytes
 //! between the socket and [`Exchange`] and never parses HTTP itself.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -691,33 +692,26 @@ impl Slot {
         let t = &attempt.task;
         let body_len = policy::declared_length(t);
         let mut bytes = Vec::with_capacity(256 + t.body.as_ref().map_or(0, |b| b.len()));
-        let encoded = match self.route.proxy.as_deref() {
-            Some(proxy) if self.route.forwards() => {
-                // The proxy reads this head: it gets the absolute form and, on this hop only,
-                // the proxy's credentials (unless the caller set the field).
-                let auth = proxy
-                    .basic_auth()
-                    .filter(|_| !t.headers.contains("proxy-authorization"));
-                match auth {
-                    Some(value) => {
-                        let mut headers = t.headers.clone();
-                        headers.append("Proxy-Authorization", &value);
-                        encode_proxy_request(&mut bytes, &t.method, &t.url, &headers, body_len)
-                    }
-                    None => {
-                        encode_proxy_request(&mut bytes, &t.method, &t.url, &t.headers, body_len)
-                    }
-                }
+        // A forwarding proxy reads this head: it gets the absolute form and, on this hop
+        // only, the proxy's credentials (unless the caller set the field). Otherwise the
+        // origin reads it: a Proxy-Authorization the caller set is for the proxy (it went on
+        // the CONNECT, or there is no proxy), never for the origin.
+        let forwards = self.route.forwards();
+        let mut headers = Cow::Borrowed(&t.headers);
+        if forwards {
+            let auth = self.route.proxy.as_deref().and_then(Proxy::basic_auth);
+            if let Some(value) = auth.filter(|_| !t.headers.contains("proxy-authorization")) {
+                headers.to_mut().append("Proxy-Authorization", &value);
             }
-            // The origin reads this head: a Proxy-Authorization the caller set is for the
-            // proxy (it went on the CONNECT, or there is no proxy), never for the origin.
-            _ if t.headers.contains("proxy-authorization") => {
-                let mut headers = t.headers.clone();
-                headers.remove("proxy-authorization");
-                encode_request(&mut bytes, &t.method, &t.url, &headers, body_len)
-            }
-            _ => encode_request(&mut bytes, &t.method, &t.url, &t.headers, body_len),
+        } else if t.headers.contains("proxy-authorization") {
+            headers.to_mut().remove("proxy-authorization");
+        }
+        let encode = if forwards {
+            encode_proxy_request
+        } else {
+            encode_request
         };
+        let encoded = encode(&mut bytes, &t.method, &t.url, &headers, body_len);
         if let Err(e) = encoded {
             link.close(cx);
             let reused = Some(attempt.reused);

@@ -117,12 +117,7 @@ fn encode(
         }
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in headers.iter() {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    push_fields(out, headers);
     if let Some(len) = body_len
         && !headers.contains("content-length")
     {
@@ -132,6 +127,16 @@ fn encode(
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// Appends each field as `Name: value` CRLF, in order (the caller validated them).
+pub(super) fn push_fields(out: &mut Vec<u8>, headers: &Headers) {
+    for (name, value) in headers.iter() {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Checks a request's method and header fields without writing anything: the method and

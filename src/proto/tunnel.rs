@@ -7,7 +7,7 @@
 
 use super::framing::response_framing;
 use super::head::HeadReader;
-use super::request::validate;
+use super::request::{push_fields, validate};
 use super::{Framing, Headers, Limits, ProtoError, ResponseHead};
 use std::net::Ipv6Addr;
 
@@ -69,12 +69,7 @@ pub fn encode_connect(
         out.extend_from_slice(authority.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in headers.iter() {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    push_fields(out, headers);
     out.extend_from_slice(b"\r\n");
     Ok(())
 }
