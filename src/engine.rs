@@ -24,24 +24,35 @@ use crate::driver::{Config, Driver, Exchanged, Failure, Finished, NamesConfig};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::options::{MAX_RETRY_AFTER, Options};
 use crate::policy::{self, Reuse};
+use crate::polite::{Answered, Pace, PaceRules, PoliteStats};
 use crate::proto::Headers;
 use crate::proto::validate;
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::rate::Bucket;
 use crate::request::{Request, RequestProxy, check_url};
 use crate::response::Response;
-use crate::task::{Origin, Task};
+use crate::task::Task;
 
-#[derive(Default)]
+/// One politeness key's queue and pace.
 struct Host {
     active: usize,
     queue: VecDeque<Task>,
-    /// Not before then: the host delay since the last start, or the next token of its rate.
-    next_start: Option<Instant>,
-    /// Its rate's token bucket (with `host_rate`).
-    bucket: Option<Bucket>,
+    /// When its next request may start, and what it has learnt.
+    pace: Pace,
     in_ready: bool,
     in_delayed: bool,
+}
+
+impl Host {
+    fn new(rules: &PaceRules, now: Instant) -> Host {
+        Host {
+            active: 0,
+            queue: VecDeque::new(),
+            pace: Pace::new(rules, now),
+            in_ready: false,
+            in_delayed: false,
+        }
+    }
 }
 
 pub(crate) struct Engine {
@@ -52,7 +63,10 @@ pub(crate) struct Engine {
     proxies: ProxyConfig,
     /// Choices made so far, for round robin.
     proxy_turn: Cell<u64>,
+    /// Queues by politeness key.
     hosts: HashMap<String, Host>,
+    pace_rules: PaceRules,
+    stats: PoliteStats,
     ready: VecDeque<String>,
     /// Hosts waiting for their delay to pass.
     delayed: Deadlines<String>,
@@ -94,6 +108,7 @@ impl Engine {
     pub(crate) fn new(opts: Options) -> io::Result<Engine> {
         let opts = Arc::new(opts);
         let global_rate = opts.rate;
+        let pace_rules = opts.pace_rules();
         Ok(Engine {
             driver: Driver::new(driver_config(&opts))?,
             max_in_flight: opts.max_in_flight,
@@ -101,6 +116,8 @@ impl Engine {
             proxy_turn: Cell::new(0),
             opts,
             hosts: HashMap::new(),
+            pace_rules,
+            stats: PoliteStats::default(),
             ready: VecDeque::new(),
             delayed: Deadlines::default(),
             retries: Deadlines::default(),
@@ -206,16 +223,26 @@ impl Engine {
         self.admit(now);
     }
 
+    /// What politeness did so far.
+    pub(crate) fn polite_stats(&self) -> PoliteStats {
+        self.stats
+    }
+
+    /// The politeness key of a URL's requests.
+    fn key(&self, url: &url::Url) -> String {
+        self.opts.politeness_key.of(url)
+    }
+
     /// Puts a task at the back of its host's queue.
     fn enqueue(&mut self, task: Task, now: Instant) {
-        let host = Origin::of(&task.url).host;
-        let rate = self.opts.host_rate;
-        let h = self.hosts.entry(host.clone()).or_default();
-        if let (None, Some((per_second, burst))) = (&h.bucket, rate) {
-            h.bucket = Some(Bucket::new(per_second, burst, now));
-        }
+        let key = self.key(&task.url);
+        let rules = &self.pace_rules;
+        let h = self
+            .hosts
+            .entry(key.clone())
+            .or_insert_with(|| Host::new(rules, now));
         h.queue.push_back(task);
-        self.refresh_host(&host, now);
+        self.refresh_host(&key, now);
     }
 
     /// Drops every task (the loop failed and its owner has called every one back).
@@ -277,34 +304,31 @@ impl Engine {
         let Some(h) = self.hosts.get_mut(name) else {
             return;
         };
-        let delay_passed = h.next_start.is_none_or(|t| t <= now);
+        let rules = &self.pace_rules;
         if h.queue.is_empty() {
-            // An idle host is remembered until its delay passed and its bucket is full
-            // again: forgotten sooner, it would come back with a burst it has not earned.
-            let full = h.bucket.as_mut().map(|b| b.full_at(now));
-            let settle = [h.next_start, full].into_iter().flatten().max();
-            let settled = settle.is_none_or(|t| t <= now);
+            // An idle host is remembered until its delay passed, its bucket is full again
+            // and what it learnt (a slowdown) is old: forgotten sooner, it would come back
+            // with a burst or a pace it has not earned.
+            let settle = h.pace.settled_at(rules, now);
+            let settled = settle <= now;
             if h.active == 0 && settled && !h.in_ready && !h.in_delayed {
                 self.hosts.remove(name);
             } else if h.active == 0 && !settled && !h.in_delayed {
                 // The delay heap comes back for it, and then forgets it, so idle hosts do
                 // not pile up in the map.
-                if let Some(t) = settle {
-                    h.in_delayed = true;
-                    self.delayed.push(t, name.to_owned());
-                }
+                h.in_delayed = true;
+                self.delayed.push(settle, name.to_owned());
             }
             return;
         }
         if self.opts.per_host.is_some_and(|cap| h.active >= cap) {
             return; // a finishing task of this host refreshes it again
         }
-        if !delay_passed {
+        let next = h.pace.next_start(rules, now);
+        if next > now {
             if !h.in_delayed {
                 h.in_delayed = true;
-                if let Some(t) = h.next_start {
-                    self.delayed.push(t, name.to_owned());
-                }
+                self.delayed.push(next, name.to_owned());
             }
             return;
         }
@@ -337,15 +361,13 @@ impl Engine {
                 continue;
             };
             h.in_ready = false;
-            let eligible = h.next_start.is_none_or(|t| t <= now)
+            // Its pace may have changed since it joined the ring (a 429 paused it).
+            let eligible = h.pace.next_start(&self.pace_rules, now) <= now
                 && self.opts.per_host.is_none_or(|cap| h.active < cap);
             let task = if eligible { h.queue.pop_front() } else { None };
             if let Some(mut task) = task {
                 h.active += 1;
-                let delay =
-                    (!self.opts.host_delay.is_zero()).then(|| later(now, self.opts.host_delay));
-                let token = h.bucket.as_mut().map(|b| b.take(now));
-                h.next_start = [delay, token].into_iter().flatten().max();
+                h.pace.start(now);
                 if let Some(global) = &mut self.global {
                     global.take(now);
                 }
@@ -359,9 +381,10 @@ impl Engine {
 
     fn on_finished(&mut self, f: Finished, now: Instant) {
         let Finished { mut task, result } = f;
-        let host = Origin::of(&task.url).host;
+        let host = self.key(&task.url);
         match result {
             Ok(ex) => {
+                self.host_answered(&host, &task, &ex, now);
                 self.host_finished(&host, now);
                 self.on_response(task, ex, now);
             }
@@ -397,6 +420,29 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// What an answer teaches the host's pace (a 429 pauses it; a latency throttles it).
+    fn host_answered(&mut self, host: &str, task: &Task, ex: &Exchanged, now: Instant) {
+        let status = ex.head.status;
+        if policy::is_proxy_refusal(task, status) {
+            return; // the proxy answered, not the host
+        }
+        let Some(h) = self.hosts.get_mut(host) else {
+            return;
+        };
+        let retry_after = ex
+            .head
+            .headers
+            .get("retry-after")
+            .and_then(|v| policy::parse_retry_after(v, SystemTime::now()));
+        let latency = ex.timings.first_byte;
+        if h.pace
+            .answered(&self.pace_rules, status, retry_after, latency, now)
+            == Answered::Paused
+        {
+            self.stats.hosts_paused += 1;
         }
     }
 

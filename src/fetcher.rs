@@ -399,6 +399,12 @@ impl<C: 'static> Fetcher<C> {
         self.engine.running()
     }
 
+    /// What politeness has done so far: hosts paused by 429/503 backoff, requests refused
+    /// by robots.txt.
+    pub fn polite_stats(&self) -> crate::PoliteStats {
+        self.engine.polite_stats()
+    }
+
     /// Runs the loop until every accepted request, and every follow-up its callbacks
     /// queued, has been called back.
     pub fn finish_all_requests(&mut self) {

@@ -55,6 +55,7 @@ mod fetcher;
 pub mod fuzzing;
 mod options;
 mod policy;
+mod polite;
 pub mod proto;
 mod proxy;
 mod rate;
@@ -68,9 +69,10 @@ pub use fetcher::{Done, FetchAll, Fetcher, Queue, fetch_all};
 pub use options::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
     DEFAULT_MAX_QUEUED_FOLLOWUPS, DEFAULT_MAX_REDIRECTS, DEFAULT_POOL_IDLE_TIMEOUT,
-    DEFAULT_POOL_MAX_IDLE, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RETRY_BACKOFF, DEFAULT_TIMEOUT,
-    MAX_RETRY_AFTER,
+    DEFAULT_POOL_MAX_IDLE, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RETRY_BACKOFF,
+    DEFAULT_THROTTLE_MAX, DEFAULT_THROTTLE_START, DEFAULT_TIMEOUT, MAX_RETRY_AFTER,
 };
+pub use polite::{MAX_CRAWL_DELAY, MAX_HOST_PAUSE, PoliteStats, PolitenessKey};
 pub use proto::{Headers, HttpVersion};
 pub use proxy::{Proxy, ProxyKind, Rotation};
 pub use request::{IntoRequest, Request};

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::polite::{PaceRules, PolitenessKey, Throttle};
 use crate::proto::Headers;
 use crate::proto::Limits;
 use crate::proxy::{NoProxy, Proxy, ProxyConfig, ProxyRule, Rotation};
@@ -66,6 +67,11 @@ pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest `Retry-After` honoured; a longer one is capped to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// AutoThrottle's default delay for a host before any latency is known (Scrapy's).
+pub const DEFAULT_THROTTLE_START: Duration = Duration::from_secs(5);
+/// AutoThrottle's default ceiling (Scrapy's).
+pub const DEFAULT_THROTTLE_MAX: Duration = Duration::from_secs(60);
+
 /// Default most requests a fetcher holds (accepted, not yet called back) for a callback to
 /// still queue a follow-up; see [`Builder::max_queued_followups`].
 pub const DEFAULT_MAX_QUEUED_FOLLOWUPS: usize = 100_000;
@@ -89,6 +95,15 @@ pub(crate) struct Options {
     pub host_rate: Option<(f64, u32)>,
     /// Requests per second for the whole fetcher.
     pub rate: Option<f64>,
+    /// What per-host caps, delays and rates group requests by.
+    pub politeness_key: PolitenessKey,
+    /// Pause and slow down a host that answers 429 or 503 (`None`: when any per-host
+    /// politeness is set).
+    pub host_backoff: Option<bool>,
+    /// AutoThrottle's target concurrency, when it is on.
+    pub throttle: Option<f64>,
+    /// AutoThrottle's start delay and ceiling.
+    pub throttle_delays: (Duration, Duration),
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub pool_max_idle: usize,
@@ -97,6 +112,31 @@ pub(crate) struct Options {
     pub dns: DnsOptions,
     pub tls: TlsOptions,
     pub proxy: ProxyOptions,
+}
+
+impl Options {
+    /// Whether any per-host politeness is asked for (and so host backoff is on unless
+    /// turned off).
+    fn polite_per_host(&self) -> bool {
+        self.per_host.is_some()
+            || !self.host_delay.is_zero()
+            || self.host_rate.is_some()
+            || self.throttle.is_some()
+    }
+
+    /// The pacing rules every politeness key follows.
+    pub(crate) fn pace_rules(&self) -> PaceRules {
+        PaceRules {
+            host_delay: self.host_delay,
+            host_rate: self.host_rate,
+            backoff: self.host_backoff.unwrap_or_else(|| self.polite_per_host()),
+            throttle: self.throttle.map(|target| Throttle {
+                target,
+                start: self.throttle_delays.0,
+                max: self.throttle_delays.1,
+            }),
+        }
+    }
 }
 
 /// The fetcher's proxy settings as the builder was given them; the engine turns them into
@@ -200,6 +240,10 @@ impl Default for Options {
             host_delay: Duration::ZERO,
             host_rate: None,
             rate: None,
+            politeness_key: PolitenessKey::Host,
+            host_backoff: None,
+            throttle: None,
+            throttle_delays: (DEFAULT_THROTTLE_START, DEFAULT_THROTTLE_MAX),
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
             pool_max_idle: DEFAULT_POOL_MAX_IDLE,
@@ -414,6 +458,67 @@ impl Builder {
         } else {
             self.invalid.get_or_insert(bad_rate("rate", per_second));
         }
+        self
+    }
+
+    /// What per-host caps, delays, rates, backoff and AutoThrottle group requests by: the
+    /// URL's host (the default) or, with the `psl` feature, its registrable domain
+    /// (`a.example.co.uk` and `b.example.co.uk` then share one budget).
+    pub fn politeness_key(mut self, key: PolitenessKey) -> Self {
+        self.opts.politeness_key = key;
+        self
+    }
+
+    /// Host backoff: a host (politeness key) that answers 429 Too Many Requests or 503
+    /// Service Unavailable is paused — no new request to it starts — for its
+    /// `Retry-After` (seconds or an HTTP date, at most
+    /// [`MAX_HOST_PAUSE`](crate::MAX_HOST_PAUSE)) or, without one, for 1 s doubled with
+    /// each pause in a row (at most 60 s). Its pace is also cut: requests to it are spaced
+    /// at least twice as far apart as before (at least 500 ms), and the spacing shrinks by
+    /// a quarter with each answer that is not a 429 or 5xx, until it is gone. Other hosts
+    /// are never held up.
+    ///
+    /// On by default as soon as any per-host politeness is set (`per_host`, `host_delay`,
+    /// `host_rate`, `auto_throttle`, `obey_robots`); this turns it on or off regardless.
+    /// The answer itself is still delivered (or retried, if `retries` allows); the pause
+    /// is the host's, not the request's.
+    pub fn host_backoff(mut self, on: bool) -> Self {
+        self.opts.host_backoff = Some(on);
+        self
+    }
+
+    /// AutoThrottle, as Scrapy has it: each host's delay between starts follows the
+    /// latencies it shows (time to the first byte), tending to latency divided by
+    /// `target_concurrency` — the number of requests a host should have in flight on
+    /// average. After each answer the delay moves halfway to that target delay (never
+    /// below it); a non-200 answer may raise it but never lowers it. It stays at least
+    /// `host_delay` and at most the ceiling of
+    /// [`auto_throttle_delays`](Builder::auto_throttle_delays) (start 5 s, ceiling 60 s
+    /// by default, as Scrapy's). `per_host` still caps concurrency.
+    ///
+    /// A target that is not a positive number is reported by
+    /// [`try_build`](Builder::try_build).
+    pub fn auto_throttle(mut self, target_concurrency: f64) -> Self {
+        if crate::rate::valid(target_concurrency) {
+            self.opts.throttle = Some(target_concurrency);
+        } else {
+            self.invalid.get_or_insert(Error::new(
+                crate::error::ErrorKind::InvalidRequest,
+                crate::error::Phase::Prepare,
+                format!(
+                    "auto_throttle's target concurrency must be a positive number, not \
+                     {target_concurrency}"
+                ),
+            ));
+        }
+        self
+    }
+
+    /// AutoThrottle's delay for a host before any latency is known, and its ceiling.
+    /// Defaults 5 s and 60 s, as Scrapy's. Only matters with
+    /// [`auto_throttle`](Builder::auto_throttle).
+    pub fn auto_throttle_delays(mut self, start: Duration, max: Duration) -> Self {
+        self.opts.throttle_delays = (start, max);
         self
     }
 

@@ -97,6 +97,20 @@ pub struct FetchArgs {
     /// At most R requests per second in all (fractional).
     #[arg(long, value_name = "R", value_parser = rate, help_heading = "Concurrency")]
     pub rate: Option<f64>,
+    /// What --per-host, --delay-ms, --per-host-rate and backoff count by: each host name
+    /// (default), or each registrable domain by the Public Suffix List (a.example.co.uk
+    /// and b.example.co.uk then share one budget).
+    #[arg(long, value_name = "KEY", value_enum, default_value_t = KeyArg::Host, help_heading = "Politeness")]
+    pub politeness_key: KeyArg,
+    /// AutoThrottle (as Scrapy's): each host's delay follows its latency, aiming at N
+    /// requests in flight per host on average (fractional), between --delay-ms and 60 s;
+    /// it starts at 5 s per host until latencies are known.
+    #[arg(long, value_name = "N", value_parser = rate, help_heading = "Politeness")]
+    pub auto_throttle: Option<f64>,
+    /// Do not pause hosts that answer 429 or 503 (on by default with any per-host
+    /// politeness: the host waits its Retry-After, or 1 s doubling, and is slowed down).
+    #[arg(long, help_heading = "Politeness")]
+    pub no_backoff: bool,
 
     /// Total time allowed for one attempt, in seconds (fractions allowed; 0: no limit).
     /// Default 60.
@@ -236,6 +250,15 @@ pub struct FetchArgs {
     /// stdout; the final summary still goes to stderr).
     #[arg(short = 'q', long, help_heading = "Output")]
     pub quiet: bool,
+}
+
+/// `--politeness-key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyArg {
+    /// The host name.
+    Host,
+    /// The registrable domain (Public Suffix List).
+    Domain,
 }
 
 /// A request rate: a positive number.

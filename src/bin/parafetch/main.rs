@@ -27,9 +27,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use parafetch::{Builder, Done, ErrorKind, Fetcher, Proxy, Queue, Request, Rotation};
+use parafetch::{
+    Builder, Done, ErrorKind, Fetcher, PolitenessKey, Proxy, Queue, Request, Rotation,
+};
 
-use args::{Cli, Command, FetchArgs};
+use args::{Cli, Command, FetchArgs, KeyArg};
 use output::{Failure, Mode, Outcome, Reporter, chain};
 
 /// Exit status for usage errors, as clap uses.
@@ -170,9 +172,9 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
         }
     }
     fetcher.finish_all_requests();
+    let polite = fetcher.polite_stats();
     drop(fetcher);
-
-    let stats = reporter.borrow_mut().close(skipped);
+    let stats = reporter.borrow_mut().close(skipped, polite);
     Ok(if stats.failed() == 0 && skipped == 0 {
         ExitCode::SUCCESS
     } else {
@@ -304,8 +306,21 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
     if let Some(r) = args.rate {
         b = b.rate(r);
     }
+    if args.politeness_key == KeyArg::Domain {
+        b = b.politeness_key(PolitenessKey::Domain);
+    }
+    if let Some(n) = args.auto_throttle {
+        b = b.auto_throttle(n);
+    }
+    if args.no_backoff {
+        b = b.host_backoff(false);
+    }
     let mut backlog = 0;
-    if args.per_host.is_some() || args.delay_ms.is_some() || args.per_host_rate.is_some() {
+    let per_host = args.per_host.is_some()
+        || args.delay_ms.is_some()
+        || args.per_host_rate.is_some()
+        || args.auto_throttle.is_some();
+    if per_host {
         // With the default backlog of 0, a URL for a saturated (or delayed) host blocks
         // start_request and so every URL after it; a backlog lets later hosts start.
         backlog = args.max_in_flight.saturating_mul(4);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use parafetch::Response;
+use parafetch::{PoliteStats, Response};
 use serde_json::{Value, json};
 
 /// Why a URL produced no response: a library error, or the tool's own (a file that could
@@ -325,7 +325,7 @@ impl Reporter {
     }
 
     /// Clears the progress bar, prints the summary on stderr and returns the counts.
-    pub fn close(&mut self, skipped: usize) -> Stats {
+    pub fn close(&mut self, skipped: usize, polite: PoliteStats) -> Stats {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
@@ -355,6 +355,18 @@ impl Reporter {
         if skipped > 0 {
             out.push_str(&format!(
                 "\n  not fetched: {skipped} (writing to stdout failed)"
+            ));
+        }
+        if polite.robots_refused > 0 {
+            out.push_str(&format!(
+                "\n  refused by robots.txt: {}",
+                polite.robots_refused
+            ));
+        }
+        if polite.hosts_paused > 0 {
+            out.push_str(&format!(
+                "\n  host pauses (429/503 backoff): {}",
+                polite.hosts_paused
             ));
         }
         eprintln!("{out}");
