@@ -11,6 +11,8 @@ use crate::proto::{
     ConnectReader, ConnectReply, ContentDecoder, Event, Exchange, Fed, FeedError, Limits,
     ProtoError, RequestInfo, ResponseHead, SocksDone, SocksError, SocksHandshake, SocksTarget,
 };
+use crate::robots::{MAX_ROBOTS_BYTES, MAX_SITEMAPS, Robots};
+use std::collections::HashSet;
 use std::convert::Infallible;
 
 /// Small enough that fuzzed inputs hit every limit, large enough that a head may have more
@@ -450,6 +452,49 @@ pub fn dns_message(data: &[u8]) {
     crate::dns::fuzz_parse(data);
 }
 
+/// The robots.txt parser on arbitrary bytes, for a product token the first byte picks, and
+/// its matcher on paths cut from the same bytes. Never panics; `/robots.txt` is always
+/// allowed; the fast matcher agrees with Google's position sets; CRLF reads as LF; the
+/// token is case-insensitive; sitemaps are capped and distinct; allow-all and disallow-all
+/// mean what they say.
+pub fn robots(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let agent = ["FooBot", "parafetch", "foo", "*", ""][usize::from(first % 5)];
+    let robots = Robots::parse(body, agent);
+    if agent == "FooBot" {
+        assert_eq!(robots, Robots::parse(body, "fOObOT"), "case-blind token");
+    }
+    let crlf: Vec<u8> = body
+        .iter()
+        .flat_map(|b| match b {
+            b'\n' => &b"\r\n"[..],
+            _ => std::slice::from_ref(b),
+        })
+        .copied()
+        .collect();
+    if crlf.len() <= MAX_ROBOTS_BYTES {
+        assert_eq!(robots, Robots::parse(&crlf, agent), "CRLF vs LF");
+    }
+    assert!(robots.sitemaps().len() <= MAX_SITEMAPS);
+    let distinct: HashSet<&String> = robots.sitemaps().iter().collect();
+    assert_eq!(distinct.len(), robots.sitemaps().len(), "sitemaps repeat");
+
+    let text = String::from_utf8_lossy(body);
+    let words = text.split(|c: char| c.is_whitespace() || c == ':' || c == '#');
+    // Short paths: the reference matcher is O(path × pattern) per rule.
+    let paths = words.filter(|w| w.len() <= 256).take(16);
+    for path in paths.chain(["", "/", "/robots.txt"]) {
+        let allowed = robots.allowed(path);
+        assert_eq!(allowed, robots.allowed_reference(path), "{path:?}");
+        assert!(Robots::allow_all().allowed(path));
+        let own = matches!(path, "/robots.txt" | "robots.txt");
+        assert_eq!(Robots::disallow_all().allowed(path), own, "{path:?}");
+        assert!(allowed || !own, "{path:?} is robots.txt");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +526,18 @@ mod tests {
         assert_eq!(run_socks(v4a, [&[0, 91][..]]), Err(SocksError::Rejected));
         for mode in 0..=255u8 {
             socks_reply(&[&[mode][..], &wire].concat());
+        }
+    }
+
+    #[test]
+    fn robots_target_reaches_rules_sitemaps_and_paths() {
+        let body = b"User-agent: FooBot\r\nDisallow: /*.php$\nAllow: /a/index.html\n\
+                     Sitemap: http://x/s.xml\nSitemap: http://x/s.xml\n";
+        let robots = Robots::parse(body, "FooBot");
+        assert!(!robots.allowed("/x.php") && robots.allowed("/a/"));
+        assert_eq!(robots.sitemaps().len(), 1);
+        for agent in 0..5u8 {
+            self::robots(&[&[agent][..], body].concat());
         }
     }
 

@@ -40,7 +40,8 @@
 //!
 //! Layers (see DESIGN.md): [`proto`] is sans-IO HTTP/1.1 (bytes in, events out); the driver
 //! is the mio loop (sockets, timers, pool); the engine decides admission, redirects and
-//! retries; [`Fetcher`] is the API.
+//! retries; [`Fetcher`] is the API. [`robots`] is sans-IO too: robots.txt parsed and matched
+//! (RFC 9309), for the fetcher to ask before it fetches.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -61,6 +62,7 @@ mod proxy;
 mod rate;
 mod request;
 mod response;
+pub mod robots;
 mod task;
 mod tls;
 

@@ -33,7 +33,7 @@ fn replay(target: &str, run: Target) -> usize {
 #[test]
 fn fuzz_corpus_replays_clean() {
     use parafetch::fuzzing as f;
-    let targets: [(&str, Target); 8] = [
+    let targets: [(&str, Target); 9] = [
         ("response_head", f::response_head),
         ("chunked", f::chunked),
         ("split_differential", f::split_differential),
@@ -42,6 +42,7 @@ fn fuzz_corpus_replays_clean() {
         ("content_decoder", f::content_decoder),
         ("connect_reply", f::connect_reply),
         ("socks_reply", f::socks_reply),
+        ("robots", f::robots),
     ];
     for (name, run) in targets {
         let n = replay(name, run);
