@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::driver::timer::{Deadlines, later};
 use crate::driver::{Config, Driver, Exchanged, Failure, Finished, NamesConfig};
 use crate::error::{Error, ErrorKind, Phase};
+use crate::gate::{self, Fetched, Gate, ROBOTS_REDIRECTS, Verdict};
 use crate::options::{MAX_RETRY_AFTER, Options};
 use crate::policy::{self, Reuse};
 use crate::polite::{Answered, Pace, PaceRules, PoliteStats};
@@ -31,7 +32,7 @@ use crate::proxy::{Proxy, ProxyConfig};
 use crate::rate::Bucket;
 use crate::request::{Request, RequestProxy, check_url};
 use crate::response::Response;
-use crate::task::Task;
+use crate::task::{Purpose, Task};
 
 /// One politeness key's queue and pace.
 struct Host {
@@ -63,6 +64,8 @@ pub(crate) struct Engine {
     proxies: ProxyConfig,
     /// Choices made so far, for round robin.
     proxy_turn: Cell<u64>,
+    /// robots.txt, with `obey_robots`.
+    gate: Option<Gate>,
     /// Queues by politeness key.
     hosts: HashMap<String, Host>,
     pace_rules: PaceRules,
@@ -109,12 +112,17 @@ impl Engine {
         let opts = Arc::new(opts);
         let global_rate = opts.rate;
         let pace_rules = opts.pace_rules();
+        let gate = opts.obey_robots.then(|| {
+            let agent = opts.headers.get("user-agent").unwrap_or(&opts.user_agent);
+            Gate::new(agent, opts.robots_ttl.0, opts.robots_ttl.1)
+        });
         Ok(Engine {
             driver: Driver::new(driver_config(&opts))?,
             max_in_flight: opts.max_in_flight,
             proxies: opts.proxy.resolve(|k| std::env::var(k).ok()),
             proxy_turn: Cell::new(0),
             opts,
+            gate,
             hosts: HashMap::new(),
             pace_rules,
             stats: PoliteStats::default(),
@@ -205,6 +213,7 @@ impl Engine {
             proxy,
             proxy_fixed,
             tunnel: self.opts.proxy.tunnel,
+            purpose: Purpose::Caller,
         })
     }
 
@@ -233,20 +242,133 @@ impl Engine {
         self.opts.politeness_key.of(url)
     }
 
-    /// Puts a task at the back of its host's queue.
+    /// Takes a task that may start once the caps allow: a caller's task passes the
+    /// robots.txt gate first (with `obey_robots`).
     fn enqueue(&mut self, task: Task, now: Instant) {
+        let verdict = match (&mut self.gate, &task.purpose) {
+            (Some(gate), Purpose::Caller) => gate.check(task, now),
+            _ => Verdict::Go(task, None),
+        };
+        self.on_verdict(verdict, now);
+    }
+
+    fn on_verdict(&mut self, verdict: Verdict, now: Instant) {
+        match verdict {
+            Verdict::Go(task, crawl_delay) => self.queue(task, crawl_delay, false, now),
+            Verdict::Refused(task, error) => {
+                self.stats.robots_refused += 1;
+                self.deliver(task.id, task.purpose, Err(error), now);
+            }
+            Verdict::Parked => {}
+            Verdict::Fetch(url) => match self.robots_task(url.clone()) {
+                // First in its host's queue: the requests waiting for it come after.
+                Ok(task) => self.queue(task, None, true, now),
+                Err(e) => self.robots_fetched(&url, Fetched::Failed(e), &[], now),
+            },
+        }
+    }
+
+    /// Puts a task in its host's queue (at the front for the host's robots.txt).
+    fn queue(&mut self, task: Task, crawl_delay: Option<Duration>, front: bool, now: Instant) {
         let key = self.key(&task.url);
         let rules = &self.pace_rules;
         let h = self
             .hosts
             .entry(key.clone())
             .or_insert_with(|| Host::new(rules, now));
-        h.queue.push_back(task);
+        if let Some(d) = crawl_delay {
+            h.pace.set_crawl_delay(d);
+        }
+        if front {
+            h.queue.push_front(task);
+        } else {
+            h.queue.push_back(task);
+        }
         self.refresh_host(&key, now);
+    }
+
+    /// The engine's own request for a robots.txt: the fetcher's headers and proxy, up to
+    /// five redirects, decoded, its body collected up to the cap.
+    fn robots_task(&self, url: url::Url) -> Result<Task, Error> {
+        let opts = &self.opts;
+        let mut headers = Headers::new();
+        if !opts.headers.contains("user-agent") {
+            headers.append("User-Agent", &opts.user_agent);
+        }
+        if !opts.headers.contains("accept") {
+            headers.append("Accept", "text/plain, */*");
+        }
+        if !opts.headers.contains("accept-encoding") {
+            headers.append("Accept-Encoding", "gzip, deflate");
+        }
+        for (name, value) in opts.headers.iter() {
+            headers.append(name, value);
+        }
+        if !opts.keep_alive && !headers.contains("connection") {
+            headers.append("Connection", "close");
+        }
+        let mut knobs = opts.knobs;
+        knobs.follow_redirects = true;
+        knobs.max_redirects = ROBOTS_REDIRECTS;
+        knobs.decompress = true;
+        knobs.max_body = u64::MAX; // the collector stops at the cap
+        let proxy = self.pick_proxy(&url)?;
+        let (sink, body) = gate::collector();
+        Ok(Task {
+            id: 0,
+            method: "GET".to_owned(),
+            url: url.clone(),
+            headers,
+            body: None,
+            knobs,
+            sink: Some(sink),
+            redirects: 0,
+            attempts: 0,
+            sink_used: false,
+            replayed: false,
+            proxy,
+            proxy_fixed: false,
+            tunnel: opts.proxy.tunnel,
+            purpose: Purpose::Robots { url, body },
+        })
+    }
+
+    /// A task's one completion: the caller's callback, or (for a robots.txt fetch) the
+    /// verdicts for the requests that waited for it.
+    fn deliver(
+        &mut self,
+        id: usize,
+        purpose: Purpose,
+        result: Result<Response, Error>,
+        now: Instant,
+    ) {
+        match purpose {
+            Purpose::Caller => self.done.push_back((id, result)),
+            Purpose::Robots { url, body } => {
+                let fetched = match result {
+                    Ok(r) => Fetched::Answer(r.status, r.reason),
+                    Err(e) => Fetched::Failed(e),
+                };
+                let body = std::mem::take(&mut *body.borrow_mut());
+                self.robots_fetched(&url, fetched, &body, now);
+            }
+        }
+    }
+
+    fn robots_fetched(&mut self, url: &url::Url, fetched: Fetched, body: &[u8], now: Instant) {
+        let Some(gate) = &mut self.gate else {
+            return;
+        };
+        for verdict in gate.fetched(url, fetched, body, now) {
+            self.on_verdict(verdict, now);
+        }
     }
 
     /// Drops every task (the loop failed and its owner has called every one back).
     pub(crate) fn clear(&mut self) {
+        if let Some(gate) = &mut self.gate {
+            gate.clear();
+        }
         self.hosts.clear();
         self.ready.clear();
         self.delayed.clear();
@@ -416,7 +538,7 @@ impl Engine {
                     Some(delay) => self.schedule_retry(task, delay, now),
                     None => {
                         error.set_attempts(task.attempts);
-                        self.done.push_back((task.id, Err(error)));
+                        self.deliver(task.id, task.purpose, Err(error), now);
                     }
                 }
             }
@@ -465,7 +587,7 @@ impl Engine {
                 Ok(()) => self.enqueue(task, now),
                 Err(mut e) => {
                     e.set_attempts(task.attempts);
-                    self.done.push_back((task.id, Err(e)));
+                    self.deliver(task.id, task.purpose, Err(e), now);
                 }
             }
             return;
@@ -473,7 +595,7 @@ impl Engine {
         if policy::is_proxy_refusal(&task, status) {
             // The proxy answered, not the origin: its refusal is the proxy's error.
             let error = proxy_refusal(&task, status, &ex.head.reason, ex.reused);
-            return self.done.push_back((task.id, Err(error)));
+            return self.deliver(task.id, task.purpose, Err(error), now);
         }
         let cause = RetryCause::Status(status, &ex.head.headers);
         if let Some(delay) = self.retry_delay(&task, cause) {
@@ -495,7 +617,7 @@ impl Engine {
             tls: ex.tls,
             proxy: task.proxy.as_deref().cloned(),
         };
-        self.done.push_back((task.id, Ok(response)));
+        self.deliver(task.id, task.purpose, Ok(response), now);
     }
 
     /// A redirect keeps the request's proxy choice: its own proxy as it is; the fetcher's

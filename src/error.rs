@@ -58,6 +58,11 @@ pub enum ErrorKind {
     /// [`Builder::max_queued_followups`](crate::Builder::max_queued_followups) allows.
     /// Caller's fault: the follow-up was not kept; start it again once requests finish.
     QueueFull,
+    /// The origin's robots.txt disallows the URL for our user agent, or could not be
+    /// fetched (then everything there is disallowed for a while). Only with
+    /// [`Builder::obey_robots`](crate::Builder::obey_robots); the request never touched
+    /// the network.
+    Robots,
 }
 
 impl ErrorKind {
@@ -80,6 +85,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Proxy => "proxy",
             ErrorKind::QueueFull => "queue_full",
+            ErrorKind::Robots => "robots",
         }
     }
 }
@@ -112,6 +118,8 @@ pub enum Phase {
     ReceiveBody,
     /// Deciding on a redirect.
     Redirect,
+    /// Checking the URL against the origin's robots.txt.
+    Robots,
 }
 
 impl Phase {
@@ -127,6 +135,7 @@ impl Phase {
             Phase::ReceiveHead => "receive_head",
             Phase::ReceiveBody => "receive_body",
             Phase::Redirect => "redirect",
+            Phase::Robots => "robots",
         }
     }
 }

@@ -54,6 +54,7 @@ mod error;
 mod fetcher;
 #[doc(hidden)]
 pub mod fuzzing;
+mod gate;
 mod options;
 mod policy;
 mod polite;
@@ -68,6 +69,7 @@ mod tls;
 
 pub use error::{Error, ErrorKind, Phase};
 pub use fetcher::{Done, FetchAll, Fetcher, Queue, fetch_all};
+pub use gate::{DEFAULT_ROBOTS_TTL, DEFAULT_ROBOTS_UNREACHABLE_TTL, ROBOTS_CACHE_MAX};
 pub use options::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
     DEFAULT_MAX_QUEUED_FOLLOWUPS, DEFAULT_MAX_REDIRECTS, DEFAULT_POOL_IDLE_TIMEOUT,

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::gate::{DEFAULT_ROBOTS_TTL, DEFAULT_ROBOTS_UNREACHABLE_TTL};
 use crate::polite::{PaceRules, PolitenessKey, Throttle};
 use crate::proto::Headers;
 use crate::proto::Limits;
@@ -100,6 +101,11 @@ pub(crate) struct Options {
     /// Pause and slow down a host that answers 429 or 503 (`None`: when any per-host
     /// politeness is set).
     pub host_backoff: Option<bool>,
+    /// Fetch and obey each origin's robots.txt.
+    pub obey_robots: bool,
+    /// How long a fetched robots.txt is trusted, and how long an unreachable one
+    /// disallows everything.
+    pub robots_ttl: (Duration, Duration),
     /// AutoThrottle's target concurrency, when it is on.
     pub throttle: Option<f64>,
     /// AutoThrottle's start delay and ceiling.
@@ -122,6 +128,7 @@ impl Options {
             || !self.host_delay.is_zero()
             || self.host_rate.is_some()
             || self.throttle.is_some()
+            || self.obey_robots
     }
 
     /// The pacing rules every politeness key follows.
@@ -242,6 +249,8 @@ impl Default for Options {
             rate: None,
             politeness_key: PolitenessKey::Host,
             host_backoff: None,
+            obey_robots: false,
+            robots_ttl: (DEFAULT_ROBOTS_TTL, DEFAULT_ROBOTS_UNREACHABLE_TTL),
             throttle: None,
             throttle_delays: (DEFAULT_THROTTLE_START, DEFAULT_THROTTLE_MAX),
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
@@ -484,6 +493,39 @@ impl Builder {
     /// is the host's, not the request's.
     pub fn host_backoff(mut self, on: bool) -> Self {
         self.opts.host_backoff = Some(on);
+        self
+    }
+
+    /// Obey robots.txt (RFC 9309) for the product token of the user agent (`parafetch`
+    /// from `parafetch/0.1`; set it with [`user_agent`](Builder::user_agent)). Before the
+    /// first request to an origin (scheme, host, port), its `/robots.txt` is fetched, once:
+    /// that origin's requests wait for it, other origins go on. It goes through the same
+    /// caps, rates and proxy as any request, follows up to 5 redirects, and only its first
+    /// 500 KiB are read.
+    ///
+    /// - A disallowed request completes at once with kind
+    ///   [`Robots`](crate::ErrorKind::Robots) and never touches the network.
+    /// - A 4xx robots.txt (or a redirect chain longer than 5) allows everything; a 5xx, a
+    ///   429 (as Google treats it) or no answer disallows everything for
+    ///   [`DEFAULT_ROBOTS_UNREACHABLE_TTL`](crate::DEFAULT_ROBOTS_UNREACHABLE_TTL), after
+    ///   which it is fetched again.
+    /// - `Crawl-delay` of the matched group becomes the least delay between starts for
+    ///   the host (at most [`MAX_CRAWL_DELAY`](crate::MAX_CRAWL_DELAY)).
+    /// - What is learnt is cached for [`DEFAULT_ROBOTS_TTL`](crate::DEFAULT_ROBOTS_TTL)
+    ///   (24 h), for at most [`ROBOTS_CACHE_MAX`](crate::ROBOTS_CACHE_MAX) origins.
+    ///
+    /// Matching follows Google's robots.txt parser: the groups for our token (else `*`),
+    /// the longest matching rule wins, `allow` wins a tie, `*` and `$` work; see
+    /// [`robots`](crate::robots). Turns host backoff on unless it was turned off.
+    pub fn obey_robots(mut self, on: bool) -> Self {
+        self.opts.obey_robots = on;
+        self
+    }
+
+    /// How long a fetched robots.txt is trusted (default 24 h) and how long an
+    /// unreachable one disallows everything (default 10 min); at least 1 s each.
+    pub fn robots_cache_ttl(mut self, fetched: Duration, unreachable: Duration) -> Self {
+        self.opts.robots_ttl = (fetched, unreachable);
         self
     }
 

@@ -298,6 +298,7 @@ mod tests {
             proxy: None,
             proxy_fixed: false,
             tunnel: false,
+            purpose: crate::task::Purpose::Caller,
         }
     }
 

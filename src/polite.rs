@@ -211,7 +211,6 @@ impl Pace {
     }
 
     /// Takes robots.txt's `Crawl-delay` (capped at [`MAX_CRAWL_DELAY`]).
-    #[allow(dead_code)] // until robots.txt lands, in the next commit
     pub(crate) fn set_crawl_delay(&mut self, d: Duration) {
         self.crawl_delay = d.min(MAX_CRAWL_DELAY);
     }

@@ -5,7 +5,9 @@
 //! A leaf: it imports neither the engine nor the driver, so both can speak it without
 //! importing each other.
 
+use std::cell::RefCell;
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,18 @@ use crate::proxy::{Proxy, ProxyKind};
 
 /// A body sink: receives each piece of the (decoded) body as it arrives.
 pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()>>;
+
+/// Why a task runs.
+pub(crate) enum Purpose {
+    /// The caller's request.
+    Caller,
+    /// The engine's own fetch of the robots.txt at `url` (before any redirect); the body
+    /// collects in `body`.
+    Robots {
+        url: Url,
+        body: Rc<RefCell<Vec<u8>>>,
+    },
+}
 
 /// The per-request knobs, after a request's overrides were applied to the fetcher's.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +71,7 @@ pub(crate) struct Task {
     /// `http://` URLs through an HTTP proxy go through a CONNECT tunnel too, rather than
     /// being forwarded (curl's `-p`).
     pub tunnel: bool,
+    pub purpose: Purpose,
 }
 
 /// Where a connection goes: connections are pooled and reused per origin.

@@ -715,3 +715,64 @@ fn per_host_rate_spaces_requests_and_a_bad_rate_is_a_usage_error() {
         assert_eq!(out.status.code(), Some(2), "--rate {bad}");
     }
 }
+
+#[test]
+fn robots_refusals_and_host_pauses_are_in_the_summary() {
+    // robots.txt disallows /private for "crawlbot"; /busy answers 429 once per URL.
+    let s = TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|r, c| match r.target.as_str() {
+            "/robots.txt" => c.respond(
+                200,
+                &[],
+                b"User-agent: crawlbot\nDisallow: /private\n\nUser-agent: *\nDisallow: /\n",
+            ),
+            "/busy" => c.respond(429, &[("Retry-After", "0")], b""),
+            _ => c.respond(200, &[], b"ok"),
+        })
+    });
+    let out = parafetch(&[
+        "--jsonl",
+        "--robots",
+        "--user-agent",
+        "crawlbot/1.0",
+        "--per-host",
+        "1",
+        &s.url("/public"),
+        &s.url("/private/x"),
+        &s.url("/busy"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a refusal is a failure");
+    let recs = records(&out);
+    assert_eq!(by_index(&recs, 0)["status"], 200);
+    let refused = &by_index(&recs, 1)["error"];
+    assert_eq!(refused["kind"], "robots");
+    assert_eq!(refused["phase"], "robots");
+    assert_eq!(by_index(&recs, 2)["status"], 429);
+    let summary = stderr(&out);
+    assert!(summary.contains("failed: 1 (robots 1)"), "{summary}");
+    assert!(summary.contains("refused by robots.txt: 1"), "{summary}");
+    assert!(
+        summary.contains("host pauses (429/503 backoff): 1"),
+        "{summary}"
+    );
+    let targets: Vec<String> = s.requests().into_iter().map(|r| r.target).collect();
+    assert!(!targets.iter().any(|t| t == "/private/x"), "{targets:?}");
+}
+
+#[test]
+fn politeness_options_are_checked() {
+    let s = echo_server();
+    for bad in [["--auto-throttle", "0"], ["--politeness-key", "path"]] {
+        let out = parafetch(&[bad[0], bad[1], &s.url("/")]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+    }
+    let out = parafetch(&[
+        "--politeness-key",
+        "domain",
+        "--auto-throttle",
+        "2",
+        "--no-backoff",
+        &s.url("/"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

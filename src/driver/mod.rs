@@ -21,7 +21,7 @@
 //! imports neither the engine nor the public `Response` and `Options`: it takes its own
 //! [`Config`] and hands up plain parts ([`Exchanged`], [`Failure`]).
 
-mod cache;
+pub(crate) mod cache;
 mod conn;
 mod connect;
 mod pool;

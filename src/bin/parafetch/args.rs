@@ -107,6 +107,11 @@ pub struct FetchArgs {
     /// it starts at 5 s per host until latencies are known.
     #[arg(long, value_name = "N", value_parser = rate, help_heading = "Politeness")]
     pub auto_throttle: Option<f64>,
+    /// Obey robots.txt (RFC 9309) for the product token of --user-agent: each origin's
+    /// robots.txt is fetched once before its first request; disallowed URLs fail with
+    /// kind "robots" and are never requested; Crawl-delay spaces the host's requests.
+    #[arg(long, help_heading = "Politeness")]
+    pub robots: bool,
     /// Do not pause hosts that answer 429 or 503 (on by default with any per-host
     /// politeness: the host waits its Retry-After, or 1 s doubling, and is slowed down).
     #[arg(long, help_heading = "Politeness")]

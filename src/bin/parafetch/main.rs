@@ -312,6 +312,9 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
     if let Some(n) = args.auto_throttle {
         b = b.auto_throttle(n);
     }
+    if args.robots {
+        b = b.obey_robots(true);
+    }
     if args.no_backoff {
         b = b.host_backoff(false);
     }
@@ -319,7 +322,8 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
     let per_host = args.per_host.is_some()
         || args.delay_ms.is_some()
         || args.per_host_rate.is_some()
-        || args.auto_throttle.is_some();
+        || args.auto_throttle.is_some()
+        || args.robots;
     if per_host {
         // With the default backlog of 0, a URL for a saturated (or delayed) host blocks
         // start_request and so every URL after it; a backlog lets later hosts start.
