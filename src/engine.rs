@@ -22,10 +22,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::driver::timer::{Deadlines, later};
 use crate::driver::{Config, Driver, Exchanged, Failure, Finished, NamesConfig};
 use crate::error::{Error, ErrorKind, Phase};
-use crate::gate::{self, Fetched, Gate, ROBOTS_REDIRECTS, Verdict};
+use crate::gate::{self, Fetch, Fetched, Gate, ROBOTS_REDIRECTS, Verdict};
 use crate::options::{MAX_RETRY_AFTER, Options};
 use crate::policy::{self, Reuse};
-use crate::polite::{Answered, Pace, PaceRules, PoliteStats};
+use crate::polite::{Answer, Answered, Pace, PaceRules, PoliteStats};
 use crate::proto::Headers;
 use crate::proto::validate;
 use crate::proxy::{Proxy, ProxyConfig};
@@ -41,7 +41,9 @@ struct Host {
     /// When its next request may start, and what it has learnt.
     pace: Pace,
     in_ready: bool,
-    in_delayed: bool,
+    /// Its entry in the delay heap, if it has one: an earlier need pushes another (the
+    /// heap tolerates the stale one), so a new task never waits for an old, later time.
+    delayed_at: Option<Instant>,
 }
 
 impl Host {
@@ -51,7 +53,7 @@ impl Host {
             queue: VecDeque::new(),
             pace: Pace::new(rules, now),
             in_ready: false,
-            in_delayed: false,
+            delayed_at: None,
         }
     }
 }
@@ -260,11 +262,11 @@ impl Engine {
                 self.deliver(task.id, task.purpose, Err(error), now);
             }
             Verdict::Parked => {}
-            Verdict::Fetch(url) => match self.robots_task(url.clone()) {
+            Verdict::Fetch(fetch) => {
                 // First in its host's queue: the requests waiting for it come after.
-                Ok(task) => self.queue(task, None, true, now),
-                Err(e) => self.robots_fetched(&url, Fetched::Failed(e), &[], now),
-            },
+                let task = self.robots_task(fetch);
+                self.queue(task, None, true, now);
+            }
         }
     }
 
@@ -287,13 +289,14 @@ impl Engine {
         self.refresh_host(&key, now);
     }
 
-    /// The engine's own request for a robots.txt: the fetcher's headers and proxy, up to
-    /// five redirects, decoded, its body collected up to the cap.
-    fn robots_task(&self, url: url::Url) -> Result<Task, Error> {
+    /// The engine's own request for a robots.txt, as the first request waiting for it
+    /// goes: its `User-Agent` and proxy, the fetcher's other headers; up to five
+    /// redirects, decoded, its body collected up to the cap.
+    fn robots_task(&self, fetch: Fetch) -> Task {
         let opts = &self.opts;
         let mut headers = Headers::new();
-        if !opts.headers.contains("user-agent") {
-            headers.append("User-Agent", &opts.user_agent);
+        if let Some(ua) = &fetch.user_agent {
+            headers.append("User-Agent", ua);
         }
         if !opts.headers.contains("accept") {
             headers.append("Accept", "text/plain, */*");
@@ -302,7 +305,9 @@ impl Engine {
             headers.append("Accept-Encoding", "gzip, deflate");
         }
         for (name, value) in opts.headers.iter() {
-            headers.append(name, value);
+            if !name.eq_ignore_ascii_case("user-agent") {
+                headers.append(name, value);
+            }
         }
         if !opts.keep_alive && !headers.contains("connection") {
             headers.append("Connection", "close");
@@ -312,12 +317,11 @@ impl Engine {
         knobs.max_redirects = ROBOTS_REDIRECTS;
         knobs.decompress = true;
         knobs.max_body = u64::MAX; // the collector stops at the cap
-        let proxy = self.pick_proxy(&url)?;
         let (sink, body) = gate::collector();
-        Ok(Task {
+        Task {
             id: 0,
             method: "GET".to_owned(),
-            url: url.clone(),
+            url: fetch.url,
             headers,
             body: None,
             knobs,
@@ -326,11 +330,16 @@ impl Engine {
             attempts: 0,
             sink_used: false,
             replayed: false,
-            proxy,
-            proxy_fixed: false,
+            proxy: fetch.proxy,
+            proxy_fixed: fetch.proxy_fixed,
             tunnel: opts.proxy.tunnel,
-            purpose: Purpose::Robots { url, body },
-        })
+            purpose: Purpose::Robots {
+                origin: fetch.origin,
+                agent: fetch.agent,
+                body,
+                status: None,
+            },
+        }
     }
 
     /// A task's one completion: the caller's callback, or (for a robots.txt fetch) the
@@ -344,23 +353,24 @@ impl Engine {
     ) {
         match purpose {
             Purpose::Caller => self.done.push_back((id, result)),
-            Purpose::Robots { url, body } => {
+            Purpose::Robots {
+                origin,
+                agent,
+                body,
+                status,
+            } => {
                 let fetched = match result {
                     Ok(r) => Fetched::Answer(r.status, r.reason),
-                    Err(e) => Fetched::Failed(e),
+                    Err(e) => Fetched::Failed(e, status),
                 };
                 let body = std::mem::take(&mut *body.borrow_mut());
-                self.robots_fetched(&url, fetched, &body, now);
+                let Some(gate) = &mut self.gate else {
+                    return;
+                };
+                for verdict in gate.fetched(&origin, &agent, fetched, &body, now) {
+                    self.on_verdict(verdict, now);
+                }
             }
-        }
-    }
-
-    fn robots_fetched(&mut self, url: &url::Url, fetched: Fetched, body: &[u8], now: Instant) {
-        let Some(gate) = &mut self.gate else {
-            return;
-        };
-        for verdict in gate.fetched(url, fetched, body, now) {
-            self.on_verdict(verdict, now);
         }
     }
 
@@ -410,9 +420,11 @@ impl Engine {
                 self.enqueue(task, now);
             }
         }
-        while let Some((_, host)) = self.delayed.pop_due(now) {
+        while let Some((at, host)) = self.delayed.pop_due(now) {
             if let Some(h) = self.hosts.get_mut(&host) {
-                h.in_delayed = false;
+                if h.delayed_at == Some(at) {
+                    h.delayed_at = None;
+                }
             }
             self.refresh_host(&host, now);
         }
@@ -433,13 +445,12 @@ impl Engine {
             // with a burst or a pace it has not earned.
             let settle = h.pace.settled_at(rules, now);
             let settled = settle <= now;
-            if h.active == 0 && settled && !h.in_ready && !h.in_delayed {
+            if h.active == 0 && settled && !h.in_ready && h.delayed_at.is_none() {
                 self.hosts.remove(name);
-            } else if h.active == 0 && !settled && !h.in_delayed {
+            } else if h.active == 0 && !settled {
                 // The delay heap comes back for it, and then forgets it, so idle hosts do
                 // not pile up in the map.
-                h.in_delayed = true;
-                self.delayed.push(settle, name.to_owned());
+                Self::wake_at(&mut self.delayed, h, name, settle);
             }
             return;
         }
@@ -448,15 +459,20 @@ impl Engine {
         }
         let next = h.pace.next_start(rules, now);
         if next > now {
-            if !h.in_delayed {
-                h.in_delayed = true;
-                self.delayed.push(next, name.to_owned());
-            }
+            Self::wake_at(&mut self.delayed, h, name, next);
             return;
         }
         if !h.in_ready {
             h.in_ready = true;
             self.ready.push_back(name.to_owned());
+        }
+    }
+
+    /// Makes sure the delay heap wakes `h` by `at`: a later entry does not do.
+    fn wake_at(delayed: &mut Deadlines<String>, h: &mut Host, name: &str, at: Instant) {
+        if h.delayed_at.is_none_or(|d| at < d) {
+            h.delayed_at = Some(at);
+            delayed.push(at, name.to_owned());
         }
     }
 
@@ -515,7 +531,11 @@ impl Engine {
                     mut error,
                     reused,
                     received_any,
+                    status,
                 } = failure;
+                if let Purpose::Robots { status: seen, .. } = &mut task.purpose {
+                    *seen = status;
+                }
                 let stale = policy::is_stale(reused, received_any, &error);
                 if stale && policy::may_replay(&task) {
                     // The keep-alive race: the server closed the pooled connection as we
@@ -559,11 +579,13 @@ impl Engine {
             .headers
             .get("retry-after")
             .and_then(|v| policy::parse_retry_after(v, SystemTime::now()));
-        let latency = ex.timings.first_byte;
-        if h.pace
-            .answered(&self.pace_rules, status, retry_after, latency, now)
-            == Answered::Paused
-        {
+        let answer = Answer {
+            status,
+            retry_after,
+            latency: ex.timings.first_byte,
+        };
+        let started = now.checked_sub(ex.timings.total).unwrap_or(now);
+        if h.pace.answered(&self.pace_rules, answer, started, now) == Answered::Paused {
             self.stats.hosts_paused += 1;
         }
     }
@@ -580,7 +602,10 @@ impl Engine {
     fn on_response(&mut self, mut task: Task, ex: Exchanged, now: Instant) {
         let status = ex.head.status;
         if policy::follows_redirect(&task, status, &ex.head.headers) {
-            let allow = self.opts.allow_https_downgrade;
+            // robots.txt moved to http is still the site's robots.txt (nothing secret is
+            // sent for it).
+            let allow =
+                self.opts.allow_https_downgrade || matches!(task.purpose, Purpose::Robots { .. });
             let hop = policy::redirect(&mut task, status, &ex.head.headers, allow)
                 .and_then(|()| self.proxy_for_redirect(&mut task));
             match hop {

@@ -20,11 +20,14 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use crate::driver::cache::TtlCache;
+use crate::driver::timer::later;
 use crate::error::{Error, ErrorKind, Phase};
+use crate::proxy::Proxy;
 use crate::robots::{MAX_ROBOTS_BYTES, Robots, agent_token};
 use crate::task::{Sink, Task};
 
-/// Most origins whose robots.txt is remembered; at the cap, those closest to expiry go.
+/// Most origins (per user agent) whose robots.txt is remembered; at the cap, those
+/// closest to expiry go.
 pub const ROBOTS_CACHE_MAX: usize = 10_000;
 /// How long a fetched robots.txt is trusted by default (RFC 9309: "SHOULD NOT use the
 /// cached version for more than 24 hours").
@@ -35,7 +38,7 @@ pub const DEFAULT_ROBOTS_UNREACHABLE_TTL: Duration = Duration::from_secs(600);
 /// Redirects followed to reach a robots.txt (RFC 9309: at least five).
 pub(crate) const ROBOTS_REDIRECTS: u32 = 5;
 
-/// What is known of one origin's robots.txt.
+/// What is known of one origin's robots.txt, for one user agent.
 #[derive(Clone, Debug)]
 enum Known {
     Rules(Arc<Robots>),
@@ -51,22 +54,38 @@ pub(crate) enum Verdict {
     Refused(Task, Error),
     /// Parked until its origin's robots.txt arrives (already being fetched).
     Parked,
-    /// Parked; fetch this URL (the origin's `/robots.txt`) first.
-    Fetch(Url),
+    /// Parked; fetch the origin's `/robots.txt` first.
+    Fetch(Fetch),
+}
+
+/// A robots.txt to fetch, as the first request waiting for it would have fetched it.
+pub(crate) struct Fetch {
+    /// The origin's `/robots.txt`.
+    pub url: Url,
+    pub origin: String,
+    /// The product token it is for.
+    pub agent: String,
+    /// The waiting request's `User-Agent`, sent with the robots.txt request too.
+    pub user_agent: Option<String>,
+    /// The waiting request's proxy choice.
+    pub proxy: Option<Arc<Proxy>>,
+    pub proxy_fixed: bool,
 }
 
 /// What the robots.txt fetch came to, as the engine saw it.
 pub(crate) enum Fetched {
     /// A final response with this status and reason (the body went to the collector).
     Answer(u16, String),
-    /// No response: why.
-    Failed(Error),
+    /// No (complete) response: why, and the status of a head that arrived first.
+    Failed(Error, Option<u16>),
 }
 
 pub(crate) struct Gate {
+    /// The fetcher's product token, for a request without a `User-Agent`.
     agent: String,
+    /// By product token and origin ([`cache_key`]).
     known: TtlCache<Known>,
-    /// Tasks waiting for their origin's robots.txt, by origin.
+    /// Tasks waiting for their origin's robots.txt, by the same key.
     waiting: HashMap<String, Vec<Task>>,
     ttl: Duration,
     unreachable_ttl: Duration,
@@ -82,14 +101,21 @@ fn origin_of(url: &Url) -> String {
     )
 }
 
+/// robots.txt is per origin, and its verdict per user agent: a request with its own
+/// `User-Agent` is judged for that agent.
+fn cache_key(agent: &str, origin: &str) -> String {
+    format!("{agent} {origin}")
+}
+
 /// A URL's path and query, as robots.txt rules match them.
 fn path_and_query(url: &Url) -> &str {
     &url[url::Position::BeforePath..url::Position::AfterQuery]
 }
 
 impl Gate {
-    /// A gate for the product token of `user_agent`, trusting fetched files for `ttl` and
-    /// refusing an unreachable origin's requests for `unreachable_ttl`.
+    /// A gate for the product token of `user_agent` (for requests without their own),
+    /// trusting fetched files for `ttl` and refusing an unreachable origin's requests for
+    /// `unreachable_ttl`.
     pub(crate) fn new(user_agent: &str, ttl: Duration, unreachable_ttl: Duration) -> Gate {
         let one_second = Duration::from_secs(1);
         Gate {
@@ -104,102 +130,116 @@ impl Gate {
     /// The verdict for a task (a caller's: the robots.txt fetch itself never comes here).
     pub(crate) fn check(&mut self, task: Task, now: Instant) -> Verdict {
         let origin = origin_of(&task.url);
-        if let Some(known) = self.known.get(&origin, now) {
+        let user_agent = task.headers.get("user-agent").map(str::to_owned);
+        let agent = user_agent
+            .as_deref()
+            .map_or(self.agent.as_str(), agent_token)
+            .to_owned();
+        let key = cache_key(&agent, &origin);
+        if let Some(known) = self.known.get(&key, now) {
             let known = known.clone();
-            return self.apply(&origin, &known, task);
+            return apply(&origin, &agent, &known, task);
         }
-        match self.waiting.get_mut(&origin) {
-            Some(parked) => {
-                parked.push(task);
-                Verdict::Parked
-            }
-            None => {
-                let mut robots = task.url.clone();
-                robots.set_path("/robots.txt");
-                robots.set_query(None);
-                robots.set_fragment(None);
-                // Credentials in the page's URL are not sent for robots.txt.
-                let _ = robots.set_username("");
-                let _ = robots.set_password(None);
-                self.waiting.insert(origin, vec![task]);
-                Verdict::Fetch(robots)
-            }
+        if let Some(parked) = self.waiting.get_mut(&key) {
+            parked.push(task);
+            return Verdict::Parked;
         }
+        let mut url = task.url.clone();
+        url.set_path("/robots.txt");
+        url.set_query(None);
+        url.set_fragment(None);
+        // Credentials in the page's URL are not sent for robots.txt.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let fetch = Fetch {
+            url,
+            origin,
+            agent,
+            user_agent,
+            proxy: task.proxy.clone(),
+            proxy_fixed: task.proxy_fixed,
+        };
+        self.waiting.insert(key, vec![task]);
+        Verdict::Fetch(fetch)
     }
 
-    fn apply(&self, origin: &str, known: &Known, task: Task) -> Verdict {
-        match known {
-            Known::Rules(r) => {
-                let path = path_and_query(&task.url);
-                if r.allowed(path) {
-                    Verdict::Go(task, r.crawl_delay())
-                } else {
-                    let msg = format!(
-                        "robots.txt of {origin} disallows {path} for user agent {:?}",
-                        self.agent
-                    );
-                    Verdict::Refused(task, Error::new(ErrorKind::Robots, Phase::Robots, msg))
-                }
-            }
-            Known::Unreachable(why) => {
-                let msg = format!(
-                    "robots.txt of {origin} is unreachable ({why}): nothing is fetched from \
-                     that origin for now (RFC 9309: disallow all)"
-                );
-                Verdict::Refused(task, Error::new(ErrorKind::Robots, Phase::Robots, msg))
-            }
-        }
-    }
-
-    /// The robots.txt of `url`'s origin came (or did not): remembers it, and returns the
-    /// verdict for each task that waited for it, in the order they came.
+    /// The robots.txt of `origin` for `agent` came (or did not): remembers it, and
+    /// returns the verdict for each task that waited for it, in the order they came.
     pub(crate) fn fetched(
         &mut self,
-        url: &Url,
+        origin: &str,
+        agent: &str,
         outcome: Fetched,
         body: &[u8],
         now: Instant,
     ) -> Vec<Verdict> {
-        let origin = origin_of(url);
-        let (known, ttl) = self.judge(outcome, body);
+        let key = cache_key(agent, origin);
+        let (known, ttl) = self.judge(agent, outcome, body);
         self.known
-            .insert(origin.clone(), known.clone(), now + ttl, now);
-        let parked = self.waiting.remove(&origin).unwrap_or_default();
+            .insert(key.clone(), known.clone(), later(now, ttl), now);
+        let parked = self.waiting.remove(&key).unwrap_or_default();
         parked
             .into_iter()
-            .map(|t| self.apply(&origin, &known, t))
+            .map(|t| apply(origin, agent, &known, t))
             .collect()
     }
 
-    fn judge(&self, outcome: Fetched, body: &[u8]) -> (Known, Duration) {
+    fn judge(&self, agent: &str, outcome: Fetched, body: &[u8]) -> (Known, Duration) {
         let rules = |r: Robots| (Known::Rules(Arc::new(r)), self.ttl);
         let unreachable = |why: String| (Known::Unreachable(why.into()), self.unreachable_ttl);
+        let redirects = |e: &Error| {
+            matches!(
+                e.kind(),
+                ErrorKind::TooManyRedirects | ErrorKind::BadRedirect
+            )
+        };
         match outcome {
-            Fetched::Answer(200..=299, _) => rules(Robots::parse(body, &self.agent)),
+            Fetched::Answer(200..=299, _) => rules(Robots::parse(body, agent)),
             Fetched::Answer(429, reason) => unreachable(format!("429 {reason}")),
             // Unavailable: a 4xx, or a redirect not followed to its end.
             Fetched::Answer(300..=499, _) => rules(Robots::allow_all()),
             Fetched::Answer(status, reason) => unreachable(format!("{status} {reason}")),
-            // The collector stopped it at the cap: the first 500 KiB are the file.
-            Fetched::Failed(_) if body.len() >= MAX_ROBOTS_BYTES => {
-                rules(Robots::parse(&body[..MAX_ROBOTS_BYTES], &self.agent))
+            // The collector stopped a 2xx at the cap: the first 500 KiB are the file.
+            Fetched::Failed(_, Some(200..=299)) if body.len() >= MAX_ROBOTS_BYTES => {
+                rules(Robots::parse(&body[..MAX_ROBOTS_BYTES], agent))
+            }
+            // The head said what it is: an error page cut short changes nothing.
+            Fetched::Failed(_, Some(status)) if !(200..=299).contains(&status) => {
+                self.judge(agent, Fetched::Answer(status, String::new()), body)
             }
             // More than five redirects, or one that may not be followed: unavailable.
-            Fetched::Failed(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::TooManyRedirects | ErrorKind::BadRedirect
-                ) =>
-            {
-                rules(Robots::allow_all())
-            }
-            Fetched::Failed(e) => unreachable(format!("{e}")),
+            Fetched::Failed(e, _) if redirects(&e) => rules(Robots::allow_all()),
+            Fetched::Failed(e, _) => unreachable(format!("{e}")),
         }
     }
 
     /// Drops every waiting task (the loop failed and its owner called them all back).
     pub(crate) fn clear(&mut self) {
         self.waiting.clear();
+    }
+}
+
+/// A known robots.txt's verdict for one task.
+fn apply(origin: &str, agent: &str, known: &Known, task: Task) -> Verdict {
+    match known {
+        Known::Rules(r) => {
+            if r.allowed(path_and_query(&task.url)) {
+                return Verdict::Go(task, r.crawl_delay());
+            }
+            // The path only: a query may carry a token that must not reach a log.
+            let msg = format!(
+                "robots.txt of {origin} disallows {} for user agent {agent:?}",
+                task.url.path()
+            );
+            Verdict::Refused(task, Error::new(ErrorKind::Robots, Phase::Robots, msg))
+        }
+        Known::Unreachable(why) => {
+            let msg = format!(
+                "robots.txt of {origin} is unreachable ({why}): nothing is fetched from that \
+                 origin for now (RFC 9309: disallow all)"
+            );
+            Verdict::Refused(task, Error::new(ErrorKind::Robots, Phase::Robots, msg))
+        }
     }
 }
 

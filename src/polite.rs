@@ -122,6 +122,16 @@ impl PaceRules {
     }
 }
 
+/// What a key answered, as pacing needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    /// Its `Retry-After`, parsed.
+    pub retry_after: Option<Duration>,
+    /// Time to its first byte.
+    pub latency: Duration,
+}
+
 /// What an answer did to a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Answered {
@@ -142,6 +152,9 @@ pub(crate) struct Pace {
     slowdown: Duration,
     /// Pauses in a row without a full recovery (for the exponential pause).
     strikes: u32,
+    /// When the last strike came: an answer to a request started before it belongs to
+    /// the same storm.
+    struck_at: Option<Instant>,
     /// AutoThrottle's current delay.
     throttle: Option<Duration>,
     /// From robots.txt (capped).
@@ -160,7 +173,10 @@ impl Pace {
             paused_until: None,
             slowdown: Duration::ZERO,
             strikes: 0,
-            throttle: rules.throttle.map(|t| t.start.max(rules.host_delay)),
+            struck_at: None,
+            throttle: rules
+                .throttle
+                .map(|t| t.start.min(t.max).max(rules.host_delay)),
             crawl_delay: Duration::ZERO,
             learnt_at: None,
         }
@@ -210,31 +226,31 @@ impl Pace {
             .unwrap_or(now)
     }
 
-    /// Takes robots.txt's `Crawl-delay` (capped at [`MAX_CRAWL_DELAY`]).
+    /// Takes robots.txt's `Crawl-delay` (capped at [`MAX_CRAWL_DELAY`]); a key with
+    /// several origins (http and https, or a domain's hosts) keeps the largest.
     pub(crate) fn set_crawl_delay(&mut self, d: Duration) {
-        self.crawl_delay = d.min(MAX_CRAWL_DELAY);
+        self.crawl_delay = self.crawl_delay.max(d.min(MAX_CRAWL_DELAY));
     }
 
-    /// Whether the key is paused by a 429 or 503 at `now`.
-    pub(crate) fn is_paused(&self, now: Instant) -> bool {
-        self.paused_until.is_some_and(|t| t > now)
-    }
-
-    /// An answer from the key: `status`, its `Retry-After` (already parsed), and the
-    /// latency to its first byte.
+    /// An answer from the key to a request started at `started`: `status`, its
+    /// `Retry-After` (already parsed), and the latency to its first byte.
     pub(crate) fn answered(
         &mut self,
         rules: &PaceRules,
-        status: u16,
-        retry_after: Option<Duration>,
-        latency: Duration,
+        answer: Answer,
+        started: Instant,
         now: Instant,
     ) -> Answered {
+        let Answer {
+            status,
+            retry_after,
+            latency,
+        } = answer;
         let mut outcome = Answered::Noted;
         let refused = matches!(status, 429 | 503);
         if rules.backoff {
             if refused {
-                outcome = self.back_off(rules, retry_after, now);
+                outcome = self.back_off(rules, retry_after, started, now);
             } else if status < 500 {
                 self.recover();
             }
@@ -252,17 +268,19 @@ impl Pace {
         &mut self,
         rules: &PaceRules,
         retry_after: Option<Duration>,
+        started: Instant,
         now: Instant,
     ) -> Answered {
-        if self.is_paused(now) {
-            // Answers to requests that were in flight when the pause began: one strike,
-            // however many of them say so; a longer Retry-After still extends it.
+        if self.struck_at.is_some_and(|t| started < t) {
+            // Answers to requests that were in flight when the last strike came: one
+            // strike, however many of them say so; a longer Retry-After still extends it.
             if let Some(ra) = retry_after {
                 let until = later(now, ra.min(MAX_HOST_PAUSE));
                 self.paused_until = self.paused_until.max(Some(until));
             }
             return Answered::Noted;
         }
+        self.struck_at = Some(now);
         self.strikes = self.strikes.saturating_add(1);
         let pause = retry_after.map_or_else(
             || {
@@ -274,7 +292,7 @@ impl Pace {
         );
         self.paused_until = Some(later(now, pause));
         self.slowdown = if self.slowdown.is_zero() {
-            (rules.base_interval() * 2).max(MIN_SLOWDOWN)
+            rules.base_interval().saturating_mul(2).max(MIN_SLOWDOWN)
         } else {
             self.slowdown.saturating_mul(2)
         }
@@ -298,11 +316,15 @@ impl Pace {
     /// answer may raise the delay but never lower it.
     fn adjust_throttle(&mut self, rules: &PaceRules, t: Throttle, status: u16, latency: Duration) {
         let old = self.throttle.unwrap_or(t.start);
-        let target = latency.div_f64(t.target);
-        let new = ((old + target) / 2)
+        let ceiling = t.max.max(rules.host_delay);
+        // A tiny target must not overflow: anything past the ceiling is the ceiling.
+        let target = Duration::try_from_secs_f64(latency.as_secs_f64() / t.target)
+            .unwrap_or(Duration::MAX)
+            .min(ceiling);
+        let new = (old.saturating_add(target) / 2)
             .max(target)
             .max(rules.host_delay)
-            .min(t.max.max(rules.host_delay));
+            .min(ceiling);
         if status != 200 && new <= old {
             return;
         }
@@ -316,6 +338,14 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    fn ans(status: u16, retry_after: Option<Duration>, latency: Duration) -> Answer {
+        Answer {
+            status,
+            retry_after,
+            latency,
+        }
     }
 
     fn rules() -> PaceRules {
@@ -356,18 +386,21 @@ mod tests {
         };
         let mut p = Pace::new(&r, t0);
         p.start(t0);
-        let got = p.answered(&r, 429, Some(Duration::from_secs(2)), ms(1), t0);
+        let got = p.answered(&r, ans(429, Some(Duration::from_secs(2)), ms(1)), t0, t0);
         assert_eq!(got, Answered::Paused);
         assert_eq!(p.next_start(&r, t0), t0 + Duration::from_secs(2));
-        // The second answer of the same storm is not a second strike.
-        assert_eq!(p.answered(&r, 429, None, ms(1), t0), Answered::Noted);
+        // The answer to a request started before that strike is the same storm, not a
+        // second strike, even once the pause is over (Retry-After: 0).
+        let t = t0 + ms(5);
+        let late = p.answered(&r, ans(429, Some(Duration::ZERO), ms(1)), t0 - ms(1), t);
+        assert_eq!(late, Answered::Noted);
         assert_eq!(p.slowdown, ms(2000), "the rate halved: 1 s became 2 s");
         // After the pause, each good answer gives back a quarter of the slowdown.
         let t1 = t0 + Duration::from_secs(3);
-        p.answered(&r, 200, None, ms(1), t1);
+        p.answered(&r, ans(200, None, ms(1)), t1, t1);
         assert_eq!(p.slowdown, ms(1500));
         for _ in 0..60 {
-            p.answered(&r, 200, None, ms(1), t1);
+            p.answered(&r, ans(200, None, ms(1)), t1, t1);
         }
         assert_eq!(p.slowdown, Duration::ZERO, "recovered");
         assert_eq!(p.strikes, 0);
@@ -381,14 +414,22 @@ mod tests {
         let mut now = t0;
         let mut pauses = Vec::new();
         for _ in 0..10 {
-            assert_eq!(p.answered(&r, 503, None, ms(1), now), Answered::Paused);
+            assert_eq!(
+                p.answered(&r, ans(503, None, ms(1)), now, now),
+                Answered::Paused
+            );
             let until = p.paused_until.unwrap();
             pauses.push((until - now).as_secs());
             now = until;
         }
         assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
         assert_eq!(p.slowdown, MAX_SLOWDOWN);
-        let hostile = p.answered(&r, 429, Some(Duration::from_secs(86_400)), ms(1), now);
+        let hostile = p.answered(
+            &r,
+            ans(429, Some(Duration::from_secs(86_400)), ms(1)),
+            now,
+            now,
+        );
         assert_eq!(hostile, Answered::Paused);
         assert_eq!(p.paused_until, Some(now + MAX_HOST_PAUSE), "capped");
     }
@@ -399,7 +440,7 @@ mod tests {
         let r = PaceRules::default();
         let mut p = Pace::new(&r, t0);
         assert_eq!(
-            p.answered(&r, 429, Some(ms(5000)), ms(1), t0),
+            p.answered(&r, ans(429, Some(ms(5000)), ms(1)), t0, t0),
             Answered::Noted
         );
         assert_eq!(p.next_start(&r, t0), t0);
@@ -419,19 +460,38 @@ mod tests {
         let mut p = Pace::new(&r, t0);
         assert_eq!(p.throttle, Some(Duration::from_secs(5)), "the start delay");
         for _ in 0..30 {
-            p.answered(&r, 200, None, ms(800), t0);
+            p.answered(&r, ans(200, None, ms(800)), t0, t0);
         }
         let d = p.throttle.unwrap();
         assert!(d >= ms(400) && d < ms(401), "latency / target: {d:?}");
         // A slow error answer raises it; a fast one does not lower it.
-        p.answered(&r, 500, None, ms(4000), t0);
+        p.answered(&r, ans(500, None, ms(4000)), t0, t0);
         let raised = p.throttle.unwrap();
         assert_eq!(raised, ms(2000));
-        p.answered(&r, 404, None, ms(1), t0);
+        p.answered(&r, ans(404, None, ms(1)), t0, t0);
         assert_eq!(p.throttle.unwrap(), raised);
         // The ceiling holds.
-        p.answered(&r, 200, None, Duration::from_secs(3600), t0);
+        p.answered(&r, ans(200, None, Duration::from_secs(3600)), t0, t0);
         assert_eq!(p.throttle.unwrap(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn hostile_numbers_do_not_overflow() {
+        let t0 = Instant::now();
+        let r = PaceRules {
+            host_delay: Duration::MAX,
+            throttle: Some(Throttle {
+                target: 1e-300,
+                start: Duration::MAX,
+                max: Duration::from_secs(60),
+            }),
+            ..rules()
+        };
+        let mut p = Pace::new(&r, t0);
+        p.answered(&r, ans(200, None, Duration::from_secs(10)), t0, t0);
+        p.answered(&r, ans(429, None, Duration::MAX), t0, t0);
+        assert!(p.next_start(&r, t0) > t0);
+        assert!(p.settled_at(&r, t0) > t0);
     }
 
     #[test]
@@ -440,7 +500,7 @@ mod tests {
         let r = rules();
         let mut p = Pace::new(&r, t0);
         assert_eq!(p.settled_at(&r, t0), t0, "nothing to remember");
-        p.answered(&r, 429, Some(ms(100)), ms(1), t0);
+        p.answered(&r, ans(429, Some(ms(100)), ms(1)), t0, t0);
         assert_eq!(p.settled_at(&r, t0), t0 + MEMORY);
     }
 

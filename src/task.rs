@@ -23,11 +23,15 @@ pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()>>;
 pub(crate) enum Purpose {
     /// The caller's request.
     Caller,
-    /// The engine's own fetch of the robots.txt at `url` (before any redirect); the body
-    /// collects in `body`.
+    /// The engine's own fetch of `origin`'s robots.txt for the product token `agent`;
+    /// the body collects in `body`.
     Robots {
-        url: Url,
+        origin: String,
+        agent: String,
         body: Rc<RefCell<Vec<u8>>>,
+        /// The status of a head that arrived before a failure (the collector stops a
+        /// long body with an error; the status must survive it).
+        status: Option<u16>,
     },
 }
 

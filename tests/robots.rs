@@ -113,9 +113,11 @@ fn the_error_says_what_was_refused_and_the_stats_count_it() {
     let seen = seen.borrow();
     assert!(
         seen.iter()
-            .any(|m| m.contains("disallows /b?q=1") && m.contains("\"Bot-X\"")),
+            .any(|m| m.contains("disallows /b for") && m.contains("\"Bot-X\"")),
         "{seen:?}"
     );
+    // The query stays out of the message: it may carry a token.
+    assert!(!seen.iter().any(|m| m.contains("q=1")), "{seen:?}");
     assert!(
         seen.iter().all(|m| m.starts_with("robots during robots")),
         "{seen:?}"
@@ -301,4 +303,77 @@ fn without_obey_robots_nothing_is_asked() {
     let b = polite().obey_robots(false);
     assert_eq!(run(b, &s, &["/a"]), [Ok(200)]);
     assert_eq!(received(&s), ["/a"]);
+}
+
+#[test]
+fn a_long_error_page_for_robots_txt_still_counts_as_its_status() {
+    // A 503 with a 600 KiB body: the collector cuts it, the status still decides.
+    let page = Arc::new(vec![b'x'; 600 * 1024]);
+    let s = site([127, 0, 0, 1], move |_, c| c.respond(503, &[], &page));
+    assert_eq!(run(polite(), &s, &["/a"]), [REFUSED]);
+}
+
+#[test]
+fn a_request_with_its_own_user_agent_is_judged_for_that_agent() {
+    let s = site(
+        [127, 0, 0, 1],
+        serving("User-agent: otherbot\nDisallow: /\n\nUser-agent: *\nAllow: /\n"),
+    );
+    let urls = [s.url("/a"), s.url("/b")];
+    let mut f = polite().build::<()>();
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    for (url, ua) in urls.iter().zip([None, Some("otherbot/2.0")]) {
+        let mut req = parafetch::Request::get(url.as_str());
+        if let Some(ua) = ua {
+            req = req.header("User-Agent", ua);
+        }
+        let got = std::rc::Rc::clone(&got);
+        f.start_request(
+            req,
+            move |d: parafetch::Done<()>, _: &mut parafetch::Queue<()>| {
+                let r = d.result.map(|r| r.status).map_err(|e| e.kind());
+                got.borrow_mut().push((d.url, r));
+            },
+            (),
+        )
+        .unwrap();
+    }
+    f.finish_all_requests();
+    let mut got = got.borrow().clone();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            (urls[0].clone(), Ok(200)),
+            (urls[1].clone(), Err(ErrorKind::Robots))
+        ]
+    );
+    // One robots.txt per agent, each asked with that agent's User-Agent.
+    let mut agents: Vec<String> = s
+        .requests()
+        .into_iter()
+        .filter(|r| r.target == "/robots.txt")
+        .map(|r| r.header("user-agent").unwrap_or("").to_owned())
+        .collect();
+    agents.sort();
+    assert_eq!(agents.len(), 2, "{agents:?}");
+    assert!(agents[0].starts_with("otherbot/2.0"), "{agents:?}");
+    assert!(agents[1].starts_with("parafetch/"), "{agents:?}");
+}
+
+#[test]
+fn a_slow_start_delay_does_not_hold_requests_after_robots_txt() {
+    // AutoThrottle remembers an idle host for a minute; the requests parked behind
+    // robots.txt must still start at their own (short) time, not at that minute's end.
+    let s = site([127, 0, 0, 1], serving("User-agent: *\nDisallow: /x\n"));
+    let b = polite()
+        .auto_throttle(4.0)
+        .auto_throttle_delays(Duration::from_millis(20), Duration::from_secs(60));
+    let t0 = Instant::now();
+    assert_eq!(run(b, &s, &["/a", "/b"]), [Ok(200), Ok(200)]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "parked requests waited for the idle host's memory: {:?}",
+        t0.elapsed()
+    );
 }

@@ -843,6 +843,7 @@ fn end_with_error(
             error,
             reused,
             received_any: received,
+            status: attempt.head.as_ref().map(|h| h.status),
         }),
         parked: false,
     }

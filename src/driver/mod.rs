@@ -95,6 +95,8 @@ pub(crate) struct Failure {
     pub reused: Option<bool>,
     /// Whether any response byte arrived.
     pub received_any: bool,
+    /// The status of the response head, when one arrived before the failure.
+    pub status: Option<u16>,
 }
 
 /// An attempt handed back: exactly once per [`Driver::start`].
@@ -308,6 +310,7 @@ impl Driver {
                     error,
                     reused: None,
                     received_any: false,
+                    status: None,
                 }),
             });
         }
