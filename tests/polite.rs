@@ -146,18 +146,28 @@ fn statuses(b: parafetch::Builder, urls: &[String]) -> Vec<u16> {
     got.into_iter().map(|(_, s)| s).collect()
 }
 
-#[test]
-fn a_429_with_retry_after_pauses_that_host_and_no_other() {
-    // Host a answers its first request with 429 and Retry-After: 2.
-    let a = TestServer::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), |c: &mut Conn| {
+/// A server on 127.0.0.1 answering `status` with `Retry-After: retry_after` to the
+/// targets in `refused`, and 200 to the rest.
+fn refusing(
+    refused: &'static [&'static str],
+    status: u16,
+    retry_after: &'static str,
+) -> TestServer {
+    TestServer::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), move |c: &mut Conn| {
         c.serve_keep_alive(|r, c| {
-            if r.target == "/a0" {
-                c.respond(429, &[("Retry-After", "2")], b"slow down")
+            if refused.contains(&r.target.as_str()) {
+                c.respond(status, &[("Retry-After", retry_after)], b"slow down")
             } else {
                 c.respond(200, &[], b"ok")
             }
         })
-    });
+    })
+}
+
+#[test]
+fn a_429_with_retry_after_pauses_that_host_and_no_other() {
+    // Host a answers its first request with 429 and Retry-After: 2.
+    let a = refusing(&["/a0"], 429, "2");
     let b = server_on([127, 0, 0, 2]);
     let mut urls: Vec<String> = (0..3).map(|i| a.url(&format!("/a{i}"))).collect();
     urls.extend((0..6).map(|i| b.url(&format!("/b{i}"))));
@@ -204,15 +214,7 @@ fn a_429_with_retry_after_pauses_that_host_and_no_other() {
 #[test]
 fn a_503_storm_slows_a_host_and_it_recovers() {
     // Two 503s (Retry-After: 0, so only the slowdown shows), then good answers.
-    let s = TestServer::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), |c: &mut Conn| {
-        c.serve_keep_alive(|r, c| {
-            if r.target == "/0" || r.target == "/1" {
-                c.respond(503, &[("Retry-After", "0")], b"busy")
-            } else {
-                c.respond(200, &[], b"ok")
-            }
-        })
-    });
+    let s = refusing(&["/0", "/1"], 503, "0");
     let urls: Vec<String> = (0..24).map(|i| s.url(&format!("/{i}"))).collect();
     let got = statuses(Fetcher::builder().per_host(1), &urls);
     assert_eq!(&got[..2], [503, 503]);
@@ -237,15 +239,7 @@ fn a_503_storm_slows_a_host_and_it_recovers() {
 
 #[test]
 fn host_backoff_can_be_turned_off() {
-    let s = TestServer::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), |c: &mut Conn| {
-        c.serve_keep_alive(|r, c| {
-            if r.target == "/0" {
-                c.respond(429, &[("Retry-After", "30")], b"")
-            } else {
-                c.respond(200, &[], b"ok")
-            }
-        })
-    });
+    let s = refusing(&["/0"], 429, "30");
     let urls: Vec<String> = (0..3).map(|i| s.url(&format!("/{i}"))).collect();
     let t0 = Instant::now();
     let got = statuses(Fetcher::builder().per_host(1).host_backoff(false), &urls);
