@@ -68,6 +68,9 @@ pub(crate) struct Engine {
     proxy_turn: Cell<u64>,
     /// robots.txt, with `obey_robots`.
     gate: Option<Gate>,
+    /// Cookie jars by name (`""`: the fetcher's default).
+    #[cfg(feature = "cookies")]
+    jars: HashMap<String, crate::CookieJar>,
     /// Queues by politeness key.
     hosts: HashMap<String, Host>,
     pace_rules: PaceRules,
@@ -114,6 +117,13 @@ impl Engine {
         let opts = Arc::new(opts);
         let global_rate = opts.rate;
         let pace_rules = opts.pace_rules();
+        #[cfg(feature = "cookies")]
+        let jars = opts
+            .cookie_jar
+            .clone()
+            .map(|j| (String::new(), j))
+            .into_iter()
+            .collect();
         let gate = opts.obey_robots.then(|| {
             let agent = opts.headers.get("user-agent").unwrap_or(&opts.user_agent);
             Gate::new(agent, opts.robots_ttl.0, opts.robots_ttl.1)
@@ -125,6 +135,8 @@ impl Engine {
             proxy_turn: Cell::new(0),
             opts,
             gate,
+            #[cfg(feature = "cookies")]
+            jars,
             hosts: HashMap::new(),
             pace_rules,
             stats: PoliteStats::default(),
@@ -195,6 +207,9 @@ impl Engine {
             headers.append("Connection", "close");
         }
         validate(&req.method, &headers).map_err(|e| Error::proto(Phase::Prepare, e))?;
+        let jar = req.jar.or_else(|| self.opts.cookies.then(String::new));
+        // A Cookie header of the caller's (or the fetcher's) wins over the jar.
+        let jar_sends = jar.is_some() && !headers.contains("cookie");
         let (proxy, proxy_fixed) = match req.proxy {
             Some(RequestProxy::Via(p)) => (Some(p?), true),
             Some(RequestProxy::Direct) => (None, true),
@@ -216,6 +231,8 @@ impl Engine {
             proxy_fixed,
             tunnel: self.opts.proxy.tunnel,
             purpose: Purpose::Caller,
+            jar,
+            jar_sends,
         })
     }
 
@@ -339,6 +356,8 @@ impl Engine {
                 body,
                 status: None,
             },
+            jar: None,
+            jar_sends: false,
         }
     }
 
@@ -510,6 +529,8 @@ impl Engine {
                     global.take(now);
                 }
                 task.attempts += 1;
+                #[cfg(feature = "cookies")]
+                self.send_cookies(&mut task);
                 let reuse = policy::reuse_for(&task);
                 self.driver.start(task, reuse, now);
             }
@@ -522,6 +543,8 @@ impl Engine {
         let host = self.key(&task.url);
         match result {
             Ok(ex) => {
+                #[cfg(feature = "cookies")]
+                self.learn_cookies(&task, &ex);
                 self.host_answered(&host, &task, &ex, now);
                 self.host_finished(&host, now);
                 self.on_response(task, ex, now);
@@ -563,6 +586,57 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Sets the `Cookie` header of an attempt from its jar, for its URL now (a redirect
+    /// may have changed it).
+    #[cfg(feature = "cookies")]
+    fn send_cookies(&self, task: &mut Task) {
+        let Some(name) = task.jar.as_deref().filter(|_| task.jar_sends) else {
+            return;
+        };
+        task.headers.remove("cookie");
+        if let Some(value) = self.jars.get(name).and_then(|j| j.cookie_header(&task.url)) {
+            task.headers.append("Cookie", value);
+        }
+    }
+
+    /// Stores an answer's `Set-Cookie` fields in the request's jar (a redirect's too,
+    /// before the next hop is sent).
+    #[cfg(feature = "cookies")]
+    fn learn_cookies(&mut self, task: &Task, ex: &Exchanged) {
+        let Some(name) = task.jar.as_deref() else {
+            return;
+        };
+        if policy::is_proxy_refusal(task, ex.head.status) {
+            return; // the proxy answered, not the origin
+        }
+        let mut fields = ex.head.headers.get_all("set-cookie").peekable();
+        if fields.peek().is_none() {
+            return;
+        }
+        let jar = self.jars.entry(name.to_owned()).or_default();
+        for value in fields {
+            jar.set_cookie(&task.url, value);
+        }
+    }
+
+    /// The cookie jar `name` (`""`: the default one), if it exists.
+    #[cfg(feature = "cookies")]
+    pub(crate) fn jar(&self, name: &str) -> Option<&crate::CookieJar> {
+        self.jars.get(name)
+    }
+
+    /// The cookie jar `name`, created empty if it does not exist.
+    #[cfg(feature = "cookies")]
+    pub(crate) fn jar_mut(&mut self, name: &str) -> &mut crate::CookieJar {
+        self.jars.entry(name.to_owned()).or_default()
+    }
+
+    /// Drops the cookie jar `name`, returning it.
+    #[cfg(feature = "cookies")]
+    pub(crate) fn remove_jar(&mut self, name: &str) -> Option<crate::CookieJar> {
+        self.jars.remove(name)
     }
 
     /// What an answer teaches the host's pace (a 429 pauses it; a latency throttles it).

@@ -399,6 +399,28 @@ impl<C: 'static> Fetcher<C> {
         self.engine.running()
     }
 
+    /// The cookie jar `name` (`""`: the fetcher's default jar, from
+    /// [`Builder::cookies`]), if it exists yet: read it between or after requests, or
+    /// save it with [`CookieJar::write_netscape`](crate::CookieJar::write_netscape).
+    #[cfg(feature = "cookies")]
+    pub fn jar(&self, name: &str) -> Option<&crate::CookieJar> {
+        self.engine.jar(name)
+    }
+
+    /// The cookie jar `name`, created empty if it does not exist: seed it, clear it, or
+    /// remove a cookie. Requests started after the change see it.
+    #[cfg(feature = "cookies")]
+    pub fn jar_mut(&mut self, name: &str) -> &mut crate::CookieJar {
+        self.engine.jar_mut(name)
+    }
+
+    /// Drops the cookie jar `name` (a login that is over), returning it. A request that
+    /// names it later starts a new, empty one.
+    #[cfg(feature = "cookies")]
+    pub fn remove_jar(&mut self, name: &str) -> Option<crate::CookieJar> {
+        self.engine.remove_jar(name)
+    }
+
     /// What politeness has done so far: hosts paused by 429/503 backoff, requests refused
     /// by robots.txt.
     pub fn polite_stats(&self) -> crate::PoliteStats {

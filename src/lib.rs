@@ -46,6 +46,8 @@
 #![deny(missing_docs)]
 
 // Sans-IO DNS. Public only so fuzz targets and tests can reach it; not supported API (yet).
+#[cfg(feature = "cookies")]
+mod cookies;
 #[doc(hidden)]
 pub mod dns;
 mod driver;
@@ -67,6 +69,8 @@ pub mod robots;
 mod task;
 mod tls;
 
+#[cfg(feature = "cookies")]
+pub use cookies::{Cookie, CookieJar, MAX_COOKIES, MAX_COOKIES_PER_DOMAIN};
 pub use error::{Error, ErrorKind, Phase};
 pub use fetcher::{Done, FetchAll, Fetcher, Queue, fetch_all};
 pub use gate::{DEFAULT_ROBOTS_TTL, DEFAULT_ROBOTS_UNREACHABLE_TTL, ROBOTS_CACHE_MAX};

@@ -101,6 +101,11 @@ pub(crate) struct Options {
     /// Pause and slow down a host that answers 429 or 503 (`None`: when any per-host
     /// politeness is set).
     pub host_backoff: Option<bool>,
+    /// Every request uses the default cookie jar (unless it names another).
+    pub cookies: bool,
+    /// The default jar's first contents.
+    #[cfg(feature = "cookies")]
+    pub cookie_jar: Option<crate::CookieJar>,
     /// Fetch and obey each origin's robots.txt.
     pub obey_robots: bool,
     /// How long a fetched robots.txt is trusted, and how long an unreachable one
@@ -249,6 +254,9 @@ impl Default for Options {
             rate: None,
             politeness_key: PolitenessKey::Host,
             host_backoff: None,
+            cookies: false,
+            #[cfg(feature = "cookies")]
+            cookie_jar: None,
             obey_robots: false,
             robots_ttl: (DEFAULT_ROBOTS_TTL, DEFAULT_ROBOTS_UNREACHABLE_TTL),
             throttle: None,
@@ -493,6 +501,28 @@ impl Builder {
     /// is the host's, not the request's.
     pub fn host_backoff(mut self, on: bool) -> Self {
         self.opts.host_backoff = Some(on);
+        self
+    }
+
+    /// A cookie jar for the fetcher (feature `cookies`): every request sends the jar's
+    /// matching cookies and every response's `Set-Cookie` (redirects' too, before the next
+    /// hop) is stored, by RFC 6265's rules (see [`CookieJar`](crate::CookieJar)). Off by
+    /// default. A request may use a named jar instead with
+    /// [`Request::jar`](crate::Request::jar); a `Cookie` header set by the caller wins over
+    /// the jar. The robots.txt fetch never uses a jar.
+    #[cfg(feature = "cookies")]
+    pub fn cookies(mut self, on: bool) -> Self {
+        self.opts.cookies = on;
+        self
+    }
+
+    /// Starts the fetcher's default jar with `jar`'s cookies (read from a Netscape file
+    /// with [`CookieJar::read_netscape`](crate::CookieJar::read_netscape), say), and turns
+    /// [`cookies`](Builder::cookies) on.
+    #[cfg(feature = "cookies")]
+    pub fn cookie_jar(mut self, jar: crate::CookieJar) -> Self {
+        self.opts.cookies = true;
+        self.opts.cookie_jar = Some(jar);
         self
     }
 

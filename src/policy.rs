@@ -299,6 +299,8 @@ mod tests {
             proxy_fixed: false,
             tunnel: false,
             purpose: crate::task::Purpose::Caller,
+            jar: None,
+            jar_sends: false,
         }
     }
 

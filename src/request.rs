@@ -38,6 +38,8 @@ pub struct Request {
     pub(crate) overrides: Overrides,
     pub(crate) sink: Option<Sink>,
     pub(crate) proxy: Option<RequestProxy>,
+    /// The cookie jar it uses, by name (`Some("")`: the fetcher's default jar).
+    pub(crate) jar: Option<String>,
 }
 
 /// A request's own proxy choice, over the fetcher's.
@@ -188,6 +190,19 @@ impl Request {
         self
     }
 
+    /// Uses the cookie jar `name` (created empty the first time), as Scrapy's `cookiejar`
+    /// meta picks one: one jar per login keeps sessions apart. Its cookies are sent and the
+    /// response's (and its redirects') `Set-Cookie` stored there, whether or not the
+    /// fetcher has [`cookies`](crate::Builder::cookies) on. A `Cookie` header set on the
+    /// request (or the fetcher) wins: the jar's cookies are then not sent, though the jar
+    /// still learns. Read and seed jars with
+    /// [`Fetcher::jar_mut`](crate::Fetcher::jar_mut).
+    #[cfg(feature = "cookies")]
+    pub fn jar(mut self, name: impl Into<String>) -> Request {
+        self.jar = Some(name.into());
+        self
+    }
+
     /// Sends this request directly, whatever the fetcher's proxy settings say.
     pub fn no_proxy(mut self) -> Request {
         self.proxy = Some(RequestProxy::Direct);
@@ -242,6 +257,7 @@ fn from_target(target: Target) -> Request {
         overrides: Overrides::default(),
         sink: None,
         proxy: None,
+        jar: None,
     }
 }
 

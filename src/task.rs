@@ -76,6 +76,12 @@ pub(crate) struct Task {
     /// being forwarded (curl's `-p`).
     pub tunnel: bool,
     pub purpose: Purpose,
+    /// The cookie jar this request learns from (and, with `jar_sends`, sends from).
+    #[cfg_attr(not(feature = "cookies"), allow(dead_code))]
+    pub jar: Option<String>,
+    /// The `Cookie` header is the jar's, set again for each attempt (the caller set none).
+    #[cfg_attr(not(feature = "cookies"), allow(dead_code))]
+    pub jar_sends: bool,
 }
 
 /// Where a connection goes: connections are pooled and reused per origin.

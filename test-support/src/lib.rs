@@ -30,6 +30,7 @@ pub mod fake_proxy;
 pub mod fault;
 pub mod gate;
 pub mod http;
+pub mod httpbin;
 pub mod nginx;
 pub mod pki;
 pub mod process;

@@ -94,6 +94,14 @@ pub const MICROSOCKS: Tool = Tool {
     install: "apt-get install microsocks",
 };
 
+/// gunicorn serving httpbin (the Flask application from PyPI): both installed by
+/// `.ci/run` into a virtualenv whose `bin` it puts first in `PATH`.
+pub const GUNICORN: Tool = Tool {
+    name: "gunicorn",
+    paths: &[],
+    install: "pip install -r .ci/requirements-test.txt (httpbin and gunicorn) into a virtualenv on PATH",
+};
+
 /// Whether this run is CI's: `CI` is set to anything but empty, `0` or `false`.
 pub fn in_ci() -> bool {
     is_ci_value(std::env::var_os("CI").as_deref())

@@ -178,6 +178,16 @@ pub struct FetchArgs {
     /// POST and, unless -H sets one, Content-Type: application/x-www-form-urlencoded.
     #[arg(short = 'd', long, value_name = "DATA", help_heading = "Request")]
     pub data: Option<String>,
+    /// Cookies to send: "NAME=VALUE; ..." as a Cookie header (as curl), or a Netscape cookie
+    /// FILE (curl's and wget's format) that starts the cookie jar: every response's
+    /// Set-Cookie is then kept and sent where it applies. A missing FILE starts an empty
+    /// jar, as in curl.
+    #[arg(short = 'b', long, value_name = "DATA|FILE", help_heading = "Request")]
+    pub cookie: Option<String>,
+    /// Keep cookies in a jar (as -b FILE does) and write it to FILE at the end, in the
+    /// Netscape format curl -b and wget --load-cookies read.
+    #[arg(short = 'c', long, value_name = "FILE", help_heading = "Request")]
+    pub cookie_jar: Option<PathBuf>,
     /// User-Agent header. Default parafetch/<version>.
     #[arg(short = 'A', long, value_name = "NAME", help_heading = "Request")]
     pub user_agent: Option<String>,

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use parafetch::{
-    Builder, Done, ErrorKind, Fetcher, PolitenessKey, Proxy, Queue, Request, Rotation,
+    Builder, CookieJar, Done, ErrorKind, Fetcher, PolitenessKey, Proxy, Queue, Request, Rotation,
 };
 
 use args::{Cli, Command, FetchArgs, KeyArg};
@@ -172,14 +172,28 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
         }
     }
     fetcher.finish_all_requests();
+    let mut saved_jar_failed = false;
     let polite = fetcher.polite_stats();
+    if let Some(path) = &args.cookie_jar {
+        let empty = CookieJar::new();
+        let jar = fetcher.jar("").unwrap_or(&empty);
+        if let Err(e) = write_jar(jar, path) {
+            eprintln!(
+                "parafetch: cannot write the cookie jar {}: {e}",
+                path.display()
+            );
+            saved_jar_failed = true;
+        }
+    }
     drop(fetcher);
     let stats = reporter.borrow_mut().close(skipped, polite);
-    Ok(if stats.failed() == 0 && skipped == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if stats.failed() == 0 && skipped == 0 && !saved_jar_failed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// The request for one URL, and the file its body streams to (`-o`), created now.
@@ -202,6 +216,39 @@ fn request(t: &Template, url: &str, index: usize) -> Result<(Request, Option<Pat
         proxy: None,
     })?;
     Ok((req.write_to(file), Some(path)))
+}
+
+/// A Netscape cookie file for -b; a missing file is an empty jar (as in curl).
+fn read_jar(path: &Path) -> Result<CookieJar, Usage> {
+    let mut jar = CookieJar::new();
+    match File::open(path) {
+        Ok(f) => {
+            jar.read_netscape(std::io::BufReader::new(f)).map_err(|e| {
+                Usage(format!(
+                    "cannot read the cookie file {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Usage(format!(
+                "cannot read the cookie file {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    Ok(jar)
+}
+
+/// Writes the jar for -c, through a temporary file so a failure leaves the old one.
+fn write_jar(jar: &CookieJar, path: &Path) -> std::io::Result<()> {
+    let tmp = path.with_extension("parafetch-tmp");
+    let mut w = std::io::BufWriter::new(File::create(&tmp)?);
+    jar.write_netscape(&mut w)?;
+    std::io::Write::flush(&mut w)?;
+    drop(w);
+    std::fs::rename(&tmp, path)
 }
 
 fn template(args: &FetchArgs) -> Result<Template, Usage> {
@@ -351,6 +398,14 @@ fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
         b = b.max_redirects(n);
     }
     b = b.decompress(args.compressed);
+    match args.cookie.as_deref() {
+        Some(data) if data.contains('=') => b = b.header("Cookie", data),
+        Some(path) => b = b.cookie_jar(read_jar(Path::new(path))?),
+        None => {}
+    }
+    if args.cookie_jar.is_some() {
+        b = b.cookies(true);
+    }
     for (name, value) in &args.header {
         b = b.header(name.clone(), value.clone());
     }
