@@ -26,8 +26,8 @@ use crate::gate::{self, Fetched, Gate, ROBOTS_REDIRECTS, Verdict};
 use crate::options::{MAX_RETRY_AFTER, Options};
 use crate::policy::{self, Reuse};
 use crate::polite::{Answered, Pace, PaceRules, PoliteStats};
-use crate::proto::Headers;
 use crate::proto::validate;
+use crate::proto::{ContentDecoder, Headers};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::rate::Bucket;
 use crate::request::{Request, RequestProxy, check_url};
@@ -179,7 +179,7 @@ impl Engine {
             headers.append("Accept", "*/*");
         }
         if knobs.decompress && !req.headers.contains("accept-encoding") {
-            headers.append("Accept-Encoding", "gzip, deflate");
+            headers.append("Accept-Encoding", ContentDecoder::ACCEPT_ENCODING);
         }
         for (name, value) in self.opts.headers.iter() {
             if !req.headers.contains(name) {
@@ -299,7 +299,7 @@ impl Engine {
             headers.append("Accept", "text/plain, */*");
         }
         if !opts.headers.contains("accept-encoding") {
-            headers.append("Accept-Encoding", "gzip, deflate");
+            headers.append("Accept-Encoding", ContentDecoder::ACCEPT_ENCODING);
         }
         for (name, value) in opts.headers.iter() {
             headers.append(name, value);

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::{GzEncoder, ZlibEncoder};
+use parafetch::proto::ContentDecoder;
 use parafetch::{Builder, Done, ErrorKind, Fetcher, Phase, Queue, Request, Response};
 use parafetch_test_support::gate::Gate;
 use parafetch_test_support::http::{Conn, TestServer, ok_body};
@@ -511,7 +512,10 @@ fn gzip_and_deflate_bodies_decode() {
     let s = TestServer::start(move |c: &mut Conn| {
         let (gz, zl) = (gz.clone(), zl.clone());
         c.serve_keep_alive(move |req, c| {
-            assert_eq!(req.header("accept-encoding"), Some("gzip, deflate"));
+            assert_eq!(
+                req.header("accept-encoding"),
+                Some(ContentDecoder::ACCEPT_ENCODING)
+            );
             match req.target.as_str() {
                 "/gzip" => c.respond(200, &[("Content-Encoding", "gzip")], &gz),
                 "/deflate" => c.respond_chunked(
