@@ -616,6 +616,7 @@ impl Engine {
             reused_connection: ex.reused,
             tls: ex.tls,
             proxy: task.proxy.as_deref().cloned(),
+            content_encoding_left: ex.content_encoding_left,
         };
         self.deliver(task.id, task.purpose, Ok(response), now);
     }

@@ -810,6 +810,7 @@ impl Slot {
             timings,
             reused: attempt.reused,
             tls: link.tls.clone(),
+            content_encoding_left: attempt.encoding.filter(|_| !attempt.decoded),
         };
         let parked = reusable && !lifetime.is_zero();
         self.timers = TimerTable::default();
@@ -880,6 +881,8 @@ pub(crate) struct Attempt {
     decoder: Option<ContentDecoder>,
     /// The response's `Content-Encoding` (its fields joined), when it names a coding.
     encoding: Option<String>,
+    /// Whether that coding is decoded (else the body is delivered as sent).
+    decoded: bool,
 }
 
 impl Attempt {
@@ -899,6 +902,7 @@ impl Attempt {
             probe: false,
             decoder: None,
             encoding: None,
+            decoded: false,
         }
     }
 
@@ -936,9 +940,17 @@ impl Attempt {
         }
         self.discard_body = policy::is_intermediate(&self.task, head.status, &head.headers);
         self.encoding = content_encoding(&head.headers);
-        if let Some(coding) = self.encoding.as_deref() {
-            if self.task.knobs.decompress && !matches!(framing, Some(Framing::NoBody) | None) {
-                self.decoder = ContentDecoder::for_encoding(coding);
+        self.decoded = false;
+        if let Some(coding) = self
+            .encoding
+            .as_deref()
+            .filter(|_| self.task.knobs.decompress)
+        {
+            if let Some(d) = ContentDecoder::for_encoding(coding) {
+                self.decoded = true;
+                if !matches!(framing, Some(Framing::NoBody) | None) {
+                    self.decoder = Some(d);
+                }
             }
         }
         if let Some(Framing::Length(n)) = framing {
