@@ -1,10 +1,11 @@
 //! Micro-benchmarks of `proto` beside plain httparse on the same input (the floor we sit
-//! on), in bytes per second: reading a typical response head, and decoding a chunked body.
+//! on), in bytes per second: reading a typical response head, decoding a chunked body, and
+//! content decoding (gzip beside flate2's own `GzDecoder`, br, zstd) of HTML-like text.
 //!
 //! `cargo bench --bench proto`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use parafetch::proto::Limits;
+use parafetch::proto::{ContentDecoder, Limits};
 // Below the public surface, on purpose: these measure the parts the exchange is built from.
 use parafetch::proto::__private::{ChunkedDecoder, HeadReader};
 use std::hint::black_box;
@@ -127,5 +128,87 @@ fn chunked(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, head, chunked);
+/// About 4 MiB of HTML-like text: repetitive markup around varying words and numbers.
+fn html_like() -> Vec<u8> {
+    let words = [
+        "parafetch",
+        "crawler",
+        "loop",
+        "connection",
+        "decode",
+        "window",
+        "body",
+    ];
+    let mut page = String::from("<!doctype html><html><head><title>bench</title></head><body>\n");
+    let mut i = 0u32;
+    while page.len() < 4 << 20 {
+        let w = words[(i as usize * 7 + i as usize / 3) % words.len()];
+        page.push_str(&format!(
+            "<div class=\"item item-{}\"><a href=\"/{w}/{i}\">{w} {i}</a><p>{} of {w}</p></div>\n",
+            i % 13,
+            i.wrapping_mul(2_654_435_761) % 100_000
+        ));
+        i += 1;
+    }
+    page.push_str("</body></html>\n");
+    page.into_bytes()
+}
+
+/// Drains a decoder over `wire` in 16 KiB reads, as the driver feeds it; the decoded size.
+fn decode_all(coding: &str, wire: &[u8]) -> usize {
+    let mut d = ContentDecoder::for_encoding(coding).expect("a coding we decode");
+    let mut n = 0;
+    for packet in wire.chunks(16 * 1024) {
+        let mut rest = packet;
+        loop {
+            let (used, out) = d.decode(rest).expect("valid stream");
+            rest = &rest[used..];
+            if out.is_empty() {
+                break;
+            }
+            n += black_box(out).len();
+        }
+    }
+    n + d.finish().expect("complete stream").len()
+}
+
+fn content(c: &mut Criterion) {
+    use std::io::Write;
+    let plain = html_like();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut br = brotli_encoder::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+    br.write_all(&plain).unwrap();
+    let br = br.into_inner();
+    let zst = zstd::bulk::compress(&plain, 3).unwrap();
+    let mut g = c.benchmark_group("content decoding (decoded bytes)");
+    g.throughput(Throughput::Bytes(plain.len() as u64));
+    g.sample_size(20);
+    g.bench_function("flate2 write::GzDecoder (before output steps)", |b| {
+        b.iter(|| {
+            let mut d = flate2::write::GzDecoder::new(Vec::with_capacity(plain.len()));
+            for packet in gz.chunks(16 * 1024) {
+                d.write_all(black_box(packet)).unwrap();
+            }
+            d.finish().unwrap().len()
+        })
+    });
+    g.bench_function("parafetch gzip", |b| {
+        b.iter(|| decode_all("gzip", black_box(&gz)))
+    });
+    if cfg!(feature = "brotli") {
+        g.bench_function("parafetch br", |b| {
+            b.iter(|| decode_all("br", black_box(&br)))
+        });
+    }
+    if cfg!(feature = "zstd") {
+        g.bench_function("parafetch zstd", |b| {
+            b.iter(|| decode_all("zstd", black_box(&zst)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, head, chunked, content);
 criterion_main!(benches);

@@ -26,8 +26,8 @@ use crate::gate::{self, Fetch, Fetched, Gate, ROBOTS_REDIRECTS, Verdict};
 use crate::options::{MAX_RETRY_AFTER, Options};
 use crate::policy::{self, Reuse};
 use crate::polite::{Answer, Answered, Pace, PaceRules, PoliteStats};
-use crate::proto::Headers;
 use crate::proto::validate;
+use crate::proto::{ContentDecoder, Headers};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::rate::Bucket;
 use crate::request::{Request, RequestProxy, check_url};
@@ -193,7 +193,7 @@ impl Engine {
             headers.append("Accept", "*/*");
         }
         if knobs.decompress && !req.headers.contains("accept-encoding") {
-            headers.append("Accept-Encoding", "gzip, deflate");
+            headers.append("Accept-Encoding", ContentDecoder::ACCEPT_ENCODING);
         }
         for (name, value) in self.opts.headers.iter() {
             if !req.headers.contains(name) {
@@ -319,7 +319,7 @@ impl Engine {
             headers.append("Accept", "text/plain, */*");
         }
         if !opts.headers.contains("accept-encoding") {
-            headers.append("Accept-Encoding", "gzip, deflate");
+            headers.append("Accept-Encoding", ContentDecoder::ACCEPT_ENCODING);
         }
         for (name, value) in opts.headers.iter() {
             if !name.eq_ignore_ascii_case("user-agent") {
@@ -715,6 +715,7 @@ impl Engine {
             reused_connection: ex.reused,
             tls: ex.tls,
             proxy: task.proxy.as_deref().cloned(),
+            content_encoding_left: ex.content_encoding_left,
         };
         self.deliver(task.id, task.purpose, Ok(response), now);
     }

@@ -286,52 +286,122 @@ fn small_or_fuzz_limits(data: &[u8]) -> Limits {
     }
 }
 
-/// Output one [`ContentDecoder::push`] of `n` bytes may give: deflate expands at most
-/// 1032:1 (a 258-byte match per 2 bits), plus what earlier steps left pending inside the
-/// decoder (flate2's 32 KiB output buffer and the inflater's 32 KiB window), plus one
-/// match in progress.
-pub fn content_decoder_cap(n: usize) -> usize {
-    64 * 1024 + 1032 * (n + 1) + 258
+/// How one decoding ended: the decoded bytes, and whether it finished, failed, or was cut
+/// at [`DECODE_CAP`] bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Decoded {
+    Finished(Vec<u8>),
+    Failed(Vec<u8>),
+    Capped(Vec<u8>),
 }
 
-/// Decodes `stream` pushed in pieces of `step` bytes, then finishes; checks each step's
-/// output against [`content_decoder_cap`]. Returns the output, or None on an error.
-fn decode_in_steps(coding: &str, stream: &[u8], step: usize) -> Option<Vec<u8>> {
-    let mut d = ContentDecoder::for_encoding(coding).expect("a coding we decode");
+impl Decoded {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Decoded::Finished(b) | Decoded::Failed(b) | Decoded::Capped(b) => b,
+        }
+    }
+}
+
+/// Decoded bytes after which a fuzz run stops: a few input bytes of br or zstd can stand
+/// for gigabytes, and the fuzzer must stay fast.
+const DECODE_CAP: usize = 1 << 20;
+
+/// Decodes `stream` given in pieces of `step` bytes, then finishes, checking the
+/// decoder's contract at every call: at most [`ContentDecoder::OUT_STEP`] bytes out,
+/// never more input taken than given, and empty output only once all input is taken.
+fn decode_in_steps(coding: &str, stream: &[u8], step: usize) -> Decoded {
+    let mut d = ContentDecoder::for_encoding(coding).expect("codings we decode");
     let mut out = Vec::new();
     for piece in stream.chunks(step) {
-        let got = d.push(piece).ok()?;
-        assert!(
-            got.len() <= content_decoder_cap(piece.len()),
-            "{} bytes out of a {}-byte push",
-            got.len(),
-            piece.len()
-        );
-        out.extend_from_slice(got);
+        let mut rest = piece;
+        loop {
+            let Ok((used, got)) = d.decode(rest) else {
+                return Decoded::Failed(out);
+            };
+            assert!(used <= rest.len(), "took {used} of {} bytes", rest.len());
+            assert!(
+                got.len() <= ContentDecoder::OUT_STEP,
+                "{} bytes out",
+                got.len()
+            );
+            rest = &rest[used..];
+            if got.is_empty() {
+                assert!(rest.is_empty(), "no output with {} bytes left", rest.len());
+                break;
+            }
+            out.extend_from_slice(got);
+            if out.len() >= DECODE_CAP {
+                return Decoded::Capped(out);
+            }
+        }
     }
-    let got = d.finish().ok()?;
-    assert!(
-        got.len() <= content_decoder_cap(0),
-        "{} bytes from finish",
-        got.len()
-    );
-    out.extend_from_slice(got);
-    Some(out)
+    loop {
+        let Ok(got) = d.finish() else {
+            return Decoded::Failed(out);
+        };
+        assert!(
+            got.len() <= ContentDecoder::OUT_STEP,
+            "{} bytes out",
+            got.len()
+        );
+        if got.is_empty() {
+            return Decoded::Finished(out);
+        }
+        out.extend_from_slice(got);
+        if out.len() >= DECODE_CAP {
+            return Decoded::Capped(out);
+        }
+    }
 }
 
-/// The content decoder (gzip, deflate) on arbitrary bytes: the first byte picks the coding,
-/// the second the step size (up to [`ContentDecoder::STEP`]). Never panics, no step gives
-/// more than [`content_decoder_cap`] bytes, and the stream decodes the same (or fails the
-/// same) in the chosen steps as in whole `STEP`s.
+/// The codings this build decodes.
+fn known_codings() -> Vec<&'static str> {
+    let mut codings = vec!["gzip", "x-gzip", "deflate"];
+    if cfg!(feature = "brotli") {
+        codings.push("br");
+    }
+    if cfg!(feature = "zstd") {
+        codings.push("zstd");
+    }
+    codings
+}
+
+/// The content decoder on arbitrary bytes. The first byte picks the `Content-Encoding`:
+/// bits 0-2 a coding, bits 3-5 a second one applied after it when bit 6 is set, bit 7 an
+/// `identity` between them (skipped); the second byte the input step (1 to 1021 bytes).
+/// Never panics, keeps the decoder's contract (see `decode_in_steps`), and decodes the
+/// same in those steps as in one piece: equal results when neither run was capped, and
+/// in any case one run's bytes a prefix of the other's.
 pub fn content_decoder(data: &[u8]) {
-    let [coding, step, stream @ ..] = data else {
+    let [pick, step, stream @ ..] = data else {
         return;
     };
-    let coding = ["gzip", "x-gzip", "deflate"][usize::from(*coding % 3)];
-    let step = 1 + usize::from(*step) * ContentDecoder::STEP / 256;
-    let chosen = decode_in_steps(coding, stream, step);
-    let steps = decode_in_steps(coding, stream, ContentDecoder::STEP);
-    assert_eq!(chosen, steps, "{coding} in steps of {step} vs STEP");
+    let codings = known_codings();
+    let first = codings[usize::from(pick & 7) % codings.len()];
+    let second = codings[usize::from((pick >> 3) & 7) % codings.len()];
+    let coding = match (pick & 0x40 != 0, pick & 0x80 != 0) {
+        (false, false) => first.to_owned(),
+        (false, true) => format!("identity, {first}"),
+        (true, false) => format!("{first}, {second}"),
+        (true, true) => format!("{first}, identity, {second}"),
+    };
+    let step = 1 + usize::from(*step) * 4;
+    let chosen = decode_in_steps(&coding, stream, step);
+    let whole = decode_in_steps(&coding, stream, stream.len().max(1));
+    let (a, b) = (chosen.bytes(), whole.bytes());
+    let common = a.len().min(b.len());
+    assert!(
+        a[..common] == b[..common],
+        "{coding}: steps of {step} decode other bytes"
+    );
+    let capped = matches!(chosen, Decoded::Capped(_)) || matches!(whole, Decoded::Capped(_));
+    if !capped {
+        match (&chosen, &whole) {
+            (Decoded::Failed(_), Decoded::Failed(_)) => {}
+            _ => assert_eq!(chosen, whole, "{coding} in steps of {step} vs whole"),
+        }
+    }
 }
 
 /// Feeds `pieces` to a fresh CONNECT reply reader, then EOF if no reply came: the reply and

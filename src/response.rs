@@ -42,12 +42,17 @@ pub struct Response {
     pub tls: Option<TlsInfo>,
     /// The proxy the final attempt went through, if any (its `Display` has no credentials).
     pub proxy: Option<Proxy>,
+    /// The `Content-Encoding` left undecoded, so the body is as sent: content decoding was
+    /// off, or a coding in the list is one this build does not decode (unknown, its
+    /// feature off, or more than four stacked), in which case none of it is decoded.
+    /// `None` when the body was decoded or had no coding (`identity` is none).
+    pub content_encoding_left: Option<String>,
 }
 
 impl Response {
     /// A response with this status from this URL, and the rest empty or zero: no reason
     /// phrase, HTTP/1.1, no headers, an empty body, the unspecified address `0.0.0.0:0`,
-    /// zero timings, no redirect, one attempt, a fresh connection, no TLS. For testing
+    /// zero timings, no redirect, one attempt, a fresh connection, no TLS, no coding left. For testing
     /// callbacks; the fetcher builds the real ones. Fields are public, so set any other
     /// directly, or use [`with_header`](Response::with_header) and
     /// [`with_body`](Response::with_body).
@@ -75,6 +80,7 @@ impl Response {
             reused_connection: false,
             tls: None,
             proxy: None,
+            content_encoding_left: None,
         }
     }
 

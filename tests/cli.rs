@@ -111,7 +111,7 @@ fn echo_server() -> TestServer {
 }
 
 /// Every record key, in the documented order.
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 17] = [
     "index",
     "url",
     "final_url",
@@ -121,6 +121,7 @@ const KEYS: [&str; 16] = [
     "proxy",
     "headers",
     "body_bytes",
+    "content_encoding_left",
     "file",
     "elapsed_ms",
     "timings",
@@ -157,6 +158,7 @@ fn jsonl_records_carry_the_documented_fields_in_order() {
     assert_eq!(ok["http_version"], "HTTP/1.1");
     assert_eq!(ok["remote_addr"], s.addr().to_string());
     assert_eq!(ok["body_bytes"], 2, "the body is the target, /a");
+    assert_eq!(ok["content_encoding_left"], Value::Null);
     assert_eq!(ok["file"], Value::Null);
     assert_eq!(ok["redirects"], 0);
     assert_eq!(ok["attempts"], 1);
@@ -775,4 +777,35 @@ fn politeness_options_are_checked() {
         &s.url("/"),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// `--compressed` decodes `br`; a coding the CLI cannot decode (or any, without
+/// `--compressed`) is saved as sent, and `content_encoding_left` says so.
+#[cfg(feature = "brotli")]
+#[test]
+fn compressed_decodes_br_and_reports_codings_left() {
+    let plain = b"decoded by the cli ".repeat(100);
+    let mut e = brotli_encoder::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+    e.write_all(&plain).unwrap();
+    let wire = e.into_inner();
+    let sent = wire.clone();
+    let s = TestServer::start(move |conn: &mut Conn| {
+        let sent = sent.clone();
+        conn.serve_keep_alive(move |req, conn| match req.target.as_str() {
+            "/br" => conn.respond(200, &[("Content-Encoding", "br")], &sent),
+            _ => conn.respond(200, &[("Content-Encoding", "br, foo")], b"opaque"),
+        })
+    });
+    let (br, foo) = (s.url("/br"), s.url("/foo"));
+    let out = parafetch(&["--jsonl", "-q", "--compressed", &br, &foo]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(by_index(&recs, 0)["body_bytes"], plain.len());
+    assert_eq!(by_index(&recs, 0)["content_encoding_left"], Value::Null);
+    assert_eq!(by_index(&recs, 1)["body_bytes"], 6);
+    assert_eq!(by_index(&recs, 1)["content_encoding_left"], "br, foo");
+    let out = parafetch(&["--jsonl", "-q", &br]);
+    let recs = records(&out);
+    assert_eq!(recs[0]["body_bytes"], wire.len());
+    assert_eq!(recs[0]["content_encoding_left"], "br");
 }

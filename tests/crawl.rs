@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::{GzEncoder, ZlibEncoder};
+use parafetch::proto::ContentDecoder;
 use parafetch::{Builder, Done, ErrorKind, Fetcher, Phase, Queue, Request, Response};
 use parafetch_test_support::gate::Gate;
 use parafetch_test_support::http::{Conn, TestServer, ok_body};
@@ -511,7 +512,10 @@ fn gzip_and_deflate_bodies_decode() {
     let s = TestServer::start(move |c: &mut Conn| {
         let (gz, zl) = (gz.clone(), zl.clone());
         c.serve_keep_alive(move |req, c| {
-            assert_eq!(req.header("accept-encoding"), Some("gzip, deflate"));
+            assert_eq!(
+                req.header("accept-encoding"),
+                Some(ContentDecoder::ACCEPT_ENCODING)
+            );
             match req.target.as_str() {
                 "/gzip" => c.respond(200, &[("Content-Encoding", "gzip")], &gz),
                 "/deflate" => c.respond_chunked(
@@ -533,6 +537,181 @@ fn gzip_and_deflate_bodies_decode() {
         (e.kind(), e.phase()),
         (ErrorKind::Malformed, Phase::ReceiveBody)
     );
+}
+
+#[cfg(feature = "brotli")]
+fn br(data: &[u8]) -> Vec<u8> {
+    let mut e = brotli_encoder::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+    e.write_all(data).unwrap();
+    e.into_inner()
+}
+
+#[cfg(feature = "zstd")]
+fn zst(data: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(data, 3).unwrap()
+}
+
+#[cfg(all(feature = "brotli", feature = "zstd"))]
+#[test]
+fn br_zstd_and_stacked_codings_decode() {
+    assert_eq!(ContentDecoder::ACCEPT_ENCODING, "gzip, deflate, br, zstd");
+    let plain: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| format!("{i},").into_bytes())
+        .collect();
+    let bodies = [
+        ("/br", br(&plain)),
+        ("/zstd", zst(&plain)),
+        ("/gzip-br", br(&gzip(&plain))),
+        ("/br-zstd", zst(&br(&plain))),
+        ("/unasked", br(&plain)),
+    ];
+    let served = bodies.clone();
+    let s = TestServer::start(move |c: &mut Conn| {
+        let served = served.clone();
+        c.serve_keep_alive(move |req, c| {
+            let body = &served.iter().find(|(p, _)| *p == req.target).unwrap().1;
+            match req.target.as_str() {
+                "/br" | "/unasked" => c.respond(200, &[("Content-Encoding", "br")], body),
+                "/zstd" => {
+                    let (a, b) = body.split_at(body.len() / 3);
+                    c.respond_chunked(200, &[("Content-Encoding", "zstd")], &[a, b])
+                }
+                "/gzip-br" => c.respond(200, &[("Content-Encoding", "gzip, br")], body),
+                // Two fields are one list (RFC 9110 §5.3).
+                _ => c.respond(
+                    200,
+                    &[("Content-Encoding", "br"), ("Content-Encoding", "zstd")],
+                    body,
+                ),
+            }
+        })
+    });
+    for (path, _) in &bodies {
+        // A server may send br although we asked for none of it: decoded all the same.
+        let req = match *path {
+            "/unasked" => Request::get(s.url(path)).header("Accept-Encoding", "identity"),
+            _ => Request::get(s.url(path)),
+        };
+        let r = one(Fetcher::builder().decompress(true), req).unwrap();
+        let asked = s
+            .requests()
+            .last()
+            .unwrap()
+            .header("accept-encoding")
+            .map(str::to_owned);
+        let want = match *path {
+            "/unasked" => "identity",
+            _ => ContentDecoder::ACCEPT_ENCODING,
+        };
+        assert_eq!(asked.as_deref(), Some(want));
+        assert!(r.body == plain, "{path}");
+        assert_eq!(r.body_len, plain.len() as u64, "{path}");
+        assert_eq!(r.content_encoding_left, None, "{path}");
+    }
+    // Decoding off: as sent, and the response says what is left to undo.
+    let r = one(Fetcher::builder(), s.url("/gzip-br")).unwrap();
+    assert!(r.body == bodies[2].1);
+    assert_eq!(r.content_encoding_left.as_deref(), Some("gzip, br"));
+    let r = one(Fetcher::builder(), s.url("/br-zstd")).unwrap();
+    assert_eq!(r.content_encoding_left.as_deref(), Some("br, zstd"));
+}
+
+/// A coding we cannot decode leaves the whole body as sent (decoding the outer layers only
+/// would hand back bytes no header describes), and the response names what is left.
+#[test]
+fn undecodable_codings_are_left_as_sent() {
+    let gz = gzip(b"inner");
+    let deep = (0..5).fold(b"deep".to_vec(), |b, _| gzip(&b));
+    let (gz2, deep2) = (gz.clone(), deep.clone());
+    let s = TestServer::start(move |c: &mut Conn| {
+        let (gz, deep) = (gz2.clone(), deep2.clone());
+        c.serve_keep_alive(move |req, c| match req.target.as_str() {
+            "/foo" => c.respond(200, &[("Content-Encoding", "foo")], b"as sent"),
+            "/gzip-foo" => c.respond(200, &[("Content-Encoding", "gzip, foo")], &gz),
+            "/identity" => c.respond(200, &[("Content-Encoding", "identity")], b"plain"),
+            _ => c.respond(
+                200,
+                &[("Content-Encoding", "gzip, gzip, gzip, gzip, gzip")],
+                &deep,
+            ),
+        })
+    });
+    let b = || Fetcher::builder().decompress(true);
+    let r = one(b(), s.url("/foo")).unwrap();
+    assert_eq!(
+        (&r.body[..], r.content_encoding_left.as_deref()),
+        (&b"as sent"[..], Some("foo"))
+    );
+    let r = one(b(), s.url("/gzip-foo")).unwrap();
+    assert!(r.body == gz);
+    assert_eq!(r.content_encoding_left.as_deref(), Some("gzip, foo"));
+    let r = one(b(), s.url("/identity")).unwrap();
+    assert_eq!(
+        (&r.body[..], r.content_encoding_left),
+        (&b"plain"[..], None)
+    );
+    // More than four stacked: left as sent.
+    let r = one(b(), s.url("/deep")).unwrap();
+    assert!(r.body == deep);
+    assert_eq!(
+        r.content_encoding_left.as_deref(),
+        Some("gzip, gzip, gzip, gzip, gzip")
+    );
+}
+
+/// Cut short or corrupt br and zstd bodies are the request's error, as gzip's are: kind
+/// `malformed` in `receive_body`, the message naming the coding.
+#[cfg(all(feature = "brotli", feature = "zstd"))]
+#[test]
+fn truncated_and_corrupt_br_and_zstd_are_errors() {
+    let plain: Vec<u8> = (0..50_000u32)
+        .flat_map(|i| format!("{i},").into_bytes())
+        .collect();
+    let (b, z) = (br(&plain), zst(&plain));
+    let flip = |mut v: Vec<u8>, i: usize| {
+        v[i] ^= 0xff;
+        v
+    };
+    let cases = vec![
+        ("/br-cut", "br", b[..b.len() / 2].to_vec()),
+        ("/br-bad", "br", flip(b.clone(), b.len() / 3)),
+        ("/zstd-cut", "zstd", z[..z.len() / 2].to_vec()),
+        // zstd has no checksum by default: a flipped literal byte decodes to other bytes.
+        // A flipped frame header byte is caught.
+        ("/zstd-bad", "zstd", flip(z.clone(), 4)),
+        ("/gzip-br-cut", "gzip, br", br(&gzip(&plain)[..1000])),
+    ];
+    let served = cases.clone();
+    let s = TestServer::start(move |c: &mut Conn| {
+        let served = served.clone();
+        c.serve_keep_alive(move |req, c| {
+            let (_, coding, body) = served.iter().find(|(p, ..)| *p == req.target).unwrap();
+            c.respond(200, &[("Content-Encoding", coding)], body)
+        })
+    });
+    for (path, coding, _) in &cases {
+        let Err(e) = one(Fetcher::builder().decompress(true), s.url(path)) else {
+            panic!("{path} decoded");
+        };
+        assert_eq!(
+            (e.kind(), e.phase()),
+            (ErrorKind::Malformed, Phase::ReceiveBody),
+            "{path}: {e:#}"
+        );
+        let text = format!("{e:#}");
+        assert!(
+            text.contains(&format!(
+                "cannot decode the body's content-encoding ({coding})"
+            )),
+            "{text}"
+        );
+        let failed = if *path == "/gzip-br-cut" {
+            "gzip"
+        } else {
+            coding
+        };
+        assert!(text.contains(&format!(" {failed} stream")), "{text}");
+    }
 }
 
 /// A body that would decode to 1 GiB, produced lazily by the server: the client must stop

@@ -810,6 +810,7 @@ impl Slot {
             timings,
             reused: attempt.reused,
             tls: link.tls.clone(),
+            content_encoding_left: attempt.encoding.filter(|_| !attempt.decoded),
         };
         let parked = reusable && !lifetime.is_zero();
         self.timers = TimerTable::default();
@@ -877,8 +878,12 @@ pub(crate) struct Attempt {
     /// The response ended without the socket having been read to WouldBlock (TLS reads a
     /// record at a time; a full buffer may hide more): read once more before pooling.
     probe: bool,
-    /// Decodes a gzip/deflate body when content decoding is on.
+    /// Decodes the body's content codings when content decoding is on and it knows them.
     decoder: Option<ContentDecoder>,
+    /// The response's `Content-Encoding` (its fields joined), when it names a coding.
+    encoding: Option<String>,
+    /// Whether that coding is decoded (else the body is delivered as sent).
+    decoded: bool,
 }
 
 impl Attempt {
@@ -897,6 +902,8 @@ impl Attempt {
             discard_body: false,
             probe: false,
             decoder: None,
+            encoding: None,
+            decoded: false,
         }
     }
 
@@ -933,11 +940,19 @@ impl Attempt {
             }
         }
         self.discard_body = policy::is_intermediate(&self.task, head.status, &head.headers);
-        if self.task.knobs.decompress && !matches!(framing, Some(Framing::NoBody) | None) {
-            self.decoder = head
-                .headers
-                .get("content-encoding")
-                .and_then(ContentDecoder::for_encoding);
+        self.encoding = content_encoding(&head.headers);
+        self.decoded = false;
+        if let Some(coding) = self
+            .encoding
+            .as_deref()
+            .filter(|_| self.task.knobs.decompress)
+        {
+            if let Some(d) = ContentDecoder::for_encoding(coding) {
+                self.decoded = true;
+                if !matches!(framing, Some(Framing::NoBody) | None) {
+                    self.decoder = Some(d);
+                }
+            }
         }
         if let Some(Framing::Length(n)) = framing {
             // A buffered body of known length: one allocation, not a doubling series.
@@ -950,35 +965,53 @@ impl Attempt {
         Ok(())
     }
 
-    /// Body bytes from the exchange: decoded if asked (in small steps, so a bomb stops at
-    /// the limit), then delivered.
+    /// Body bytes from the exchange: decoded if asked, then delivered. The decoder hands
+    /// back at most `OUT_STEP` bytes a call and the limit is checked after each, so a bomb
+    /// stops within one step past the limit, holding no more than the decoder's window.
     fn on_body(&mut self, data: &[u8]) -> Result<(), Error> {
         let Some(mut d) = self.decoder.take() else {
             return self.deliver(data);
         };
-        let mut result = Ok(());
-        for piece in data.chunks(ContentDecoder::STEP) {
-            result = match d.push(piece) {
-                Ok(out) => self.deliver(out),
-                Err(e) => Err(bad_encoding(e)),
+        let mut rest = data;
+        let result = loop {
+            let out = match d.decode(rest) {
+                Ok((used, out)) => {
+                    rest = &rest[used..];
+                    out
+                }
+                Err(e) => break Err(self.bad_encoding(e)),
             };
-            if result.is_err() {
-                break;
+            if out.is_empty() {
+                break Ok(()); // all taken; the decoder wants more
             }
-        }
+            if let Err(e) = self.deliver(out) {
+                break Err(e);
+            }
+        };
         self.decoder = Some(d);
         result
     }
 
-    /// The body ended: flush the decoder.
+    /// The body ended: drain the decoder, which checks that every coding ended.
     fn on_end(&mut self) -> Result<(), Error> {
-        match self.decoder.take() {
-            Some(mut d) => match d.finish() {
-                Ok(out) => self.deliver(out),
-                Err(e) => Err(bad_encoding(e)),
-            },
-            None => Ok(()),
+        let Some(mut d) = self.decoder.take() else {
+            return Ok(());
+        };
+        loop {
+            match d.finish() {
+                Ok([]) => return Ok(()),
+                Ok(out) => self.deliver(out)?,
+                Err(e) => return Err(self.bad_encoding(e)),
+            }
         }
+    }
+
+    /// A body that cannot be decoded: `malformed`, naming the codings as sent; the source
+    /// says which one failed and how.
+    fn bad_encoding(&self, e: io::Error) -> Error {
+        let coding = self.encoding.as_deref().unwrap_or_default();
+        let msg = format!("cannot decode the body's content-encoding ({coding})");
+        Error::new(ErrorKind::Malformed, Phase::ReceiveBody, msg).with_source(e)
     }
 
     /// Counted against the limit, then sunk, kept or (for an intermediate response) dropped.
@@ -1007,9 +1040,17 @@ impl Attempt {
     }
 }
 
-fn bad_encoding(e: io::Error) -> Error {
-    let msg = "cannot decode the body's content-encoding";
-    Error::new(ErrorKind::Malformed, Phase::ReceiveBody, msg).with_source(e)
+/// The `Content-Encoding` fields, joined as one list (RFC 9110 §5.3), when they name a
+/// coding other than `identity`.
+fn content_encoding(headers: &Headers) -> Option<String> {
+    let mut fields = headers.get_all("content-encoding");
+    let first = fields.next()?;
+    let mut value = first.trim_matches([' ', '\t']).to_owned();
+    for more in fields {
+        value.push_str(", ");
+        value.push_str(more.trim_matches([' ', '\t']));
+    }
+    (!ContentDecoder::is_identity(&value)).then_some(value)
 }
 
 fn too_large_body(max: u64) -> Error {

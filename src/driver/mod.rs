@@ -85,6 +85,8 @@ pub(crate) struct Exchanged {
     /// The attempt ran on a pooled connection.
     pub reused: bool,
     pub tls: Option<TlsInfo>,
+    /// The `Content-Encoding` left undecoded (the body is as sent), if any.
+    pub content_encoding_left: Option<String>,
 }
 
 /// A failed attempt.

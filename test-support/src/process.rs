@@ -16,6 +16,19 @@ pub fn cpu_time() -> (Duration, Duration) {
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
+/// Hands the allocator's free memory back to the system (glibc's `malloc_trim`), then
+/// resets the peak RSS to the current one (Linux's `clear_refs`), so that `VmHWM` read
+/// later measures what happened in between, not pages freed earlier and reused. False
+/// when the peak cannot be reset.
+pub fn start_peak_rss_window() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// A `/proc/self/status` field in kB (`VmHWM` is peak RSS, `VmRSS` the current one).
 pub fn proc_status_kb(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -92,6 +92,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "proxy": r.proxy.as_ref().map(|p| p.to_string()),
             "headers": r.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
             "body_bytes": r.body_len,
+            "content_encoding_left": r.content_encoding_left,
             "file": file,
             "elapsed_ms": ms(o.elapsed),
             "timings": {
@@ -118,6 +119,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "proxy": f.proxy,
             "headers": [],
             "body_bytes": 0,
+            "content_encoding_left": null,
             "file": null,
             "elapsed_ms": ms(o.elapsed),
             "timings": null,
