@@ -41,7 +41,8 @@
 //! Layers (see DESIGN.md): [`proto`] is sans-IO HTTP/1.1 (bytes in, events out); the driver
 //! is the mio loop (sockets, timers, pool); the engine decides admission, redirects and
 //! retries; [`Fetcher`] is the API. [`robots`] is sans-IO too: robots.txt parsed and matched
-//! (RFC 9309), for the fetcher to ask before it fetches.
+//! (RFC 9309), for the fetcher to ask before it fetches. The `warc` module (feature `warc`)
+//! writes what was fetched as WARC/1.1 records, the web archives' format.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -68,6 +69,8 @@ mod response;
 pub mod robots;
 mod task;
 mod tls;
+#[cfg(feature = "warc")]
+pub mod warc;
 
 #[cfg(feature = "cookies")]
 pub use cookies::{Cookie, CookieJar, MAX_COOKIES, MAX_COOKIES_PER_DOMAIN};

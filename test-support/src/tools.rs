@@ -1,4 +1,4 @@
-//! External programs some tests need (nginx, python3, the proxies): where to find them, and
+//! External programs some tests need (nginx, python3, the proxies, the WARC tools): where to find them, and
 //! what a test does when one is missing.
 //!
 //! Owns the rule: when the `CI` environment variable is set (CI services set `CI=true`, and
@@ -100,6 +100,22 @@ pub const GUNICORN: Tool = Tool {
     name: "gunicorn",
     paths: &[],
     install: "pip install -r .ci/requirements-test.txt (httpbin and gunicorn) into a virtualenv on PATH",
+};
+
+/// warcio (PyPI): checks a WARC file's digests (`warcio check`), indexes it, extracts
+/// payloads. Installed by `.ci/run` into the same virtualenv as [`GUNICORN`].
+pub const WARCIO: Tool = Tool {
+    name: "warcio",
+    paths: &[],
+    install: "pip install -r .ci/requirements-test.txt (warcio) into a virtualenv on PATH",
+};
+
+/// cdxj-indexer (PyPI, Webrecorder's): the CDXJ index pywb replays a WARC file from.
+/// Installed with [`WARCIO`].
+pub const CDXJ_INDEXER: Tool = Tool {
+    name: "cdxj-indexer",
+    paths: &[],
+    install: "pip install -r .ci/requirements-test.txt (cdxj-indexer) into a virtualenv on PATH",
 };
 
 /// Whether this run is CI's: `CI` is set to anything but empty, `0` or `false`.
