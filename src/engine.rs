@@ -716,6 +716,7 @@ impl Engine {
             tls: ex.tls,
             proxy: task.proxy.as_deref().cloned(),
             content_encoding_left: ex.content_encoding_left,
+            wire: ex.wire,
         };
         self.deliver(task.id, task.purpose, Ok(response), now);
     }

@@ -87,7 +87,7 @@ pub use polite::{MAX_CRAWL_DELAY, MAX_HOST_PAUSE, PoliteStats, PolitenessKey};
 pub use proto::{Headers, HttpVersion};
 pub use proxy::{Proxy, ProxyKind, Rotation};
 pub use request::{IntoRequest, Request};
-pub use response::{Response, Timings, TlsInfo};
+pub use response::{Response, Timings, TlsInfo, Wire};
 /// The TLS library parafetch uses, at the exact version it links, for
 /// [`Builder::tls_config`]. A semver-incompatible rustls upgrade is a breaking change of
 /// parafetch (see the crate docs).

@@ -43,6 +43,9 @@ impl Knobs {
         if let Some(r) = o.retries {
             self.retries = r;
         }
+        if let Some(c) = o.capture_wire {
+            self.capture_wire = c;
+        }
         self
     }
 }
@@ -241,6 +244,8 @@ impl Default for Options {
                 max_redirects: DEFAULT_MAX_REDIRECTS,
                 decompress: false,
                 retries: 0,
+                capture_wire: false,
+                capture_secrets: false,
             },
             limits: Limits::default(),
             user_agent: concat!("parafetch/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -591,6 +596,25 @@ impl Builder {
     /// [`auto_throttle`](Builder::auto_throttle).
     pub fn auto_throttle_delays(mut self, start: Duration, max: Duration) -> Self {
         self.opts.throttle_delays = (start, max);
+        self
+    }
+
+    /// Keep every response's exchange as bytes in [`Response::wire`](crate::Response::wire):
+    /// the request as sent and the response exactly as it came over the connection (after
+    /// TLS), for a WARC archive. Costs a copy of each response (bounded by `max_body` plus
+    /// the head). `Authorization`, `Proxy-Authorization` and `Cookie` values in the kept
+    /// request read `<redacted>` unless [`capture_secrets`](Builder::capture_secrets).
+    /// Off by default; [`Request::capture_wire`](crate::Request::capture_wire) per
+    /// request.
+    pub fn capture_wire(mut self, on: bool) -> Self {
+        self.opts.knobs.capture_wire = on;
+        self
+    }
+
+    /// Keeps credentials and cookies as sent in [`Wire::request`](crate::Wire::request)
+    /// (an archive of a logged-in crawl that must replay as it was). Off by default.
+    pub fn capture_secrets(mut self, on: bool) -> Self {
+        self.opts.knobs.capture_secrets = on;
         self
     }
 

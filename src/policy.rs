@@ -289,6 +289,8 @@ mod tests {
                 max_redirects: 3,
                 decompress: false,
                 retries: 0,
+                capture_wire: false,
+                capture_secrets: false,
             },
             sink: None,
             redirects: 0,

@@ -78,6 +78,7 @@ pub(crate) struct Overrides {
     pub max_redirects: Option<u32>,
     pub decompress: Option<bool>,
     pub retries: Option<u32>,
+    pub capture_wire: Option<bool>,
 }
 
 impl Request {
@@ -160,6 +161,13 @@ impl Request {
     /// Whether to ask for gzip/deflate and decode the body.
     pub fn decompress(mut self, on: bool) -> Request {
         self.overrides.decompress = Some(on);
+        self
+    }
+
+    /// Keeps this request's exchange as bytes in [`Response::wire`](crate::Response::wire)
+    /// (see [`Builder::capture_wire`](crate::Builder::capture_wire)).
+    pub fn capture_wire(mut self, on: bool) -> Request {
+        self.overrides.capture_wire = Some(on);
         self
     }
 

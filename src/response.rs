@@ -47,6 +47,38 @@ pub struct Response {
     /// feature off, or more than four stacked), in which case none of it is decoded.
     /// `None` when the body was decoded or had no coding (`identity` is none).
     pub content_encoding_left: Option<String>,
+    /// The request as sent and the response as it came over the connection (after TLS),
+    /// byte for byte, when [`Builder::capture_wire`](crate::Builder::capture_wire) (or
+    /// the request's) asked for them: what a WARC file records. For the final hop only
+    /// (a crawler that archives redirects follows them itself).
+    pub wire: Option<Wire>,
+}
+
+/// The bytes of one exchange, for archiving (WARC).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Wire {
+    /// The request as the origin reads it: origin-form request line, header fields and
+    /// body. `Authorization`, `Proxy-Authorization` and `Cookie` values read
+    /// `<redacted>` unless [`Builder::capture_secrets`](crate::Builder::capture_secrets)
+    /// asked to keep them.
+    pub request: Vec<u8>,
+    /// The response exactly as received after TLS: status line, header fields, and the
+    /// body as transferred (chunked framing and content coding kept).
+    pub response: Vec<u8>,
+    /// When the request was sent.
+    pub sent_at: std::time::SystemTime,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Sizes only: the bytes may hold credentials the caller asked to keep.
+        f.debug_struct("Wire")
+            .field("request_bytes", &self.request.len())
+            .field("response_bytes", &self.response.len())
+            .field("sent_at", &self.sent_at)
+            .finish()
+    }
 }
 
 impl Response {
@@ -81,6 +113,7 @@ impl Response {
             tls: None,
             proxy: None,
             content_encoding_left: None,
+            wire: None,
         }
     }
 

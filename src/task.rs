@@ -46,6 +46,10 @@ pub(crate) struct Knobs {
     pub max_redirects: u32,
     pub decompress: bool,
     pub retries: u32,
+    /// Keep the request's and response's bytes (for WARC).
+    pub capture_wire: bool,
+    /// ...with credentials and cookies as sent rather than redacted.
+    pub capture_secrets: bool,
 }
 
 /// One logical request: moved into the driver for an attempt, handed back when it ends.

@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::Registry;
 
@@ -43,7 +43,7 @@ use crate::proto::{
     encode_request,
 };
 use crate::proxy::{Proxy, ProxyKind};
-use crate::response::{Timings, TlsInfo};
+use crate::response::{Timings, TlsInfo, Wire};
 use crate::task::{Route, Task};
 use crate::tls::{TlsStream, client_config, server_name, tls_cause, tls_words};
 
@@ -724,6 +724,13 @@ impl Slot {
             head_request: t.method.eq_ignore_ascii_case("HEAD"),
             connection_close: !cx.config.keep_alive,
         };
+        let wire = t.knobs.capture_wire.then(|| Wire {
+            request: captured_request(t, body_len),
+            response: Vec::new(),
+            sent_at: SystemTime::now(),
+        });
+        let mut attempt = attempt;
+        attempt.wire = wire;
         let exchange = Exchange::new(bytes, info, cx.config.limits);
         self.timers.stop(Timer::Connect);
         self.timers.stop(Timer::Race);
@@ -811,6 +818,7 @@ impl Slot {
             reused: attempt.reused,
             tls: link.tls.clone(),
             content_encoding_left: attempt.encoding.filter(|_| !attempt.decoded),
+            wire: attempt.wire,
         };
         let parked = reusable && !lifetime.is_zero();
         self.timers = TimerTable::default();
@@ -884,6 +892,8 @@ pub(crate) struct Attempt {
     encoding: Option<String>,
     /// Whether that coding is decoded (else the body is delivered as sent).
     decoded: bool,
+    /// The exchange's bytes, when the task asked to capture them.
+    wire: Option<Wire>,
 }
 
 impl Attempt {
@@ -904,6 +914,7 @@ impl Attempt {
             decoder: None,
             encoding: None,
             decoded: false,
+            wire: None,
         }
     }
 
@@ -1188,6 +1199,34 @@ fn pump(link: &mut Link, ex: &mut Exchange, a: &mut Attempt, buf: &mut [u8], r: 
     }
 }
 
+/// The request as the origin reads it, for [`Wire::request`]: origin form, no
+/// proxy credentials, and (unless the task keeps secrets) credentials and cookies
+/// redacted.
+fn captured_request(t: &Task, body_len: Option<u64>) -> Vec<u8> {
+    let mut headers = Headers::new();
+    for (name, value) in t.headers.iter() {
+        let secret = ["authorization", "cookie"]
+            .iter()
+            .any(|s| name.eq_ignore_ascii_case(s));
+        if name.eq_ignore_ascii_case("proxy-authorization") {
+            continue;
+        }
+        let value = if secret && !t.knobs.capture_secrets {
+            "<redacted>"
+        } else {
+            value
+        };
+        headers.append(name, value);
+    }
+    let mut out = Vec::new();
+    // The task's head was encoded once already: it encodes again.
+    let _ = encode_request(&mut out, &t.method, &t.url, &headers, body_len);
+    if let Some(b) = &t.body {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
 /// Feeds received bytes to the exchange; `Ok(true)` when the response is complete.
 fn feed(ex: &mut Exchange, a: &mut Attempt, data: &[u8]) -> Result<bool, Error> {
     let fed = ex.feed(data, |event, framing| match event {
@@ -1195,6 +1234,15 @@ fn feed(ex: &mut Exchange, a: &mut Attempt, data: &[u8]) -> Result<bool, Error> 
         Event::Body(b) => a.on_body(b),
         Event::End => a.on_end(),
     });
+    if let Some(w) = &mut a.wire {
+        // This exchange's bytes: not those a server sent after the response's end.
+        let unread = match &fed {
+            Ok(Fed::End { unread }) => *unread,
+            _ => 0,
+        };
+        w.response
+            .extend_from_slice(&data[..data.len().saturating_sub(unread)]);
+    }
     match fed {
         Ok(Fed::NeedMore) => Ok(false),
         Ok(Fed::End { unread }) => {

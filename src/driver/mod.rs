@@ -87,6 +87,8 @@ pub(crate) struct Exchanged {
     pub tls: Option<TlsInfo>,
     /// The `Content-Encoding` left undecoded (the body is as sent), if any.
     pub content_encoding_left: Option<String>,
+    /// The exchange's bytes, when the task asked to capture them.
+    pub wire: Option<crate::response::Wire>,
 }
 
 /// A failed attempt.
