@@ -48,6 +48,8 @@
 // Sans-IO DNS. Public only so fuzz targets and tests can reach it; not supported API (yet).
 #[cfg(feature = "cookies")]
 mod cookies;
+#[cfg(feature = "crawl")]
+pub mod crawl;
 #[doc(hidden)]
 pub mod dns;
 mod driver;

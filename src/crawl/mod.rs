@@ -1,0 +1,15 @@
+//! Pieces for writing a crawler on top of the fetcher (feature `crawl`). `parafetch
+//! crawl` is built from them, and so can your own crawler.
+//!
+//! Owns only decisions about URLs and documents, and is sans-IO like [`proto`](crate::proto):
+//! bytes and URLs in, values out. It never fetches, never touches a socket, a clock or a
+//! thread, and never reads robots.txt (that is [`robots`](crate::robots) and the fetcher's
+//! `obey_robots`). Every input may be hostile: each reader is bounded by the caller
+//! (`max_bytes`, `max_urls`, `max_out`), never panics on garbage, and reports a failure as
+//! a value. Nothing here builds a document tree.
+//!
+//! - [`normalize`] — the one form of a URL used to tell whether it was seen.
+
+mod normalize;
+
+pub use normalize::normalize;
