@@ -9,7 +9,11 @@
 //! a value. Nothing here builds a document tree.
 //!
 //! - [`normalize`] — the one form of a URL used to tell whether it was seen.
+//! - [`SeenSet`] — normalised URLs as 64-bit hashes, 10 to 20 bytes each, with
+//!   [`SeenSet::write_to`] and [`SeenSet::read_from`] to pause and resume.
 
 mod normalize;
+mod seen;
 
 pub use normalize::normalize;
+pub use seen::{SEEN_FORMAT_VERSION, SeenSet};
