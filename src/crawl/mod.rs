@@ -8,12 +8,17 @@
 //! (`max_bytes`, `max_urls`, `max_out`), never panics on garbage, and reports a failure as
 //! a value. Nothing here builds a document tree.
 //!
+//! - [`LinkExtractor`] — fed a body piece by piece (from
+//!   [`Request::on_body`](crate::Request::on_body), say), gives its [`Links`]; [`is_html`]
+//!   says whether a Content-Type is worth feeding.
 //! - [`normalize`] — the one form of a URL used to tell whether it was seen.
 //! - [`SeenSet`] — normalised URLs as 64-bit hashes, 10 to 20 bytes each, with
 //!   [`SeenSet::write_to`] and [`SeenSet::read_from`] to pause and resume.
 
+mod links;
 mod normalize;
 mod seen;
 
+pub use links::{LinkExtractor, Links, is_html};
 pub use normalize::normalize;
 pub use seen::{SEEN_FORMAT_VERSION, SeenSet};
