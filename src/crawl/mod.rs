@@ -14,11 +14,15 @@
 //! - [`normalize`] — the one form of a URL used to tell whether it was seen.
 //! - [`SeenSet`] — normalised URLs as 64-bit hashes, 10 to 20 bytes each, with
 //!   [`SeenSet::write_to`] and [`SeenSet::read_from`] to pause and resume.
+//! - [`parse_sitemap`] — page and sitemap URLs out of a sitemap or sitemap index;
+//!   [`gunzip_bounded`] for `.xml.gz` files.
 
 mod links;
 mod normalize;
 mod seen;
+mod sitemap;
 
 pub use links::{LinkExtractor, Links, is_html};
 pub use normalize::normalize;
 pub use seen::{SEEN_FORMAT_VERSION, SeenSet};
+pub use sitemap::{MAX_SITEMAP_BYTES, MAX_SITEMAP_URLS, Sitemap, gunzip_bounded, parse_sitemap};
