@@ -41,7 +41,9 @@
 //! Layers (see DESIGN.md): [`proto`] is sans-IO HTTP/1.1 (bytes in, events out); the driver
 //! is the mio loop (sockets, timers, pool); the engine decides admission, redirects and
 //! retries; [`Fetcher`] is the API. [`robots`] is sans-IO too: robots.txt parsed and matched
-//! (RFC 9309), for the fetcher to ask before it fetches.
+//! (RFC 9309), for the fetcher to ask before it fetches. With the `crawl` feature,
+//! `crawl` holds the sans-IO pieces of a crawler: links out of streamed HTML, URL
+//! normalisation, a compact seen-set, sitemaps and scope.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
