@@ -274,7 +274,7 @@ impl fmt::Debug for LinkExtractor {
 /// Whether a response with this `Content-Type` is HTML worth extracting links from:
 /// `text/html` or `application/xhtml+xml`, in any case, whatever its parameters.
 ///
-/// A missing Content-Type is not HTML: the crawler does not sniff (wget and Scrapy do),
+/// A missing Content-Type is not HTML: this does not sniff (wget and Scrapy do),
 /// because a server that leaves it out serves files far more often than pages, and reading
 /// a binary as HTML finds only noise. A caller that wants sniffing can look for `<html` in
 /// the first bytes itself.

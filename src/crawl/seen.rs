@@ -164,9 +164,9 @@ impl SeenSet {
             )));
         }
         let count = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
-        // A damaged count must not allocate: reserve at most a few million up front and
-        // let a short file end in `UnexpectedEof` long before a huge count is reached.
-        let mut set = SeenSet::with_capacity(count.min(1 << 22) as usize);
+        // A damaged count must not allocate: start small (1 MiB of slots) and grow as
+        // hashes really arrive, so a short file ends in `UnexpectedEof` having cost little.
+        let mut set = SeenSet::with_capacity(count.min(1 << 16) as usize);
         let mut sum = Xxh3::new();
         let mut buf = vec![0u8; BATCH * 8];
         let mut left = count;
