@@ -6,6 +6,10 @@
 //! same bytes split differently give the same result, a limit is kept, an event comes at
 //! most once) it asserts it.
 
+#[cfg(feature = "crawl")]
+use crate::crawl::{
+    LinkExtractor, Links, SeenSet, gunzip_bounded, is_html, normalize, parse_sitemap,
+};
 use crate::proto::__private::{ChunkedDecoder, HeadReader, STACK_HEADERS};
 use crate::proto::{
     ConnectReader, ConnectReply, ContentDecoder, Event, Exchange, Fed, FeedError, Limits,
@@ -565,6 +569,67 @@ pub fn robots(data: &[u8]) {
     }
 }
 
+/// Feeds `pieces` to a fresh extractor for a fixed page, reading at most `max` bytes.
+#[cfg(feature = "crawl")]
+fn extract_links<'a>(max: usize, pieces: impl IntoIterator<Item = &'a [u8]>) -> Links {
+    let page = url::Url::parse("http://example.com/dir/page.html").expect("a valid URL");
+    let mut ex = LinkExtractor::new(&page, max);
+    for piece in pieces {
+        ex.feed(piece);
+    }
+    ex.finish()
+}
+
+/// The crawl readers on arbitrary bytes. Links: the body fed whole and in pieces whose size
+/// the first byte picks (its bit 4 caps the input at half the body) gives the same links,
+/// each an http(s) URL, normalised, once; the cap is reported exactly when passed. Sitemaps
+/// keep at most `max_urls`, normalised. The bounded gunzip and the seen-set file reader
+/// never panic and keep their bounds.
+#[cfg(feature = "crawl")]
+pub fn links(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(first & 0x0f) + 1;
+    let max = if first & 0x10 != 0 {
+        body.len() / 2
+    } else {
+        usize::MAX
+    };
+    let whole = extract_links(max, [body]);
+    let split = extract_links(max, body.chunks(step));
+    assert_eq!(whole, split, "whole vs pieces of {step}");
+    assert_eq!(
+        whole.cut,
+        body.len() > max,
+        "cut at {max} of {}",
+        body.len()
+    );
+    let mut distinct = std::collections::HashSet::new();
+    for url in &whole.urls {
+        assert!(matches!(url.scheme(), "http" | "https"), "{url}");
+        assert_eq!(normalize(url).as_ref(), Some(url), "not normalised");
+        assert!(distinct.insert(url.as_str()), "{url} twice");
+    }
+
+    let map = parse_sitemap(body, 16);
+    assert!(map.pages.len() + map.sitemaps.len() <= 16);
+    assert!(!map.truncated || map.pages.len() + map.sitemaps.len() == 16);
+    for url in map.pages.iter().chain(&map.sitemaps) {
+        assert_eq!(normalize(url).as_ref(), Some(url), "not normalised");
+    }
+
+    let _ = is_html(Some(&String::from_utf8_lossy(body)));
+    if let Ok(out) = gunzip_bounded(body, 1 << 16) {
+        assert!(out.len() <= 1 << 16);
+    }
+    if let Ok(seen) = SeenSet::read_from(body) {
+        let mut file = Vec::new();
+        seen.write_to(&mut file).expect("a Vec takes all");
+        assert_eq!(SeenSet::read_from(&file[..]).ok(), Some(seen), "round trip");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,6 +674,35 @@ mod tests {
         for agent in 0..5u8 {
             self::robots(&[&[agent][..], body].concat());
         }
+    }
+
+    #[cfg(feature = "crawl")]
+    #[test]
+    fn links_target_reaches_links_cuts_sitemaps_gzip_and_seen_files() {
+        let page = b"<a href=/a>a</a><a href='b#f'>b</a><a href=/a>again</a>";
+        assert_eq!(extract_links(usize::MAX, [&page[..]]).urls.len(), 2);
+        let cut = extract_links(page.len() / 2, [&page[..]]);
+        assert!(cut.cut && cut.urls.len() == 1);
+        for first in [0u8, 3, 0x10, 0x1f] {
+            links(&[&[first][..], page].concat());
+        }
+        let map = b"<urlset><url><loc>https://e.com/a</loc></url></urlset>";
+        assert_eq!(parse_sitemap(map, 16).pages.len(), 1);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, map).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(gunzip_bounded(&gz, 1 << 16).unwrap(), map);
+        links(&[&[2u8][..], &gz].concat());
+        let mut seen = SeenSet::new();
+        seen.insert(&url::Url::parse("http://example.com/a").unwrap());
+        let mut file = Vec::new();
+        seen.write_to(&mut file).unwrap();
+        assert_eq!(SeenSet::read_from(&file[..]).unwrap(), seen);
+        links(&[&[0u8][..], &file].concat());
+        // The committed seed is such a file (its second byte on).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let seed = std::fs::read(root.join("fuzz/corpus/links/seen_set")).unwrap();
+        assert_eq!(SeenSet::read_from(&seed[1..]).unwrap().len(), 2);
     }
 
     #[test]

@@ -42,13 +42,17 @@
 //! is the mio loop (sockets, timers, pool); the engine decides admission, redirects and
 //! retries; [`Fetcher`] is the API. [`robots`] is sans-IO too: robots.txt parsed and matched
 //! (RFC 9309), for the fetcher to ask before it fetches. The `warc` module (feature `warc`)
-//! writes what was fetched as WARC/1.1 records, the web archives' format.
+//! writes what was fetched as WARC/1.1 records, the web archives' format. With the `crawl`
+//! feature, `crawl` holds the sans-IO pieces of a crawler: links out of streamed HTML, URL
+//! normalisation, a compact seen-set, sitemaps and scope.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 // Sans-IO DNS. Public only so fuzz targets and tests can reach it; not supported API (yet).
 #[cfg(feature = "cookies")]
 mod cookies;
+#[cfg(feature = "crawl")]
+pub mod crawl;
 #[doc(hidden)]
 pub mod dns;
 mod driver;

@@ -71,7 +71,7 @@ impl PolitenessKey {
 }
 
 #[cfg(feature = "psl")]
-fn registrable(url: &Url, host: String) -> String {
+pub(crate) fn registrable(url: &Url, host: String) -> String {
     if !matches!(url.host(), Some(url::Host::Domain(_))) {
         return host;
     }

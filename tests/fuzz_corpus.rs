@@ -49,3 +49,10 @@ fn fuzz_corpus_replays_clean() {
         assert!(n > 0, "no corpus for {name}");
     }
 }
+
+#[cfg(feature = "crawl")]
+#[test]
+fn crawl_fuzz_corpus_replays_clean() {
+    let n = replay("links", parafetch::fuzzing::links);
+    assert!(n > 0, "no corpus for links");
+}
