@@ -37,6 +37,66 @@ pub enum Command {
     /// Offline demo: fetch from a built-in loopback server that answers each request after a
     /// delay, once per concurrency level, and print the times and the speed-up.
     Demo(DemoArgs),
+    /// Crawl from seed URLs: follow links in scope, politely (robots.txt obeyed, 2 per
+    /// host), and write JSON lines, bodies (-o) and a WARC file (--warc). Every fetch
+    /// option applies. Ctrl-C stops gently and saves the state (--state); a second Ctrl-C
+    /// abandons the pages in flight (they stay queued).
+    Crawl(Box<CrawlArgs>),
+}
+
+/// Options of `parafetch crawl`: the seeds and fetch options of a fetch run, and the
+/// crawl's own.
+#[derive(Debug, Args)]
+pub struct CrawlArgs {
+    /// Seeds (URL arguments and -i), and every fetch option.
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Which links to follow: the seeds' hosts (default), their registrable domains, the
+    /// seeds' directories and below (wget's --no-parent), or anywhere.
+    #[arg(long, value_enum, default_value_t = ScopeArg::Host, help_heading = "Crawl")]
+    pub scope: ScopeArg,
+    /// Follow only URLs this regular expression matches (repeatable: any of them).
+    #[arg(long, value_name = "RE", help_heading = "Crawl")]
+    pub include: Vec<String>,
+    /// Never follow URLs this regular expression matches (repeatable).
+    #[arg(long, value_name = "RE", help_heading = "Crawl")]
+    pub exclude: Vec<String>,
+    /// How many links away from the seeds to go (0: the seeds only). Default: no limit.
+    #[arg(long, value_name = "N", help_heading = "Crawl")]
+    pub depth: Option<u32>,
+    /// Stop after starting N pages.
+    #[arg(long, value_name = "N", help_heading = "Crawl")]
+    pub max_pages: Option<u64>,
+    /// Ignore robots.txt (it is obeyed by default).
+    #[arg(long, help_heading = "Crawl")]
+    pub no_robots: bool,
+    /// Also seed from each seed origin's sitemaps: robots.txt's Sitemap lines and
+    /// /sitemap.xml (index files followed, gzip decoded; at most 100 files).
+    #[arg(long, help_heading = "Crawl")]
+    pub sitemaps: bool,
+    /// Write every fetch to FILE as WARC/1.1 (.warc.gz: a gzip member per record).
+    #[arg(long, value_name = "FILE", help_heading = "Crawl")]
+    pub warc: Option<PathBuf>,
+    /// Keep the frontier and seen-set in DIR: saved on Ctrl-C, every minute and at the end;
+    /// a rerun with the same DIR carries on where it stopped.
+    #[arg(long, value_name = "DIR", help_heading = "Crawl")]
+    pub state: Option<PathBuf>,
+    /// Read links from at most this many bytes of each HTML page.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 << 20, help_heading = "Crawl")]
+    pub max_html_bytes: usize,
+}
+
+/// `--scope`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScopeArg {
+    /// The seeds' hosts (http and https).
+    Host,
+    /// The seeds' registrable domains.
+    Domain,
+    /// Below each seed's directory.
+    Prefix,
+    /// Anywhere (narrow it with --include/--exclude).
+    Any,
 }
 
 /// Options of `parafetch demo`.

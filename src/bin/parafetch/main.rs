@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod args;
+mod crawl;
 mod demo;
 mod input;
 mod output;
@@ -41,6 +42,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Demo(args)) => demo::run(&args),
+        Some(Command::Crawl(args)) => match crawl::run(*args) {
+            Ok(code) => code,
+            Err(Usage(msg)) => {
+                eprintln!("parafetch: error: {msg}\n\nFor more information, try '--help'.");
+                ExitCode::from(USAGE)
+            }
+        },
         None => match fetch(cli.fetch) {
             Ok(code) => code,
             Err(Usage(msg)) => {
