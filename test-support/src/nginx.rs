@@ -117,6 +117,9 @@ impl Nginx {
              http {{\n access_log off;\n keepalive_requests 100000000;\n keepalive_timeout {keepalive};\n\
              sendfile on;\n tcp_nopush on;\n tcp_nodelay on;\n\
              default_type application/octet-stream;\n\
+             types {{ text/html html htm; text/css css; application/javascript js; \
+             text/plain txt; application/json json; application/xml xml; image/png png; \
+             image/svg+xml svg; image/jpeg jpg jpeg; image/gif gif; }}\n\
              client_body_temp_path {d}/tmp_body;\n proxy_temp_path {d}/tmp_proxy;\n\
              fastcgi_temp_path {d}/tmp_fcgi;\n uwsgi_temp_path {d}/tmp_uwsgi;\n scgi_temp_path {d}/tmp_scgi;\n\
              server {{\n  listen 127.0.0.1:{http} backlog=65535;\n{tls_conf}  root {d}/www;\n }}\n\

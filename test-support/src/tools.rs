@@ -118,6 +118,18 @@ pub const CDXJ_INDEXER: Tool = Tool {
     install: "pip install -r .ci/requirements-test.txt (cdxj-indexer) into a virtualenv on PATH",
 };
 
+/// wget: the reference recursive crawl (`wget -r --no-parent`) of the crawler tests and
+/// the crawl benchmark.
+pub const WGET: Tool = Tool {
+    name: "wget",
+    paths: &["/usr/bin/wget"],
+    install: "apt-get install wget",
+};
+
+/// The Python documentation from Debian's `python3-doc`: a real site of about 500 HTML
+/// pages for the crawler to crawl (served by nginx from the tests).
+pub const PYTHON_DOCS: &str = "/usr/share/doc/python3/html";
+
 /// Whether this run is CI's: `CI` is set to anything but empty, `0` or `false`.
 pub fn in_ci() -> bool {
     is_ci_value(std::env::var_os("CI").as_deref())
