@@ -156,28 +156,40 @@ impl CookieJar {
         let Ok(mut raw) = RawCookie::parse(set_cookie) else {
             return false;
         };
-        if raw.secure() == Some(true) && url.scheme() != "https" {
+        let secure_origin = url.scheme() == "https";
+        if raw.secure() == Some(true) && !secure_origin {
             // RFC 6265bis: only a secure origin may set a Secure cookie.
             return false;
         }
-        if let Some(domain) = raw.domain() {
-            let domain = domain.trim_start_matches('.').to_ascii_lowercase();
-            if is_public_suffix(&domain) {
-                if url
-                    .host_str()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(&domain))
-                {
-                    raw.unset_domain();
-                } else {
-                    return false;
-                }
-            }
-        }
-        // Canonicalised (domain, default path) as the store will keep it.
-        let Ok(cookie) = cookie_store::Cookie::try_from_raw_cookie(&raw, url) else {
+        // Canonicalised (the domain as ASCII, the default path) as the store will keep it:
+        // the public-suffix check must see the domain the store would match against
+        // (`Domain=ｃｏ.uk` is `co.uk` once converted).
+        let Ok(mut cookie) = cookie_store::Cookie::try_from_raw_cookie(&raw, url) else {
             return false;
         };
+        if let CookieDomain::Suffix(domain) = &cookie.domain {
+            if is_public_suffix(domain) {
+                let host = url.host_str().unwrap_or("");
+                if !host.eq_ignore_ascii_case(domain) {
+                    return false;
+                }
+                raw.unset_domain();
+                let Ok(host_only) = cookie_store::Cookie::try_from_raw_cookie(&raw, url) else {
+                    return false;
+                };
+                cookie = host_only;
+            }
+        }
         let key = key_of(&cookie);
+        if !secure_origin
+            && self
+                .store
+                .get_any(&key.0, &key.1, &key.2)
+                .is_some_and(|old| old.secure() == Some(true))
+        {
+            // RFC 6265bis 5.7: an insecure origin may not overwrite a Secure cookie.
+            return false;
+        }
         match self.store.insert(cookie.into_owned(), url) {
             Ok(cookie_store::StoreAction::ExpiredExisting) => {
                 self.remove_key(&key);
@@ -349,8 +361,14 @@ impl CookieJar {
             let Ok(expires) = expires.parse::<u64>() else {
                 continue;
             };
-            let expires =
-                (expires != 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(expires));
+            let expires = match expires {
+                0 => None,
+                // A hostile expiry must not overflow the clock: such a line is skipped.
+                secs => match SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
+                    Some(t) => Some(t),
+                    None => continue,
+                },
+            };
             if expires.is_some_and(|t| t <= now) {
                 continue;
             }
@@ -604,6 +622,25 @@ mod tests {
             jar.cookie_header(&url("http://x.example.org/p/q"))
                 .as_deref(),
             Some("long=lived")
+        );
+    }
+
+    #[test]
+    fn hostile_input_is_refused_not_a_panic() {
+        let mut jar = CookieJar::new();
+        // Fullwidth letters become co.uk once converted: still a public suffix.
+        assert!(!jar.set_cookie(
+            &url("http://a.example.co.uk/"),
+            "x=1; Domain=\u{ff43}\u{ff4f}.uk"
+        ));
+        let file = "example.org\tFALSE\t/\tFALSE\t18446744073709551615\tk\tv\n";
+        assert_eq!(jar.read_netscape(file.as_bytes()).unwrap(), 0);
+        // An http answer may not overwrite (or unsecure) a Secure cookie.
+        assert!(jar.set_cookie(&url("https://example.org/"), "sid=good; Secure"));
+        assert!(!jar.set_cookie(&url("http://example.org/"), "sid=evil"));
+        assert_eq!(
+            jar.cookie_header(&url("https://example.org/")).as_deref(),
+            Some("sid=good")
         );
     }
 

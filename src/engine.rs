@@ -180,9 +180,10 @@ impl Engine {
     pub(crate) fn prepare(&self, req: Request) -> Result<Task, Error> {
         let url = check_url(req.target)?;
         let mut knobs = self.opts.knobs.with(&req.overrides);
-        if req.sink.is_some() && req.overrides.max_body.is_none() {
+        if req.sink.is_some() && req.overrides.max_body.is_none() && !knobs.capture_wire {
             // The body limit bounds memory; a streamed body uses none, so only a limit set
-            // on the request itself applies.
+            // on the request itself applies. A captured exchange is kept in memory: the
+            // fetcher's limit stays.
             knobs.max_body = u64::MAX;
         }
         let mut headers = Headers::new();

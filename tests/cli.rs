@@ -809,3 +809,20 @@ fn compressed_decodes_br_and_reports_codings_left() {
     assert_eq!(recs[0]["body_bytes"], wire.len());
     assert_eq!(recs[0]["content_encoding_left"], "br");
 }
+
+#[test]
+fn set_cookie_values_stay_out_of_json_lines() {
+    let s = TestServer::start(|c: &mut Conn| {
+        c.serve_keep_alive(|_, c| {
+            c.respond(
+                200,
+                &[("Set-Cookie", "sid=s3cr3t; Path=/; HttpOnly")],
+                b"ok",
+            )
+        })
+    });
+    let out = parafetch(&["--jsonl", &s.url("/")]);
+    let text = stdout(&out);
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("sid=<redacted>"), "{text}");
+}

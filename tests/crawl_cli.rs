@@ -519,3 +519,21 @@ fn send_signal(pid: i32, sig: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn fixed_credentials_are_refused_for_a_crawl() {
+    let (s, _other) = start_site();
+    for bad in [
+        vec!["-H", "Authorization: Bearer x"],
+        vec!["-H", "cookie: a=b"],
+        vec!["-b", "sid=abc"],
+    ] {
+        let mut args = bad.clone();
+        let url = s.url("/");
+        args.push(&url);
+        let out = crawl(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("every host"));
+    }
+    assert!(s.requests().is_empty(), "nothing fetched");
+}

@@ -37,8 +37,12 @@ fn as_file(path: &str) -> String {
 #[test]
 fn the_python_docs_crawl_reaches_what_wget_reaches_each_page_once() {
     let Some(nginx) = docs_server() else { return };
-    let Some(wget) = tools::require(&WGET) else { return };
-    let Some(warcio) = tools::require(&WARCIO) else { return };
+    let Some(wget) = tools::require(&WGET) else {
+        return;
+    };
+    let Some(warcio) = tools::require(&WARCIO) else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("parafetch-mirror-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -52,7 +56,11 @@ fn the_python_docs_crawl_reaches_what_wget_reaches_each_page_once() {
         .arg(&seed)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -73,7 +81,11 @@ fn the_python_docs_crawl_reaches_what_wget_reaches_each_page_once() {
         .filter(html)
         .map(|r| as_file(url::Url::parse(r["url"].as_str().unwrap()).unwrap().path()))
         .collect();
-    assert!(ours.len() > 400, "the docs have some 500 pages: {}", ours.len());
+    assert!(
+        ours.len() > 400,
+        "the docs have some 500 pages: {}",
+        ours.len()
+    );
 
     // The reference: wget's recursive crawl of the same mirror, the HTML files it saved.
     let saved = dir.join("wget");
@@ -83,8 +95,13 @@ fn the_python_docs_crawl_reaches_what_wget_reaches_each_page_once() {
         .arg(&seed)
         .status()
         .unwrap();
-    assert!(status.success() || status.code() == Some(8), "wget: {status:?}");
-    let root = saved.join(format!("127.0.0.1:{}", nginx.http.port())).join("python");
+    assert!(
+        status.success() || status.code() == Some(8),
+        "wget: {status:?}"
+    );
+    let root = saved
+        .join(format!("127.0.0.1:{}", nginx.http.port()))
+        .join("python");
     let mut theirs = BTreeSet::new();
     let mut stack = vec![root.clone()];
     while let Some(d) = stack.pop() {
@@ -93,7 +110,12 @@ fn the_python_docs_crawl_reaches_what_wget_reaches_each_page_once() {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "html") {
-                theirs.insert(p.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
+                theirs.insert(
+                    p.strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
@@ -108,9 +130,21 @@ fn the_python_docs_crawl_reaches_what_wget_reaches_each_page_once() {
     );
 
     // The WARC: warcio's digests agree, one request and one response per fetch.
-    let check = Command::new(&warcio).arg("check").arg(&warc).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
-    let index = Command::new(&warcio).arg("index").arg(&warc).output().unwrap();
+    let check = Command::new(&warcio)
+        .arg("check")
+        .arg(&warc)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let index = Command::new(&warcio)
+        .arg("index")
+        .arg(&warc)
+        .output()
+        .unwrap();
     let index = String::from_utf8_lossy(&index.stdout);
     let fetched = recs.iter().filter(|r| r["error"].is_null()).count();
     assert_eq!(index.matches("\"response\"").count(), fetched);

@@ -146,7 +146,21 @@ type Shared = Rc<RefCell<State>>;
 
 /// Runs `parafetch crawl`.
 pub fn run(args: CrawlArgs) -> Result<ExitCode, Usage> {
-    let (builder, _) = crate::builder(&args.fetch)?;
+    refuse_fixed_credentials(&args)?;
+    let state_dir = args.state.clone();
+    let resumed = match &state_dir {
+        Some(dir) => load_state(dir).map_err(|e| {
+            Usage(format!(
+                "cannot read the crawl state in {}: {e}",
+                dir.display()
+            ))
+        })?,
+        None => None,
+    };
+    let (mut builder, _) = crate::builder(&args.fetch)?;
+    if let Some(jar) = resumed.as_ref().and_then(|r| r.cookies.clone()) {
+        builder = builder.cookie_jar(jar); // the session of the interrupted run
+    }
     let mut b = builder
         .follow_redirects(false) // each hop is a page: recorded, scoped, archived
         .decompress(true)
@@ -168,16 +182,7 @@ pub fn run(args: CrawlArgs) -> Result<ExitCode, Usage> {
 
     let seeds = seeds(&args)?;
     let scope = scope_filter(&args, &seeds)?;
-    let state_dir = args.state.clone();
-    let resumed = match &state_dir {
-        Some(dir) => load_state(dir).map_err(|e| {
-            Usage(format!(
-                "cannot read the crawl state in {}: {e}",
-                dir.display()
-            ))
-        })?,
-        None => None,
-    };
+
     if let Some(dir) = &args.fetch.output_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
             Usage(format!(
@@ -239,7 +244,9 @@ pub fn run(args: CrawlArgs) -> Result<ExitCode, Usage> {
     }
     let max_html = args.max_html_bytes;
     let max_body = args.fetch.max_body.unwrap_or(parafetch::DEFAULT_MAX_BODY);
-    if args.sitemaps && state.borrow().next_id == 0 {
+    // Again on a resumed crawl: sitemap requests are not saved, and the seen-set drops
+    // what was queued already.
+    if args.sitemaps {
         start_sitemaps(&mut fetcher, &state, &seeds, &user_agent);
     }
 
@@ -274,13 +281,18 @@ pub fn run(args: CrawlArgs) -> Result<ExitCode, Usage> {
         state.borrow().update_progress(fetcher.running());
         if let Some(dir) = &state_dir {
             if last_save.elapsed() >= SAVE_EVERY {
-                save_state(dir, &state.borrow()).map_err(|e| state_error(dir, &e))?;
+                // A failed save is tried again at the next interval and at the end; the
+                // crawl goes on meanwhile.
+                if let Err(e) = save_state(dir, &state.borrow(), fetcher.jar("")) {
+                    eprintln!("parafetch: {}", state_error(dir, &e).0);
+                }
                 last_save = Instant::now();
             }
         }
     }
     let interrupted = signals.load(Ordering::Relaxed) > 0;
     let polite = fetcher.polite_stats();
+    let jar = fetcher.jar("").cloned();
     if abandoned {
         // A second Ctrl-C: the pages in flight go back to the frontier, unfetched.
         let mut s = state.borrow_mut();
@@ -295,8 +307,21 @@ pub fn run(args: CrawlArgs) -> Result<ExitCode, Usage> {
         drop(fetcher);
     }
     let mut s = state.borrow_mut();
+    let mut save_failed = false;
     if let Some(dir) = &state_dir {
-        save_state(dir, &s).map_err(|e| state_error(dir, &e))?;
+        if let Err(e) = save_state(dir, &s, jar.as_ref()) {
+            eprintln!("parafetch: {}", state_error(dir, &e).0);
+            save_failed = true;
+        }
+    }
+    if let (Some(path), Some(jar)) = (&args.fetch.cookie_jar, &jar) {
+        if let Err(e) = crate::write_jar(jar, path) {
+            eprintln!(
+                "parafetch: cannot write the cookie jar {}: {e}",
+                path.display()
+            );
+            save_failed = true;
+        }
     }
     let warc_failed = match s.warc.take().map(WarcWriter::finish) {
         Some(Err(e)) => Some(e),
@@ -312,11 +337,41 @@ pub fn run(args: CrawlArgs) -> Result<ExitCode, Usage> {
     }
     Ok(if interrupted {
         ExitCode::from(130)
-    } else if s.tally.failed > 0 {
+    } else if s.tally.failed > 0 || save_failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A crawl reaches hosts the seeds do not name (and follows redirects as links, past the
+/// fetcher's cross-origin stripping): credentials fixed for every request would go to all
+/// of them. Cookies belong in a cookie file (-b FILE), whose cookies are sent by domain.
+fn refuse_fixed_credentials(args: &CrawlArgs) -> Result<(), Usage> {
+    let secret = args.fetch.header.iter().find(|(name, _)| {
+        ["authorization", "cookie", "proxy-authorization"]
+            .iter()
+            .any(|s| name.eq_ignore_ascii_case(s))
+    });
+    if let Some((name, _)) = secret {
+        return Err(Usage(format!(
+            "-H {name}: a crawl would send it to every host it reaches; \
+             use a cookie file (-b FILE) for a session"
+        )));
+    }
+    if args
+        .fetch
+        .cookie
+        .as_deref()
+        .is_some_and(|c| c.contains('='))
+    {
+        return Err(Usage(
+            "-b NAME=VALUE: a crawl would send it to every host it reaches; \
+             use a cookie file (-b FILE), whose cookies go by domain"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn state_error(dir: &Path, e: &io::Error) -> Usage {
@@ -368,14 +423,15 @@ fn feed(
     max_body: u64,
     capture: bool,
 ) {
+    let mut passed_over = Vec::new();
     while fetcher.pending() < in_flight.saturating_mul(2) {
         let (page, id) = {
             let mut s = state.borrow_mut();
             if s.max_pages.is_some_and(|m| s.started >= m) {
-                return;
+                break;
             }
-            let Some(page) = s.frontier.pop_front() else {
-                return;
+            let Some(page) = next_page(&mut s, in_flight, &mut passed_over) else {
+                break;
             };
             s.started += 1;
             let id = s.next_id;
@@ -385,6 +441,35 @@ fn feed(
         };
         start_page(fetcher, state, page, id, max_html, max_body, capture);
     }
+    // Pages passed over keep their place at the front.
+    let mut s = state.borrow_mut();
+    for p in passed_over.into_iter().rev() {
+        s.frontier.push_front(p);
+    }
+}
+
+/// Pages of one host looked at per feed before it gives up looking further.
+const LOOK_AHEAD: usize = 1000;
+
+/// The next page whose host does not already hold `in_flight` pages handed to the
+/// fetcher: a host slowed by its Crawl-delay or a backoff must not take every slot while
+/// other hosts' pages wait behind it in the frontier. Pages passed over go to
+/// `passed_over`, in order.
+fn next_page(s: &mut State, in_flight: usize, passed_over: &mut Vec<Page>) -> Option<Page> {
+    for _ in 0..LOOK_AHEAD {
+        let page = s.frontier.pop_front()?;
+        let host = page.url.host_str().unwrap_or("");
+        let busy = s
+            .in_flight
+            .values()
+            .filter(|p| p.url.host_str() == Some(host))
+            .count();
+        if busy < in_flight.max(1) {
+            return Some(page);
+        }
+        passed_over.push(page);
+    }
+    None
 }
 
 fn start_page(
@@ -405,6 +490,7 @@ fn start_page(
     // Unbuffered: the body arrives in pieces of kilobytes, and an error must fail the page.
     let mut file = file_path.as_ref().and_then(|p| File::create(p).ok());
     let feeding = Rc::clone(&extractor);
+    let file_path_for_refusal = file_path.clone();
     let req = Request::get(page.url.as_str())
         .max_body(max_body)
         .capture_wire(capture)
@@ -433,6 +519,9 @@ fn start_page(
     };
     if let Err(e) = fetcher.start_request(req, on_done, id) {
         // Refused before it started (a URL that normalised but will not parse again).
+        if let Some(p) = &file_path_for_refusal {
+            let _ = std::fs::remove_file(p);
+        }
         let mut s = state.borrow_mut();
         s.in_flight.remove(&id);
         s.tally.failed += 1;
@@ -570,7 +659,21 @@ fn open_warc(
     let name = path
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let seeds = args.fetch.urls.join(" ");
+    // Seeds without userinfo: a password in a seed URL stays out of the archive.
+    let seeds: Vec<String> = args
+        .fetch
+        .urls
+        .iter()
+        .map(|u| match Url::parse(u) {
+            Ok(mut url) => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.to_string()
+            }
+            Err(_) => String::from("(not a URL)"),
+        })
+        .collect();
+    let seeds = seeds.join(" ");
     let robots = if args.no_robots { "ignore" } else { "obey" };
     WarcWriter::new(
         BufWriter::new(file),
@@ -616,14 +719,19 @@ type Callback = Box<dyn FnOnce(Done<u64>, &mut Queue<u64>)>;
 fn meta(state: &Shared, url: Url, job: Job, agent: &str) -> Option<(Request, Callback)> {
     {
         let mut s = state.borrow_mut();
-        if s.sitemap_files >= MAX_SITEMAP_FILES {
+        // A sitemap a robots.txt or an index names elsewhere is not read: the crawl stays
+        // in its scope (an index must not send it to other, maybe internal, hosts).
+        if s.sitemap_files >= MAX_SITEMAP_FILES || !s.scope.in_scope(&url) {
             return None;
         }
         s.sitemap_files += 1;
     }
     let shared = Rc::clone(state);
     let agent = agent.to_owned();
-    let req = Request::get(url.as_str()).max_body(MAX_SITEMAP_BYTES as u64);
+    // robots.txt and sitemaps move (http to https, say): their redirects are followed.
+    let req = Request::get(url.as_str())
+        .max_body(MAX_SITEMAP_BYTES as u64)
+        .follow_redirects(true, 5);
     let on_done = move |done: Done<u64>, queue: &mut Queue<u64>| {
         let Ok(r) = done.result else { return };
         if !(200..300).contains(&r.status) {
@@ -680,57 +788,108 @@ struct Saved {
     frontier: VecDeque<Page>,
     next_id: u64,
     started: u64,
+    cookies: Option<parafetch::CookieJar>,
 }
 
 /// The crawl state in `dir`, if a crawl saved one there.
+///
+/// `crawl.json` names the generation whose files form the state; a save writes a new
+/// generation's files and then `crawl.json`, so a crash mid-save leaves the last complete
+/// state in force.
 fn load_state(dir: &Path) -> io::Result<Option<Saved>> {
-    let seen_path = dir.join("seen.bin");
-    if !seen_path.exists() {
+    let manifest = dir.join("crawl.json");
+    if !manifest.exists() {
         return Ok(None);
     }
-    let seen = SeenSet::read_from(BufReader::new(File::open(&seen_path)?))?;
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let meta: Value = serde_json::from_slice(&std::fs::read(&manifest)?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let generation = meta["generation"]
+        .as_u64()
+        .ok_or_else(|| bad("crawl.json names no generation"))?;
+    let seen = SeenSet::read_from(BufReader::new(File::open(
+        dir.join(format!("seen.{generation}.bin")),
+    )?))?;
     let mut frontier = VecDeque::new();
-    for line in BufReader::new(File::open(dir.join("frontier.jsonl"))?).lines() {
+    let lines = BufReader::new(File::open(
+        dir.join(format!("frontier.{generation}.jsonl")),
+    )?);
+    for line in lines.lines() {
         let v: Value = serde_json::from_str(&line?)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let url = v["url"]
             .as_str()
             .and_then(|u| Url::parse(u).ok())
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "a frontier line without a URL")
-            })?;
+            .ok_or_else(|| bad("a frontier line without a URL"))?;
         frontier.push_back(Page {
             url,
-            depth: v["depth"].as_u64().unwrap_or(0) as u32,
+            depth: v["depth"].as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32,
             parent: v["parent"].as_str().map(str::to_owned),
         });
     }
-    let meta: Value = serde_json::from_slice(&std::fs::read(dir.join("crawl.json"))?)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let cookies = match File::open(dir.join(format!("cookies.{generation}.txt"))) {
+        Ok(f) => {
+            let mut jar = parafetch::CookieJar::new();
+            jar.read_netscape(BufReader::new(f))?;
+            Some(jar)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
     Ok(Some(Saved {
         seen,
         frontier,
         next_id: meta["next_id"].as_u64().unwrap_or(0),
         started: meta["started"].as_u64().unwrap_or(0),
+        cookies,
     }))
 }
 
-/// Saves the seen-set, the frontier (pages in flight first: they have not completed) and
-/// the counters, each file written whole and then renamed into place.
-fn save_state(dir: &Path, s: &State) -> io::Result<()> {
+/// Saves the seen-set, the frontier (pages in flight first: they have not completed), the
+/// cookie jar and the counters as a new generation, then points `crawl.json` at it and
+/// removes the generation before.
+fn save_state(dir: &Path, s: &State, jar: Option<&parafetch::CookieJar>) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    write_atomic(&dir.join("seen.bin"), |w| s.seen.write_to(w))?;
-    write_atomic(&dir.join("frontier.jsonl"), |w| {
+    let manifest = dir.join("crawl.json");
+    let previous = std::fs::read(&manifest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["generation"].as_u64());
+    let generation = previous.map_or(1, |g| g + 1);
+    write_atomic(&dir.join(format!("seen.{generation}.bin")), |w| {
+        s.seen.write_to(w)
+    })?;
+    write_atomic(&dir.join(format!("frontier.{generation}.jsonl")), |w| {
         for p in s.in_flight.values().chain(s.frontier.iter()) {
             let line = json!({"url": p.url.as_str(), "depth": p.depth, "parent": p.parent});
             writeln!(w, "{line}")?;
         }
         Ok(())
     })?;
-    write_atomic(&dir.join("crawl.json"), |w| {
-        let meta = json!({"format": 1, "next_id": s.next_id, "started": s.started});
+    if let Some(jar) = jar {
+        write_atomic(&dir.join(format!("cookies.{generation}.txt")), |w| {
+            jar.write_netscape(w)
+        })?;
+    }
+    write_atomic(&manifest, |w| {
+        let meta = json!({
+            "format": 1,
+            "generation": generation,
+            "next_id": s.next_id,
+            "started": s.started,
+        });
         writeln!(w, "{meta}")
-    })
+    })?;
+    if let Some(old) = previous {
+        for name in [
+            format!("seen.{old}.bin"),
+            format!("frontier.{old}.jsonl"),
+            format!("cookies.{old}.txt"),
+        ] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+    Ok(())
 }
 
 fn write_atomic(

@@ -78,6 +78,17 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// A response field's value as a record shows it: a cookie the server set is a secret
+/// (a session), so its value is left out; its name stays.
+fn shown<'a>(name: &str, value: &'a str) -> std::borrow::Cow<'a, str> {
+    if !name.eq_ignore_ascii_case("set-cookie") {
+        return value.into();
+    }
+    let cookie = value.split(';').next().unwrap_or("");
+    let cookie_name = cookie.split('=').next().unwrap_or("").trim();
+    format!("{cookie_name}=<redacted>").into()
+}
+
 /// The JSON object of one finished URL; keys in the documented order.
 pub fn json_record(o: &Outcome) -> Value {
     let file = o.file.as_ref().map(|p| p.display().to_string());
@@ -90,7 +101,7 @@ pub fn json_record(o: &Outcome) -> Value {
             "http_version": r.version.as_str(),
             "remote_addr": r.remote_addr.to_string(),
             "proxy": r.proxy.as_ref().map(|p| p.to_string()),
-            "headers": r.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
+            "headers": r.headers.iter().map(|(n, v)| json!([n, shown(n, v)])).collect::<Vec<_>>(),
             "body_bytes": r.body_len,
             "content_encoding_left": r.content_encoding_left,
             "file": file,
