@@ -400,25 +400,10 @@ fn the_warc_file_passes_warcio_check_with_a_request_and_response_per_fetch() {
         .iter()
         .filter(|r| r["error"].is_null())
         .count();
-    let check = Command::new(&warcio)
-        .arg("check")
-        .arg(&warc)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
-    let index = Command::new(&warcio)
-        .arg("index")
-        .arg(&warc)
-        .output()
-        .unwrap();
-    let index = String::from_utf8_lossy(&index.stdout);
-    assert_eq!(index.matches("\"warcinfo\"").count(), 1);
-    assert_eq!(index.matches("\"request\"").count(), responses, "{index}");
-    assert_eq!(index.matches("\"response\"").count(), responses, "{index}");
+    let index = parafetch_test_support::warcio::check_and_index(&warcio, &warc);
+    assert_eq!(index.warcinfo, 1);
+    assert_eq!(index.request, responses, "{}", index.text);
+    assert_eq!(index.response, responses, "{}", index.text);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -130,24 +130,9 @@ fn the_python_docs_crawl_reaches_what_wget_reaches_each_page_once() {
     );
 
     // The WARC: warcio's digests agree, one request and one response per fetch.
-    let check = Command::new(&warcio)
-        .arg("check")
-        .arg(&warc)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
-    let index = Command::new(&warcio)
-        .arg("index")
-        .arg(&warc)
-        .output()
-        .unwrap();
-    let index = String::from_utf8_lossy(&index.stdout);
+    let index = parafetch_test_support::warcio::check_and_index(&warcio, &warc);
     let fetched = recs.iter().filter(|r| r["error"].is_null()).count();
-    assert_eq!(index.matches("\"response\"").count(), fetched);
-    assert_eq!(index.matches("\"request\"").count(), fetched);
+    assert_eq!(index.response, fetched);
+    assert_eq!(index.request, fetched);
     let _ = std::fs::remove_dir_all(&dir);
 }

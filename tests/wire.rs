@@ -126,23 +126,8 @@ fn a_captured_fetch_written_to_a_warc_passes_warcio_check() {
         .unwrap();
     }
     w.finish().unwrap();
-    let out = std::process::Command::new(&warcio)
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = std::process::Command::new(&warcio)
-        .arg("index")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let index = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(index.matches("\"response\"").count(), 2, "{index}");
-    assert_eq!(index.matches("\"request\"").count(), 2, "{index}");
+    let index = parafetch_test_support::warcio::check_and_index(&warcio, &path);
+    assert_eq!(index.response, 2, "{}", index.text);
+    assert_eq!(index.request, 2, "{}", index.text);
     let _ = std::fs::remove_file(&path);
 }

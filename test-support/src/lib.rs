@@ -37,4 +37,5 @@ pub mod process;
 pub mod proxies;
 pub mod python;
 pub mod tools;
+pub mod warcio;
 mod watched;

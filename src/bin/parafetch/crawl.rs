@@ -856,10 +856,10 @@ fn save_state(dir: &Path, s: &State, jar: Option<&parafetch::CookieJar>) -> io::
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .and_then(|v| v["generation"].as_u64());
     let generation = previous.map_or(1, |g| g + 1);
-    write_atomic(&dir.join(format!("seen.{generation}.bin")), |w| {
+    crate::write_atomic(&dir.join(format!("seen.{generation}.bin")), |w| {
         s.seen.write_to(w)
     })?;
-    write_atomic(&dir.join(format!("frontier.{generation}.jsonl")), |w| {
+    crate::write_atomic(&dir.join(format!("frontier.{generation}.jsonl")), |w| {
         for p in s.in_flight.values().chain(s.frontier.iter()) {
             let line = json!({"url": p.url.as_str(), "depth": p.depth, "parent": p.parent});
             writeln!(w, "{line}")?;
@@ -867,11 +867,11 @@ fn save_state(dir: &Path, s: &State, jar: Option<&parafetch::CookieJar>) -> io::
         Ok(())
     })?;
     if let Some(jar) = jar {
-        write_atomic(&dir.join(format!("cookies.{generation}.txt")), |w| {
+        crate::write_atomic(&dir.join(format!("cookies.{generation}.txt")), |w| {
             jar.write_netscape(w)
         })?;
     }
-    write_atomic(&manifest, |w| {
+    crate::write_atomic(&manifest, |w| {
         let meta = json!({
             "format": 1,
             "generation": generation,
@@ -890,19 +890,6 @@ fn save_state(dir: &Path, s: &State, jar: Option<&parafetch::CookieJar>) -> io::
         }
     }
     Ok(())
-}
-
-fn write_atomic(
-    path: &Path,
-    f: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
-) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut w = BufWriter::new(File::create(&tmp)?);
-    f(&mut w)?;
-    w.flush()?;
-    w.get_ref().sync_all()?;
-    drop(w);
-    std::fs::rename(&tmp, path)
 }
 
 fn summary(s: &State, polite: parafetch::PoliteStats, interrupted: bool) {

@@ -251,10 +251,20 @@ fn read_jar(path: &Path) -> Result<CookieJar, Usage> {
 
 /// Writes the jar for -c, through a temporary file so a failure leaves the old one.
 fn write_jar(jar: &CookieJar, path: &Path) -> std::io::Result<()> {
+    write_atomic(path, |w| jar.write_netscape(w))
+}
+
+/// Writes `path` whole or not at all: into a temporary file beside it, synced, then renamed
+/// over it (a crash or a full disk leaves the old file).
+fn write_atomic(
+    path: &Path,
+    f: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let tmp = path.with_extension("parafetch-tmp");
     let mut w = std::io::BufWriter::new(File::create(&tmp)?);
-    jar.write_netscape(&mut w)?;
+    f(&mut w)?;
     std::io::Write::flush(&mut w)?;
+    w.get_ref().sync_all()?;
     drop(w);
     std::fs::rename(&tmp, path)
 }
