@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use parafetch::crawl::{LinkExtractor, Scope, ScopeFilter, SeenSet, is_html};
 use parafetch::{Done, Fetcher, Queue, Request};
@@ -38,10 +39,11 @@ fn page(crawl: &Shared, url: Url) -> Option<(Request, Callback)> {
         let mut c = crawl.borrow_mut();
         c.budget = c.budget.checked_sub(1)?;
     }
-    let extractor = Rc::new(RefCell::new(Some(LinkExtractor::new(&url, 5 << 20))));
-    let feeding = Rc::clone(&extractor);
+    // Arc<Mutex>: a body sink must be Send (a request may go to another thread).
+    let extractor = Arc::new(Mutex::new(Some(LinkExtractor::new(&url, 5 << 20))));
+    let feeding = Arc::clone(&extractor);
     let request = Request::get(url.as_str()).on_body(move |chunk| {
-        if let Some(e) = feeding.borrow_mut().as_mut() {
+        if let Some(e) = feeding.lock().unwrap().as_mut() {
             e.feed(chunk);
         }
         Ok(())
@@ -58,7 +60,7 @@ fn page(crawl: &Shared, url: Url) -> Option<(Request, Callback)> {
         );
         let html =
             (200..300).contains(&response.status) && is_html(response.headers.get("content-type"));
-        let Some(extractor) = extractor.borrow_mut().take().filter(|_| html) else {
+        let Some(extractor) = extractor.lock().unwrap().take().filter(|_| html) else {
             return;
         };
         for link in extractor.finish_at(&response.url).urls {

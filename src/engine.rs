@@ -383,7 +383,7 @@ impl Engine {
                     Ok(r) => Fetched::Answer(r.status, r.reason),
                     Err(e) => Fetched::Failed(e, status),
                 };
-                let body = std::mem::take(&mut *body.borrow_mut());
+                let body = std::mem::take(&mut *body.lock().unwrap_or_else(|p| p.into_inner()));
                 let Some(gate) = &mut self.gate else {
                     return;
                 };

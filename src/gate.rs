@@ -10,11 +10,9 @@
 //!
 //! No I/O here: the engine fetches robots.txt as a task of its own and reports what came.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use url::Url;
@@ -245,11 +243,11 @@ fn apply(origin: &str, agent: &str, known: &Known, task: Task) -> Verdict {
 
 /// A body collector for a robots.txt fetch: keeps the first [`MAX_ROBOTS_BYTES`], then
 /// stops the transfer (the engine parses what it kept).
-pub(crate) fn collector() -> (Sink, Rc<RefCell<Vec<u8>>>) {
-    let body = Rc::new(RefCell::new(Vec::new()));
-    let kept = Rc::clone(&body);
+pub(crate) fn collector() -> (Sink, Arc<Mutex<Vec<u8>>>) {
+    let body = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&body);
     let sink: Sink = Box::new(move |data: &[u8]| {
-        let mut b = kept.borrow_mut();
+        let mut b = kept.lock().unwrap_or_else(|p| p.into_inner());
         let room = MAX_ROBOTS_BYTES - b.len();
         b.extend_from_slice(&data[..data.len().min(room)]);
         if data.len() > room {

@@ -180,13 +180,17 @@ impl Request {
     /// Streams the body to `f`, piece by piece, instead of buffering it in the response.
     /// An error from `f` fails the request with kind `io`. The fetcher's `max_body` bounds
     /// memory and so does not apply to a streamed body; [`Request::max_body`] still does.
-    pub fn on_body(mut self, f: impl FnMut(&[u8]) -> io::Result<()> + 'static) -> Request {
+    ///
+    /// `f` must be `Send` so that a request may be handed to a fetcher running on other
+    /// threads ([`Handle`](crate::Handle)); count bytes with an atomic or an
+    /// `Arc<Mutex<_>>`, not an `Rc`.
+    pub fn on_body(mut self, f: impl FnMut(&[u8]) -> io::Result<()> + Send + 'static) -> Request {
         self.sink = Some(Box::new(f));
         self
     }
 
     /// Streams the body into `w` (a file, say) instead of buffering it in the response.
-    pub fn write_to(self, mut w: impl Write + 'static) -> Request {
+    pub fn write_to(self, mut w: impl Write + Send + 'static) -> Request {
         self.on_body(move |b| w.write_all(b))
     }
 

@@ -5,10 +5,8 @@
 //! A leaf: it imports neither the engine nor the driver, so both can speak it without
 //! importing each other.
 
-use std::cell::RefCell;
 use std::io;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use url::Url;
@@ -17,7 +15,7 @@ use crate::proto::Headers;
 use crate::proxy::{Proxy, ProxyKind};
 
 /// A body sink: receives each piece of the (decoded) body as it arrives.
-pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()>>;
+pub(crate) type Sink = Box<dyn FnMut(&[u8]) -> io::Result<()> + Send>;
 
 /// Why a task runs.
 pub(crate) enum Purpose {
@@ -28,7 +26,7 @@ pub(crate) enum Purpose {
     Robots {
         origin: String,
         agent: String,
-        body: Rc<RefCell<Vec<u8>>>,
+        body: Arc<Mutex<Vec<u8>>>,
         /// The status of a head that arrived before a failure (the collector stops a
         /// long body with an error; the status must survive it).
         status: Option<u16>,

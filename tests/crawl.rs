@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -764,19 +765,19 @@ fn body_streams_to_a_sink_and_a_writer() {
         let big = big2.clone();
         c.serve_keep_alive(move |_r, c| c.respond(200, &[], &big))
     });
-    let got = Rc::new(RefCell::new(Vec::new()));
-    let pieces = Rc::new(Cell::new(0));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let pieces = Arc::new(AtomicUsize::new(0));
     let (g, p) = (got.clone(), pieces.clone());
     let req = Request::get(s.url("/big")).on_body(move |b| {
-        g.borrow_mut().extend_from_slice(b);
-        p.set(p.get() + 1);
+        g.lock().unwrap().extend_from_slice(b);
+        p.fetch_add(1, Ordering::Relaxed);
         Ok(())
     });
     let r = one(Fetcher::builder(), req).unwrap();
     assert!(r.body.is_empty(), "streamed bodies are not buffered");
     assert_eq!(r.body_len, big.len() as u64);
-    assert!(*got.borrow() == big);
-    assert!(pieces.get() > 1);
+    assert!(*got.lock().unwrap() == big);
+    assert!(pieces.load(Ordering::Relaxed) > 1);
 
     let path = std::env::temp_dir().join(format!("parafetch-sink-{}.bin", std::process::id()));
     let file = std::fs::File::create(&path).unwrap();

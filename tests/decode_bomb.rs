@@ -126,10 +126,10 @@ fn bomb_fetch_in_a_child() {
     let Ok(url) = std::env::var(CHILD_URL) else {
         return; // not a child: nothing to do
     };
-    let seen = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let seen2 = seen.clone();
     let req = Request::get(url).max_body(LIMIT).on_body(move |b| {
-        seen2.set(seen2.get() + b.len() as u64);
+        seen2.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     });
     let measured = process::start_peak_rss_window();
@@ -148,7 +148,7 @@ fn bomb_fetch_in_a_child() {
         "{e:#}"
     );
     // Stopped within one output step of the limit.
-    let got = seen.get();
+    let got = seen.load(std::sync::atomic::Ordering::Relaxed);
     let step = ContentDecoder::OUT_STEP as u64;
     assert!(got <= LIMIT && got + step > LIMIT, "{got} bytes");
     if measured && before > 0 {

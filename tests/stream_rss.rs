@@ -1,8 +1,8 @@
 //! A 1 GiB body streamed to a sink keeps the process's peak RSS small. Its own test binary
 //! (one test), so the process's high-water mark measures this fetch and nothing else.
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parafetch::{Fetcher, Request};
 use parafetch_test_support::http::{Conn, TestServer};
@@ -26,11 +26,11 @@ fn one_gib_streams_with_bounded_memory() {
         }
         Ok(())
     });
-    let seen = Rc::new(Cell::new(0u64));
+    let seen = Arc::new(AtomicU64::new(0));
     let s2 = seen.clone();
     // No max_body: the fetcher's default (64 MiB) bounds buffered bodies, not streamed ones.
     let req = Request::get(s.url("/huge")).on_body(move |b| {
-        s2.set(s2.get() + b.len() as u64);
+        s2.fetch_add(b.len() as u64, Ordering::Relaxed);
         Ok(())
     });
     let r = Fetcher::builder()
@@ -39,7 +39,10 @@ fn one_gib_streams_with_bounded_memory() {
         .unwrap()
         .1
         .unwrap();
-    assert_eq!((r.body_len, seen.get(), r.body.len()), (GIB, GIB, 0));
+    assert_eq!(
+        (r.body_len, seen.load(Ordering::Relaxed), r.body.len()),
+        (GIB, GIB, 0)
+    );
     if let Some(kib) = peak_rss_kib() {
         eprintln!(
             "peak RSS while streaming 1 GiB: {:.1} MiB",

@@ -16,8 +16,8 @@ use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -481,7 +481,7 @@ fn start_page(
     max_body: u64,
     capture: bool,
 ) {
-    let extractor = Rc::new(RefCell::new(Some(LinkExtractor::new(&page.url, max_html))));
+    let extractor = Arc::new(Mutex::new(Some(LinkExtractor::new(&page.url, max_html))));
     let file_path = state
         .borrow()
         .output_dir
@@ -489,13 +489,13 @@ fn start_page(
         .map(|d| d.join(format!("{id}.body")));
     // Unbuffered: the body arrives in pieces of kilobytes, and an error must fail the page.
     let mut file = file_path.as_ref().and_then(|p| File::create(p).ok());
-    let feeding = Rc::clone(&extractor);
+    let feeding = Arc::clone(&extractor);
     let file_path_for_refusal = file_path.clone();
     let req = Request::get(page.url.as_str())
         .max_body(max_body)
         .capture_wire(capture)
         .on_body(move |chunk| {
-            if let Some(e) = feeding.borrow_mut().as_mut() {
+            if let Some(e) = feeding.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                 e.feed(chunk);
             }
             if let Some(f) = &mut file {
@@ -506,7 +506,7 @@ fn start_page(
     let shared = Rc::clone(state);
     let accepted = Instant::now();
     let on_done = move |done: Done<u64>, _: &mut Queue<u64>| {
-        let extractor = extractor.borrow_mut().take();
+        let extractor = extractor.lock().unwrap_or_else(|p| p.into_inner()).take();
         page_done(
             &shared,
             id,
