@@ -16,9 +16,10 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::budget::Budget;
 use crate::driver::timer::{Deadlines, later};
 use crate::driver::{Config, Driver, Exchanged, Failure, Finished, NamesConfig};
 use crate::error::{Error, ErrorKind, Phase};
@@ -30,7 +31,7 @@ use crate::proto::validate;
 use crate::proto::{ContentDecoder, Headers};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::rate::Bucket;
-use crate::request::{Request, RequestProxy, check_url};
+use crate::request::{Request, RequestProxy, Target, check_url};
 use crate::response::Response;
 use crate::task::{Purpose, Task};
 
@@ -84,8 +85,10 @@ pub(crate) struct Engine {
     retry_seq: u64,
     /// The whole fetcher's rate (with `rate`), and when its next token is due while the
     /// loop waits for it.
-    global: Option<Bucket>,
+    global: Option<Arc<Mutex<Bucket>>>,
     global_wake: Option<Instant>,
+    /// The other loops of a spawned fetcher: the in-flight budget they share.
+    siblings: Option<Siblings>,
     rng: u64,
     done: VecDeque<(usize, Result<Response, Error>)>,
 }
@@ -112,10 +115,26 @@ fn driver_config(opts: &Options) -> Config {
     }
 }
 
+/// What one loop of a spawned fetcher shares with the others: the in-flight budget (it is
+/// loop `index` there) and the fetcher's rate.
+pub(crate) struct Siblings {
+    pub budget: Arc<Budget>,
+    pub index: usize,
+    pub rate: Option<Arc<Mutex<Bucket>>>,
+}
+
 impl Engine {
     pub(crate) fn new(opts: Options) -> io::Result<Engine> {
+        Engine::with_siblings(opts, None)
+    }
+
+    /// One loop of several: the cap and rate are the siblings', shared.
+    pub(crate) fn with_siblings(opts: Options, siblings: Option<Siblings>) -> io::Result<Engine> {
         let opts = Arc::new(opts);
-        let global_rate = opts.rate;
+        let global = match &siblings {
+            Some(s) => s.rate.clone(),
+            None => opts.rate.map(|r| shared_bucket(r, Instant::now())),
+        };
         let pace_rules = opts.pace_rules();
         #[cfg(feature = "cookies")]
         let jars = opts
@@ -145,8 +164,9 @@ impl Engine {
             retries: Deadlines::default(),
             retry_tasks: HashMap::new(),
             retry_seq: 0,
-            global: global_rate.map(|r| Bucket::new(r, 1, Instant::now())),
+            global,
             global_wake: None,
+            siblings,
             rng: seed(),
             done: VecDeque::new(),
         })
@@ -157,11 +177,38 @@ impl Engine {
     }
 
     pub(crate) fn max_in_flight(&self) -> usize {
-        self.max_in_flight
+        match &self.siblings {
+            Some(s) => s.budget.cap(),
+            None => self.max_in_flight,
+        }
+    }
+
+    /// A fresh loop with the same options in place of this one (whose tasks the caller
+    /// has called back): what its siblings lent it goes back to them.
+    pub(crate) fn restart(&mut self) -> io::Result<()> {
+        let siblings = self.siblings.take();
+        if let Some(s) = &siblings {
+            s.budget.give_back(s.index, s.budget.held(s.index));
+        }
+        match Engine::with_siblings((*self.opts).clone(), siblings) {
+            Ok(e) => {
+                *self = e;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Wakes this loop from another thread.
+    pub(crate) fn waker(&self) -> Arc<mio::Waker> {
+        self.driver.waker()
     }
 
     pub(crate) fn set_max_in_flight(&mut self, n: usize) {
         self.max_in_flight = n.max(1);
+        if let Some(s) = &self.siblings {
+            s.budget.set_cap(n);
+        }
         // A raised cap starts waiting tasks now, not at the next unrelated event.
         self.admit(Instant::now());
     }
@@ -235,6 +282,20 @@ impl Engine {
             jar,
             jar_sends,
         })
+    }
+
+    /// What [`Engine::prepare`] refuses, checked away from the loop (on a producer's
+    /// thread) so that a bad request is an `Err` there: the URL (parsed in place, and
+    /// returned), the method and headers, a request's own proxy URL.
+    pub(crate) fn precheck(req: &mut Request) -> Result<url::Url, Error> {
+        let target = std::mem::replace(&mut req.target, Target::Text(String::new()));
+        let url = check_url(target)?;
+        req.target = Target::Url(url.clone());
+        validate(&req.method, &req.headers).map_err(|e| Error::proto(Phase::Prepare, e))?;
+        if let Some(RequestProxy::Via(Err(e))) = &req.proxy {
+            return Err(e.clone());
+        }
+        Ok(url)
     }
 
     /// The fetcher's proxy for `url` (taking the next of a round-robin list).
@@ -499,21 +560,49 @@ impl Engine {
     /// Starts tasks of ready hosts, round robin, while the global cap allows.
     fn admit(&mut self, now: Instant) {
         self.global_wake = None;
-        while self.driver.occupied() < self.max_in_flight {
-            if self.ready.is_empty() {
-                return;
+        let starved = self.admit_while_room(now);
+        if let Some(s) = &self.siblings {
+            // Slots taken and not used go back (to a starved sibling first).
+            let spare = s
+                .budget
+                .held(s.index)
+                .saturating_sub(self.driver.occupied());
+            if spare > 0 {
+                s.budget.give_back(s.index, spare);
             }
-            if let Some(global) = &mut self.global {
+            if !starved {
+                s.budget.satisfied(s.index);
+            }
+        }
+    }
+
+    /// Starts what may start. `true`: work was ready but the shared budget is spent.
+    fn admit_while_room(&mut self, now: Instant) -> bool {
+        // With siblings, the shared budget is the cap.
+        let cap = match self.siblings {
+            Some(_) => usize::MAX,
+            None => self.max_in_flight,
+        };
+        while self.driver.occupied() < cap {
+            if self.ready.is_empty() {
+                return false;
+            }
+            if let Some(global) = &self.global {
                 // The fetcher's rate: nothing starts before its next token; a timer wakes
                 // the loop for it.
-                let at = global.ready_at(now);
+                let at = lock(global).ready_at(now);
                 if at > now {
                     self.global_wake = Some(at);
-                    return;
+                    return false;
+                }
+            }
+            if let Some(s) = &self.siblings {
+                if self.driver.occupied() >= s.budget.held(s.index) && !s.budget.take(s.index) {
+                    return true;
                 }
             }
             let Some(name) = self.ready.pop_front() else {
-                return;
+                return false;
             };
             let Some(h) = self.hosts.get_mut(&name) else {
                 continue;
@@ -526,8 +615,8 @@ impl Engine {
             if let Some(mut task) = task {
                 h.active += 1;
                 h.pace.start(now);
-                if let Some(global) = &mut self.global {
-                    global.take(now);
+                if let Some(global) = &self.global {
+                    lock(global).take(now);
                 }
                 task.attempts += 1;
                 #[cfg(feature = "cookies")]
@@ -537,6 +626,7 @@ impl Engine {
             }
             self.refresh_host(&name, now);
         }
+        false
     }
 
     fn on_finished(&mut self, f: Finished, now: Instant) {
@@ -813,4 +903,14 @@ fn seed() -> u64 {
             .map_or(0, |d| d.as_nanos() as u64),
     );
     h.finish() | 1
+}
+
+/// A token bucket for the fetcher's rate, shareable by its loops.
+pub(crate) fn shared_bucket(per_second: f64, now: Instant) -> Arc<Mutex<Bucket>> {
+    Arc::new(Mutex::new(Bucket::new(per_second, 1, now)))
+}
+
+/// The bucket, even if a panicking thread held it (its state is a pair of numbers).
+fn lock(bucket: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
+    bucket.lock().unwrap_or_else(|p| p.into_inner())
 }

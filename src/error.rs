@@ -63,6 +63,10 @@ pub enum ErrorKind {
     /// [`Builder::obey_robots`](crate::Builder::obey_robots); the request never touched
     /// the network.
     Robots,
+    /// The fetcher is shutting down (a [`Handle`](crate::Handle) was shut down or its
+    /// last clone dropped) and takes no new requests. Requests accepted before still
+    /// complete.
+    ShutDown,
 }
 
 impl ErrorKind {
@@ -86,6 +90,7 @@ impl ErrorKind {
             ErrorKind::Proxy => "proxy",
             ErrorKind::QueueFull => "queue_full",
             ErrorKind::Robots => "robots",
+            ErrorKind::ShutDown => "shut_down",
         }
     }
 }

@@ -1,198 +1,213 @@
 //! The ParallelCurl API: start a request with a callback and a cookie, never more than N
 //! in flight; and the iterator form, [`fetch_all`].
 //!
-//! Owns callbacks, cookies and the caller-facing admission rule. It never sees a socket.
+//! Owns callbacks, cookies and the caller-facing admission rule (`Core`: one loop and its
+//! callbacks, which a [`Handle`](crate::Handle)'s shards run too). It never sees a socket.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::sync::mpsc::{Receiver, Sender};
 
 use slab::Slab;
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::options::{Builder, DEFAULT_MAX_QUEUED_FOLLOWUPS};
-use crate::request::{IntoRequest, Request, Target};
+use crate::options::Builder;
+use crate::queue::{Done, FollowUp, Local, Mode, Queue};
+use crate::request::IntoRequest;
 use crate::response::Response;
 
-type Callback<C> = Box<dyn FnOnce(Done<C>, &mut Queue<C>)>;
-
-/// A finished request, handed to its callback exactly once.
-#[non_exhaustive]
-pub struct Done<C> {
-    /// The URL as it was given to `start_request`.
-    pub url: String,
-    /// The response (any status), or why there is none.
-    pub result: Result<Response, Error>,
-    /// The caller's data given to `start_request`.
-    pub cookie: C,
+/// What differs between a fetcher its caller drives and one shard of a
+/// [`Handle`](crate::Handle)'s: where the follow-up limit counts, where a follow-up goes,
+/// and how a callback is run.
+pub(crate) trait Context<C: 'static, M: Mode> {
+    /// Requests held (accepted, not yet called back) as the follow-up limit counts them,
+    /// given this loop's `local` count.
+    fn held(&self, local: usize) -> usize;
+    /// Sends a follow-up that belongs to another loop there (`None`); gives one that
+    /// belongs here back.
+    fn divert(&mut self, followup: FollowUp<C, M>) -> Option<FollowUp<C, M>>;
+    /// Runs one callback.
+    fn call(&mut self, callback: M::Callback<C>, done: Done<C>, queue: &mut Queue<C, M>);
+    /// A follow-up was accepted on this loop.
+    fn accepted(&mut self) {}
+    /// A request was called back (and its follow-ups accepted).
+    fn called(&mut self) {}
+    /// The loop failed and a new one took over: wake it with `waker` now.
+    fn restarted(&mut self, _waker: std::sync::Arc<mio::Waker>) {}
 }
 
-impl<C> Done<C> {
-    /// A finished request, for unit-testing a callback without a network: call the
-    /// callback with it and a [`Queue::new`], then inspect what it queued.
-    ///
-    /// # Examples
-    /// ```
-    /// use parafetch::{Done, Queue, Response};
-    ///
-    /// /// A crawler's callback: follows the `Location` of a 3xx, one hop deep.
-    /// fn on_done(done: Done<u32>, queue: &mut Queue<u32>) {
-    ///     let Ok(resp) = done.result else { return };
-    ///     if let (300..=399, Some(next), 0) = (resp.status, resp.headers.get("location"), done.cookie) {
-    ///         queue.start_request(next, on_done, done.cookie + 1).expect("a valid url");
-    ///     }
-    /// }
-    ///
-    /// let url = url::Url::parse("http://example.com/old").unwrap();
-    /// let resp = Response::new(301, url.clone()).with_header("Location", "http://example.com/new");
-    /// let mut queue = Queue::new();
-    /// on_done(Done::new(url.as_str(), Ok(resp), 0), &mut queue);
-    /// assert_eq!(queue.urls().collect::<Vec<_>>(), ["http://example.com/new"]);
-    ///
-    /// // One hop only: at depth 1 nothing more is queued.
-    /// let resp = Response::new(301, url.clone()).with_header("Location", "http://example.com/x");
-    /// let mut queue = Queue::new();
-    /// on_done(Done::new(url.as_str(), Ok(resp), 1), &mut queue);
-    /// assert!(queue.is_empty());
-    /// ```
-    pub fn new(url: impl Into<String>, result: Result<Response, Error>, cookie: C) -> Done<C> {
-        Done {
-            url: url.into(),
-            result,
-            cookie,
-        }
+/// A fetcher its caller drives: everything is here, a panicking callback unwinds.
+pub(crate) struct Alone;
+
+impl<C: 'static> Context<C, Local> for Alone {
+    fn held(&self, local: usize) -> usize {
+        local
+    }
+
+    fn divert(&mut self, followup: FollowUp<C, Local>) -> Option<FollowUp<C, Local>> {
+        Some(followup)
+    }
+
+    fn call(&mut self, callback: Callback<C, Local>, done: Done<C>, queue: &mut Queue<C>) {
+        Local::call(callback, done, queue)
     }
 }
 
-impl<C: fmt::Debug> fmt::Debug for Done<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Done")
-            .field("url", &self.url)
-            .field("result", &self.result)
-            .field("cookie", &self.cookie)
-            .finish()
-    }
-}
+type Callback<C, M> = <M as Mode>::Callback<C>;
 
-/// Lets a callback start follow-up requests (a crawler's discovered links) without
-/// re-entering the fetcher: they are accepted when the callback returns.
-pub struct Queue<C> {
-    /// Each follow-up with its URL as given (the request holds it parsed already).
-    items: Vec<(Request, Callback<C>, C, String)>,
-    max_in_flight: Option<usize>,
-    /// The builder's `max_queued_followups`.
-    limit: usize,
-    /// Requests the fetcher holds, not yet called back, while the callback runs (the
-    /// fetcher sets it before each call).
-    outstanding: usize,
-}
-
-impl<C> Queue<C> {
-    /// An empty queue, for unit-testing a callback (the fetcher makes its own): pass it to
-    /// the callback, then look at [`urls`](Queue::urls). See [`Done::new`] for an example.
-    ///
-    /// It holds at most [`DEFAULT_MAX_QUEUED_FOLLOWUPS`] follow-ups, as a fresh fetcher's
-    /// queue does.
-    pub fn new() -> Queue<C> {
-        Queue {
-            items: Vec::new(),
-            max_in_flight: None,
-            limit: DEFAULT_MAX_QUEUED_FOLLOWUPS,
-            outstanding: 0,
-        }
-    }
-
-    /// The URLs of the follow-ups queued so far, as given, in order.
-    pub fn urls(&self) -> impl Iterator<Item = &str> + '_ {
-        self.items.iter().map(|(_, _, _, url)| url.as_str())
-    }
-
-    /// The in-flight cap the callback asked for with
-    /// [`set_max_in_flight`](Queue::set_max_in_flight), if it did.
-    pub fn requested_max_in_flight(&self) -> Option<usize> {
-        self.max_in_flight
-    }
-
-    /// Starts a follow-up request once the callback returns. A follow-up does not wait for
-    /// an in-flight slot here (the callback must not block): it is accepted when the
-    /// callback returns and waits in the fetcher's queue for a slot.
-    ///
-    /// # Errors
-    /// A malformed URL, unsupported scheme or bad header is refused at once, as in
-    /// [`Fetcher::start_request`]. Kind [`QueueFull`](ErrorKind::QueueFull) when the
-    /// fetcher already holds
-    /// [`max_queued_followups`](Builder::max_queued_followups) requests accepted and not
-    /// yet called back, counting the follow-ups this callback queued. Either way nothing is
-    /// kept: the callback and cookie are dropped, and the error is the only outcome.
-    pub fn start_request<F>(
-        &mut self,
-        request: impl IntoRequest,
-        callback: F,
-        cookie: C,
-    ) -> Result<(), Error>
-    where
-        F: FnOnce(Done<C>, &mut Queue<C>) + 'static,
-    {
-        let mut request = request.into_request();
-        let held = self.outstanding.saturating_add(self.items.len());
-        if held >= self.limit {
-            let msg = format!(
-                "the follow-up queue is full: {held} requests pending, at most {} allowed",
-                self.limit
-            );
-            return Err(Error::new(ErrorKind::QueueFull, Phase::Prepare, msg));
-        }
-        let given = request.url().to_owned();
-        // Parsed once, here: the fetcher then takes the URL as it is, not parsing it again.
-        let target = std::mem::replace(&mut request.target, Target::Text(String::new()));
-        request.target = Target::Url(crate::request::check_url(target)?);
-        self.items
-            .push((request, Box::new(callback), cookie, given));
-        Ok(())
-    }
-
-    /// Changes the fetcher's in-flight cap (at least 1) when the callback returns, as
-    /// [`Fetcher::set_max_in_flight`] does.
-    pub fn set_max_in_flight(&mut self, n: usize) {
-        self.max_in_flight = Some(n);
-    }
-
-    /// [`Queue::set_max_in_flight`] under ParallelCurl's name.
-    pub fn set_max_requests(&mut self, n: usize) {
-        self.set_max_in_flight(n);
-    }
-
-    /// How many follow-ups this callback has queued.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Whether this callback has queued nothing.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-}
-
-impl<C> Default for Queue<C> {
-    fn default() -> Queue<C> {
-        Queue::new()
-    }
-}
-
-impl<C> fmt::Debug for Queue<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue")
-            .field("urls", &self.urls().collect::<Vec<_>>())
-            .field("max_in_flight", &self.max_in_flight)
-            .finish()
-    }
-}
-
-struct Pending<C> {
-    callback: Callback<C>,
+struct Pending<C: 'static, M: Mode> {
+    callback: Callback<C, M>,
     cookie: C,
     url: String,
+}
+
+/// One loop with its callbacks: the engine, the requests it holds and the queue their
+/// callbacks fill. A [`Fetcher`] is one; each shard of a [`Handle`](crate::Handle) is one.
+pub(crate) struct Core<C: 'static, M: Mode, X> {
+    pub(crate) engine: Engine,
+    pending: Slab<Pending<C, M>>,
+    queue: Queue<C, M>,
+    pub(crate) ctx: X,
+}
+
+impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
+    pub(crate) fn new(engine: Engine, ctx: X) -> Core<C, M, X> {
+        let limit = engine.options().max_queued_followups;
+        Core {
+            engine,
+            pending: Slab::new(),
+            queue: Queue::with_limit(limit),
+            ctx,
+        }
+    }
+
+    /// Requests accepted here and not yet called back.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes a prepared task; its callback will be called exactly once.
+    pub(crate) fn accept(
+        &mut self,
+        mut task: crate::task::Task,
+        callback: Callback<C, M>,
+        cookie: C,
+        url: String,
+    ) {
+        task.id = self.pending.insert(Pending {
+            callback,
+            cookie,
+            url,
+        });
+        self.engine.accept(task);
+    }
+
+    /// Prepares and accepts a request submitted from elsewhere (counted already), or
+    /// calls its callback at once with the reason it cannot run.
+    pub(crate) fn take(&mut self, f: FollowUp<C, M>) {
+        if !self.accept_or_call(f) {
+            self.drain_queue();
+            self.ctx.called();
+        }
+    }
+
+    /// One turn of the loop, then every callback due. Returns how many ran.
+    pub(crate) fn step(&mut self, timeout: Option<std::time::Duration>) -> usize {
+        if let Err(e) = self.engine.turn(timeout) {
+            return self.abandon(e);
+        }
+        let mut called = 0;
+        while let Some((id, result)) = self.engine.pop_done() {
+            let Some(p) = self.pending.try_remove(id) else {
+                debug_assert!(false, "a completion for unknown request {id}");
+                continue;
+            };
+            let done = Done {
+                url: p.url,
+                result,
+                cookie: p.cookie,
+            };
+            self.call(p.callback, done);
+            self.ctx.called();
+            called += 1;
+        }
+        called
+    }
+
+    /// Calls one callback, then accepts what it queued.
+    fn call(&mut self, callback: Callback<C, M>, done: Done<C>) {
+        self.queue.outstanding = self.ctx.held(self.pending.len());
+        self.ctx.call(callback, done, &mut self.queue);
+        self.drain_queue();
+    }
+
+    fn drain_queue(&mut self) {
+        // An error callback below may queue more (and change the cap): loop until empty.
+        loop {
+            if let Some(n) = self.queue.max_in_flight.take() {
+                self.engine.set_max_in_flight(n);
+            }
+            if self.queue.items.is_empty() {
+                return;
+            }
+            let batch = std::mem::take(&mut self.queue.items);
+            for f in batch {
+                let Some(f) = self.ctx.divert(f) else {
+                    continue;
+                };
+                // Queue::start_request checked the URL; a bad header is called back here
+                // (the rest of this batch is not accepted yet: the limit undercounts it).
+                if self.accept_or_call(f) {
+                    self.ctx.accepted();
+                }
+            }
+        }
+    }
+
+    fn accept_or_call(&mut self, f: FollowUp<C, M>) -> bool {
+        match self.engine.prepare(f.request) {
+            Ok(task) => {
+                self.accept(task, f.callback, f.cookie, f.url);
+                true
+            }
+            Err(e) => {
+                let done = Done {
+                    url: f.url,
+                    result: Err(e),
+                    cookie: f.cookie,
+                };
+                self.queue.outstanding = self.ctx.held(self.pending.len());
+                self.ctx.call(f.callback, done, &mut self.queue);
+                false
+            }
+        }
+    }
+
+    /// The event loop itself failed (the OS refused `poll`): every accepted request is
+    /// called back with an `io` error, so none is lost, and a fresh loop takes over.
+    fn abandon(&mut self, err: io::Error) -> usize {
+        match self.engine.restart() {
+            Ok(()) => self.ctx.restarted(self.engine.waker()),
+            // No new loop: at least forget every task, so none can complete later under an
+            // id that a follow-up below reuses.
+            Err(_) => self.engine.clear(),
+        }
+        let e = loop_failed(err);
+        let ids: Vec<usize> = self.pending.iter().map(|(id, _)| id).collect();
+        for id in &ids {
+            let p = self.pending.remove(*id);
+            let done = Done {
+                url: p.url,
+                result: Err(e.clone()),
+                cookie: p.cookie,
+            };
+            self.call(p.callback, done);
+            self.ctx.called();
+        }
+        ids.len()
+    }
 }
 
 /// Fetches many URLs at once from the calling thread, calling back as each finishes.
@@ -226,9 +241,7 @@ struct Pending<C> {
 /// fetcher.finish_all_requests();
 /// ```
 pub struct Fetcher<C: 'static = ()> {
-    engine: Engine,
-    pending: Slab<Pending<C>>,
-    queue: Queue<C>,
+    core: Core<C, Local, Alone>,
 }
 
 impl Fetcher<()> {
@@ -262,29 +275,50 @@ impl Builder {
         if let Some(e) = self.invalid {
             return Err(e);
         }
-        let mut queue = Queue::new();
-        queue.limit = self.opts.max_queued_followups;
+        if self.opts.threads > 1 {
+            let msg = format!(
+                "threads({}) needs Builder::spawn (a Handle, whose callbacks are Send): \
+                 build() runs one loop on the calling thread",
+                self.opts.threads
+            );
+            return Err(Error::new(ErrorKind::InvalidRequest, Phase::Prepare, msg));
+        }
+        let engine = Engine::new(self.opts).map_err(no_loop)?;
         Ok(Fetcher {
-            engine: Engine::new(self.opts).map_err(no_loop)?,
-            pending: Slab::new(),
-            queue,
+            core: Core::new(engine, Alone),
         })
     }
 
     /// An iterator fetching `urls` with this builder's options, yielding each result as it
     /// finishes. See [`fetch_all`]. Where [`Builder::try_build`] would fail, every URL is
     /// yielded with that error instead.
+    ///
+    /// With [`threads(n)`](Builder::threads) above 1 the loops run on threads of their own
+    /// (through a [`Handle`](crate::Handle)) and the iterator waits for their results.
     pub fn fetch_all<I>(self, urls: I) -> FetchAll<I::IntoIter>
     where
         I: IntoIterator,
         I::Item: IntoRequest,
     {
-        let engine = match self.invalid {
-            Some(e) => Err(e),
-            None => Engine::new(self.opts).map_err(no_loop),
+        let way = if self.invalid.is_none() && self.opts.threads > 1 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            match self.spawn() {
+                Ok(handle) => Way::Threads {
+                    handle,
+                    tx,
+                    rx,
+                    outstanding: 0,
+                },
+                Err(e) => Way::One(Err(e)),
+            }
+        } else {
+            Way::One(match self.invalid {
+                Some(e) => Err(e),
+                None => Engine::new(self.opts).map_err(no_loop),
+            })
         };
         FetchAll {
-            engine,
+            way,
             urls: urls.into_iter(),
             pending: Slab::new(),
             ready: VecDeque::new(),
@@ -320,31 +354,16 @@ impl<C: 'static> Fetcher<C> {
     {
         let request = request.into_request();
         let url = request.url().to_owned();
-        let task = self.engine.prepare(request)?;
-        while self.pending.len() >= self.capacity() {
-            self.step(None);
+        let task = self.core.engine.prepare(request)?;
+        while self.core.pending() >= self.capacity() {
+            self.core.step(None);
         }
-        self.accept(task, Box::new(callback), cookie, url);
+        self.core.accept(task, Box::new(callback), cookie, url);
         Ok(())
     }
 
     fn capacity(&self) -> usize {
-        self.engine.max_in_flight() + self.engine.options().backlog
-    }
-
-    fn accept(
-        &mut self,
-        mut task: crate::task::Task,
-        callback: Callback<C>,
-        cookie: C,
-        url: String,
-    ) {
-        task.id = self.pending.insert(Pending {
-            callback,
-            cookie,
-            url,
-        });
-        self.engine.accept(task);
+        self.core.engine.max_in_flight() + self.core.engine.options().backlog
     }
 
     /// Changes the in-flight cap (at least 1; the builder's
@@ -352,12 +371,12 @@ impl<C: 'static> Fetcher<C> {
     /// starts waiting requests now; a lowered one never interrupts running requests, it
     /// only holds back new starts until fewer run.
     pub fn set_max_in_flight(&mut self, n: usize) {
-        self.engine.set_max_in_flight(n);
+        self.core.engine.set_max_in_flight(n);
     }
 
     /// The in-flight cap: the most attempts [`running`](Fetcher::running) at once.
     pub fn max_in_flight(&self) -> usize {
-        self.engine.max_in_flight()
+        self.core.engine.max_in_flight()
     }
 
     /// [`Fetcher::set_max_in_flight`] under ParallelCurl's name.
@@ -378,7 +397,7 @@ impl<C: 'static> Fetcher<C> {
     /// follow-ups queued from callbacks may take it further, up to
     /// [`max_queued_followups`](Builder::max_queued_followups).
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.core.pending()
     }
 
     /// The old name of [`Fetcher::pending`]: it counts more than the requests in flight.
@@ -396,7 +415,7 @@ impl<C: 'static> Fetcher<C> {
     /// finish). A request waiting for a slot, a retry or a redirect is
     /// [`pending`](Fetcher::pending) but not running.
     pub fn running(&self) -> usize {
-        self.engine.running()
+        self.core.engine.running()
     }
 
     /// The cookie jar `name` (`""`: the fetcher's default jar, from
@@ -404,34 +423,34 @@ impl<C: 'static> Fetcher<C> {
     /// save it with [`CookieJar::write_netscape`](crate::CookieJar::write_netscape).
     #[cfg(feature = "cookies")]
     pub fn jar(&self, name: &str) -> Option<&crate::CookieJar> {
-        self.engine.jar(name)
+        self.core.engine.jar(name)
     }
 
     /// The cookie jar `name`, created empty if it does not exist: seed it, clear it, or
     /// remove a cookie. Requests started after the change see it.
     #[cfg(feature = "cookies")]
     pub fn jar_mut(&mut self, name: &str) -> &mut crate::CookieJar {
-        self.engine.jar_mut(name)
+        self.core.engine.jar_mut(name)
     }
 
     /// Drops the cookie jar `name` (a login that is over), returning it. A request that
     /// names it later starts a new, empty one.
     #[cfg(feature = "cookies")]
     pub fn remove_jar(&mut self, name: &str) -> Option<crate::CookieJar> {
-        self.engine.remove_jar(name)
+        self.core.engine.remove_jar(name)
     }
 
     /// What politeness has done so far: hosts paused by 429/503 backoff, requests refused
     /// by robots.txt.
     pub fn polite_stats(&self) -> crate::PoliteStats {
-        self.engine.polite_stats()
+        self.core.engine.polite_stats()
     }
 
     /// Runs the loop until every accepted request, and every follow-up its callbacks
     /// queued, has been called back.
     pub fn finish_all_requests(&mut self) {
-        while !self.pending.is_empty() {
-            self.step(None);
+        while self.core.pending() > 0 {
+            self.core.step(None);
         }
     }
 
@@ -439,92 +458,7 @@ impl<C: 'static> Fetcher<C> {
     /// calls back what finished. Returns how many callbacks ran. For callers that
     /// interleave fetching with other work.
     pub fn poll(&mut self, timeout: Option<std::time::Duration>) -> usize {
-        self.step(timeout)
-    }
-
-    fn step(&mut self, timeout: Option<std::time::Duration>) -> usize {
-        if let Err(e) = self.engine.turn(timeout) {
-            self.abandon(e);
-            return 0;
-        }
-        let mut called = 0;
-        while let Some((id, result)) = self.engine.pop_done() {
-            let Some(p) = self.pending.try_remove(id) else {
-                debug_assert!(false, "a completion for unknown request {id}");
-                continue;
-            };
-            let done = Done {
-                url: p.url,
-                result,
-                cookie: p.cookie,
-            };
-            self.queue.outstanding = self.pending.len();
-            (p.callback)(done, &mut self.queue);
-            called += 1;
-            self.drain_queue();
-        }
-        called
-    }
-
-    fn drain_queue(&mut self) {
-        // An error callback below may queue more (and change the cap): loop until empty.
-        loop {
-            if let Some(n) = self.queue.max_in_flight.take() {
-                self.engine.set_max_in_flight(n);
-            }
-            if self.queue.items.is_empty() {
-                return;
-            }
-            self.drain_queue_once();
-        }
-    }
-
-    fn drain_queue_once(&mut self) {
-        let batch = std::mem::take(&mut self.queue.items);
-        let mut rest = batch.len();
-        for (request, callback, cookie, url) in batch {
-            rest -= 1;
-            match self.engine.prepare(request) {
-                Ok(task) => self.accept(task, callback, cookie, url),
-                Err(e) => {
-                    // Queue::start_request checked the URL; a bad header lands here.
-                    let done = Done {
-                        url,
-                        result: Err(e),
-                        cookie,
-                    };
-                    // The rest of this batch is held too, though not accepted yet.
-                    self.queue.outstanding = self.pending.len() + rest;
-                    callback(done, &mut self.queue);
-                }
-            }
-        }
-    }
-
-    /// The event loop itself failed (the OS refused `poll`): every accepted request is
-    /// called back with an `io` error, so none is lost, and a fresh loop takes over.
-    fn abandon(&mut self, err: io::Error) {
-        let opts = self.engine.options().clone();
-        match Engine::new(opts) {
-            Ok(engine) => self.engine = engine,
-            // No new loop: at least forget every task, so none can complete later under an
-            // id that a follow-up below reuses.
-            Err(_) => self.engine.clear(),
-        }
-        let e = loop_failed(err);
-        let ids: Vec<usize> = self.pending.iter().map(|(id, _)| id).collect();
-        for id in ids {
-            let p = self.pending.remove(id);
-            let e = e.clone();
-            let done = Done {
-                url: p.url,
-                result: Err(e),
-                cookie: p.cookie,
-            };
-            self.queue.outstanding = self.pending.len();
-            (p.callback)(done, &mut self.queue);
-            self.drain_queue();
-        }
+        self.core.step(timeout)
     }
 }
 
@@ -589,11 +523,24 @@ where
 
 /// The iterator returned by [`fetch_all`].
 pub struct FetchAll<I> {
-    /// The loop, or why there is none: every URL left then fails with (a clone of) it.
-    engine: Result<Engine, Error>,
+    way: Way,
     urls: I,
     pending: Slab<String>,
     ready: VecDeque<(String, Result<Response, Error>)>,
+}
+
+/// How a [`FetchAll`] runs.
+enum Way {
+    /// One loop here, or why there is none: every URL left then fails with (a clone of) it.
+    One(Result<Engine, Error>),
+    /// Loops on threads of their own, answering through a channel.
+    Threads {
+        handle: crate::Handle<()>,
+        tx: Sender<(String, Result<Response, Error>)>,
+        rx: Receiver<(String, Result<Response, Error>)>,
+        /// Submitted and not yet received.
+        outstanding: usize,
+    },
 }
 
 impl<I> Iterator for FetchAll<I>
@@ -604,11 +551,23 @@ where
     type Item = (String, Result<Response, Error>);
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Way::Threads {
+            handle,
+            tx,
+            rx,
+            outstanding,
+        } = &mut self.way
+        {
+            return next_threaded(&mut self.urls, handle, tx, rx, outstanding);
+        }
         loop {
             if let Some(item) = self.ready.pop_front() {
                 return Some(item);
             }
-            let engine = match &mut self.engine {
+            let Way::One(engine) = &mut self.way else {
+                return None;
+            };
+            let engine = match engine {
                 Ok(e) => e,
                 Err(e) => {
                     // No loop: every URL fails with the reason.
@@ -642,8 +601,46 @@ where
                 for (_, url) in std::mem::take(&mut self.pending) {
                     self.ready.push_back((url, Err(err.clone())));
                 }
-                self.engine = Err(err);
+                self.way = Way::One(Err(err));
             }
         }
     }
+}
+
+/// The next result of a threaded `fetch_all`: keeps `max_in_flight` submitted, then waits.
+fn next_threaded<I>(
+    urls: &mut I,
+    handle: &crate::Handle<()>,
+    tx: &Sender<(String, Result<Response, Error>)>,
+    rx: &Receiver<(String, Result<Response, Error>)>,
+    outstanding: &mut usize,
+) -> Option<(String, Result<Response, Error>)>
+where
+    I: Iterator,
+    I::Item: IntoRequest,
+{
+    while *outstanding < handle.max_in_flight() {
+        let Some(item) = urls.next() else {
+            break;
+        };
+        let request = item.into_request();
+        let url = request.url().to_owned();
+        let tx = tx.clone();
+        let on_done = move |done: Done<()>, _: &mut crate::SendQueue<()>| {
+            let _ = tx.send((done.url, done.result));
+        };
+        match handle.submit(request, on_done, ()) {
+            Ok(()) => *outstanding += 1,
+            Err(e) => return Some((url, Err(e.into_error()))),
+        }
+    }
+    if *outstanding == 0 {
+        return None;
+    }
+    *outstanding -= 1;
+    // The sender half lives in `tx`: recv only fails if a loop lost a callback.
+    Some(
+        rx.recv()
+            .unwrap_or_else(|_| (String::new(), Err(loop_failed(io::Error::other("lost"))))),
+    )
 }

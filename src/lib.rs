@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod budget;
 // Sans-IO DNS. Public only so fuzz targets and tests can reach it; not supported API (yet).
 #[cfg(feature = "cookies")]
 mod cookies;
@@ -62,11 +63,13 @@ mod fetcher;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
+mod handle;
 mod options;
 mod policy;
 mod polite;
 pub mod proto;
 mod proxy;
+mod queue;
 mod rate;
 mod request;
 mod response;
@@ -79,8 +82,9 @@ pub mod warc;
 #[cfg(feature = "cookies")]
 pub use cookies::{Cookie, CookieJar, MAX_COOKIES, MAX_COOKIES_PER_DOMAIN};
 pub use error::{Error, ErrorKind, Phase};
-pub use fetcher::{Done, FetchAll, Fetcher, Queue, fetch_all};
+pub use fetcher::{FetchAll, Fetcher, fetch_all};
 pub use gate::{DEFAULT_ROBOTS_TTL, DEFAULT_ROBOTS_UNREACHABLE_TTL, ROBOTS_CACHE_MAX};
+pub use handle::{Fetching, Handle, Rejected, SubmitError};
 pub use options::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
     DEFAULT_MAX_QUEUED_FOLLOWUPS, DEFAULT_MAX_REDIRECTS, DEFAULT_POOL_IDLE_TIMEOUT,
@@ -90,6 +94,7 @@ pub use options::{
 pub use polite::{MAX_CRAWL_DELAY, MAX_HOST_PAUSE, PoliteStats, PolitenessKey};
 pub use proto::{Headers, HttpVersion};
 pub use proxy::{Proxy, ProxyKind, Rotation};
+pub use queue::{Done, Local, Mode, Queue, SendQueue, Sendable};
 pub use request::{IntoRequest, Request};
 pub use response::{Response, Timings, TlsInfo, Wire};
 /// The TLS library parafetch uses, at the exact version it links, for

@@ -84,6 +84,8 @@ pub const DEFAULT_MAX_QUEUED_FOLLOWUPS: usize = 100_000;
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub max_in_flight: usize,
+    /// Loops (threads) of a spawned fetcher.
+    pub threads: usize,
     pub backlog: usize,
     pub max_queued_followups: usize,
     pub knobs: Knobs,
@@ -233,6 +235,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             max_in_flight: 10,
+            threads: 1,
             backlog: 0,
             max_queued_followups: DEFAULT_MAX_QUEUED_FOLLOWUPS,
             knobs: Knobs {
@@ -307,6 +310,28 @@ impl Builder {
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.opts.max_in_flight = n.max(1);
         self
+    }
+
+    /// How many event loops, each on its own thread, a spawned fetcher runs (at least 1;
+    /// default 1). For [`Builder::spawn`] and [`Builder::fetch_all`]; [`Builder::build`]
+    /// runs one loop on the calling thread and refuses more.
+    ///
+    /// Each loop is a whole fetcher (its own resolver, timers, connection pool and
+    /// politeness state): requests are routed to a loop by their
+    /// [`politeness_key`](Builder::politeness_key), so one host's caps, delays, rates,
+    /// robots.txt and pooled connections all live on one loop and stay exact. The
+    /// [`max_in_flight`](Builder::max_in_flight) cap and a [`rate`](Builder::rate) stay
+    /// global, shared by the loops (see [`Handle`](crate::Handle)).
+    /// [`threads_auto`](Builder::threads_auto) picks one per core.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.opts.threads = n.max(1);
+        self
+    }
+
+    /// One loop per core the process may use (`std::thread::available_parallelism`).
+    pub fn threads_auto(self) -> Self {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.threads(n)
     }
 
     /// How many accepted requests may wait beyond the in-flight cap before `start_request`

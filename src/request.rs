@@ -58,6 +58,16 @@ pub(crate) enum Target {
     Text(String),
 }
 
+impl Request {
+    /// The URL, if it has been parsed already.
+    pub(crate) fn parsed_url(&self) -> Option<&Url> {
+        match &self.target {
+            Target::Url(u) => Some(u),
+            Target::Text(_) => None,
+        }
+    }
+}
+
 impl Target {
     pub(crate) fn as_str(&self) -> &str {
         match self {

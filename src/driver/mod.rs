@@ -152,6 +152,8 @@ pub(crate) struct Driver {
     fd_freed: bool,
     finished: Vec<Finished>,
     active: usize,
+    /// Wakes `poll` from other threads (the system resolver's, a handle's).
+    waker: Arc<Waker>,
 }
 
 impl Driver {
@@ -164,7 +166,7 @@ impl Driver {
             slots: Slab::new(),
             generation: 0,
             deadlines: Deadlines::default(),
-            names: Names::new(&config.names, waker),
+            names: Names::new(&config.names, Arc::clone(&waker)),
             pool: Pool::new(config.pool_max_idle_per_host, config.pool_max_idle),
             fd_waiters: Vec::new(),
             fd_freed: false,
@@ -177,7 +179,13 @@ impl Driver {
             },
             finished: Vec::new(),
             active: 0,
+            waker,
         })
+    }
+
+    /// Wakes this loop's `poll` from another thread.
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
     }
 
     /// Attempts under way (not counting idle pooled connections).

@@ -1,0 +1,210 @@
+//! The in-flight cap of a fetcher with several loops: one budget of slots the loops share.
+//!
+//! Each loop holds slots for the attempts it runs. It takes one before it starts an
+//! attempt and gives back what it does not use at the end of each admission pass, so a
+//! loop with all the work may use the whole cap while the others are idle. A loop that
+//! has work but finds the budget spent says so (`starved`); a slot given back then goes
+//! straight to the starved loop holding the fewest, when that loop holds no more than the
+//! giver (a hand-off, so the giver cannot take it again first), and wakes it. Loops
+//! wanting more than their share thus converge on equal shares (max-min fair); none waits
+//! while another keeps taking.
+//!
+//! The only state loops share on the hot path: a few atomics per start and per pass; a
+//! lock and a `Waker` call only when another loop is starved. It never starts or stops
+//! anything.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use mio::Waker;
+
+pub(crate) struct Budget {
+    cap: AtomicUsize,
+    /// Slots held by all loops together, hand-offs not yet picked up included.
+    total: AtomicUsize,
+    loops: Box<[Share]>,
+    /// One per loop, set as each loop starts (and again if its poll is replaced).
+    wakers: Box<[Mutex<Option<Arc<Waker>>>]>,
+}
+
+#[derive(Default)]
+struct Share {
+    /// Written by its own loop only.
+    held: AtomicUsize,
+    /// Handed to it by other loops, not yet picked up.
+    granted: AtomicUsize,
+    starved: AtomicBool,
+}
+
+impl Budget {
+    pub(crate) fn new(cap: usize, loops: usize) -> Budget {
+        Budget {
+            cap: AtomicUsize::new(cap.max(1)),
+            total: AtomicUsize::new(0),
+            loops: (0..loops).map(|_| Share::default()).collect(),
+            wakers: (0..loops).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    pub(crate) fn set_waker(&self, i: usize, waker: Arc<Waker>) {
+        *self.wakers[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(waker);
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.cap.load(SeqCst)
+    }
+
+    /// A new cap: a raised one lets every loop start more now, so all are woken.
+    pub(crate) fn set_cap(&self, n: usize) {
+        self.cap.store(n.max(1), SeqCst);
+        for i in 0..self.loops.len() {
+            self.wake(i);
+        }
+    }
+
+    /// Slots loop `i` holds.
+    pub(crate) fn held(&self, i: usize) -> usize {
+        self.loops[i].held.load(SeqCst)
+    }
+
+    /// Takes one more slot for loop `i` (or picks up what was handed to it). `false`: the
+    /// budget is spent, and loop `i` is marked starved until [`Budget::satisfied`].
+    pub(crate) fn take(&self, i: usize) -> bool {
+        if self.try_take(i) {
+            return true;
+        }
+        self.loops[i].starved.store(true, SeqCst);
+        // A slot given back between the failed try and the mark went to the pool, not to
+        // us: look once more.
+        self.try_take(i)
+    }
+
+    fn try_take(&self, i: usize) -> bool {
+        let me = &self.loops[i];
+        let granted = me.granted.swap(0, SeqCst);
+        if granted > 0 {
+            me.held.fetch_add(granted, SeqCst);
+            return true;
+        }
+        let cap = self.cap();
+        let took = self
+            .total
+            .fetch_update(SeqCst, SeqCst, |t| (t < cap).then_some(t + 1))
+            .is_ok();
+        if took {
+            me.held.fetch_add(1, SeqCst);
+        }
+        took
+    }
+
+    /// Loop `i` wants no more slots for now.
+    pub(crate) fn satisfied(&self, i: usize) {
+        self.loops[i].starved.store(false, SeqCst);
+    }
+
+    /// Loop `i` gives back `n` slots: each goes to the starved loop holding the fewest if
+    /// that one holds no more than `i` then does, else back to the pool (waking the
+    /// starved, who may take it).
+    pub(crate) fn give_back(&self, i: usize, n: usize) {
+        let mine = self.loops[i].held.fetch_sub(n, SeqCst) - n;
+        let cap = self.cap();
+        let mut woke_all = false;
+        for _ in 0..n {
+            let neediest = (0..self.loops.len())
+                .filter(|&j| j != i && self.loops[j].starved.load(SeqCst))
+                .min_by_key(|&j| self.holds(j));
+            match neediest {
+                // Over a lowered cap, slots go back to the pool instead.
+                Some(j) if self.holds(j) <= mine && self.total.load(SeqCst) <= cap => {
+                    self.loops[j].granted.fetch_add(1, SeqCst);
+                    self.wake(j);
+                }
+                Some(_) if !woke_all => {
+                    self.total.fetch_sub(1, SeqCst);
+                    woke_all = true;
+                    for j in (0..self.loops.len()).filter(|&j| j != i) {
+                        if self.loops[j].starved.load(SeqCst) {
+                            self.wake(j);
+                        }
+                    }
+                }
+                _ => {
+                    self.total.fetch_sub(1, SeqCst);
+                }
+            }
+        }
+    }
+
+    /// What loop `j` holds and has been handed.
+    fn holds(&self, j: usize) -> usize {
+        self.loops[j].held.load(SeqCst) + self.loops[j].granted.load(SeqCst)
+    }
+
+    fn wake(&self, j: usize) {
+        let waker = self.wakers[j].lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = &*waker {
+            let _ = w.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_loop_may_use_the_whole_cap() {
+        let b = Budget::new(4, 2);
+        for _ in 0..4 {
+            assert!(b.take(0));
+        }
+        assert!(!b.take(0));
+        assert_eq!(b.held(0), 4);
+        b.give_back(0, 4);
+        assert_eq!(b.total.load(SeqCst), 0);
+    }
+
+    #[test]
+    fn a_starved_loop_gets_the_next_slot_given_back() {
+        let b = Budget::new(1, 2);
+        assert!(b.take(0));
+        assert!(!b.take(1), "spent");
+        // Loop 0 finishes its attempt: the slot is handed to loop 1, and loop 0 cannot
+        // take it again first.
+        b.give_back(0, 1);
+        assert!(!b.take(0));
+        assert!(b.take(1));
+        assert_eq!((b.held(0), b.held(1)), (0, 1));
+        // And back again.
+        b.give_back(1, 1);
+        assert!(b.take(0));
+    }
+
+    #[test]
+    fn shares_converge_on_equal() {
+        let b = Budget::new(10, 2);
+        for _ in 0..10 {
+            assert!(b.take(0));
+        }
+        assert!(!b.take(1));
+        // Loop 0 keeps wanting more after each release; loop 1 stays starved.
+        for _ in 0..20 {
+            b.give_back(0, 1);
+            let _ = b.take(0);
+            let _ = b.take(1);
+        }
+        assert_eq!(b.total.load(SeqCst), 10);
+        assert_eq!((b.held(0), b.held(1)), (5, 5));
+    }
+
+    #[test]
+    fn a_satisfied_loop_is_not_handed_slots() {
+        let b = Budget::new(2, 2);
+        assert!(b.take(0) && b.take(0));
+        assert!(!b.take(1));
+        b.satisfied(1);
+        b.give_back(0, 2);
+        assert_eq!(b.total.load(SeqCst), 0);
+        assert_eq!(b.loops[1].granted.load(SeqCst), 0);
+    }
+}

@@ -1,0 +1,466 @@
+//! The thread-safe handle and its shards (`Builder::spawn`, `threads`): exactly one
+//! callback per accepted request from many producer threads, the backlog bound, routing by
+//! host, the shared in-flight budget, caps and rates held across loops, panics resumed in
+//! the waiting thread, shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use parafetch::{Done, ErrorKind, Fetcher, SendQueue, SubmitError};
+use parafetch_test_support::http::{Conn, TestServer};
+
+fn ok_server(ip: [u8; 4]) -> TestServer {
+    TestServer::start_on(IpAddr::V4(Ipv4Addr::from(ip)), |c: &mut Conn| {
+        c.serve_keep_alive(|_, c| c.respond(200, &[], b"ok"))
+    })
+}
+
+fn builder() -> parafetch::Builder {
+    Fetcher::builder().proxy_from_env(false)
+}
+
+fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("?").to_owned()
+}
+
+#[test]
+fn every_submitted_request_is_called_back_once_from_many_producers() {
+    let servers: Vec<TestServer> = (1..=4).map(|i| ok_server([127, 0, 0, i])).collect();
+    let handle = builder()
+        .max_in_flight(8)
+        .threads(2)
+        .spawn::<usize>()
+        .unwrap();
+    const PRODUCERS: usize = 4;
+    const EACH: usize = 250;
+    let calls: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..PRODUCERS * EACH).map(|_| AtomicUsize::new(0)).collect());
+    let threads_seen = Arc::new(Mutex::new(HashSet::new()));
+    let peak = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for p in 0..PRODUCERS {
+            let (handle, calls, seen, servers, peak) =
+                (handle.clone(), &calls, &threads_seen, &servers, &peak);
+            s.spawn(move || {
+                for i in 0..EACH {
+                    let id = p * EACH + i;
+                    let url = servers[id % servers.len()].url(&format!("/{id}"));
+                    let (calls, seen) = (Arc::clone(calls), Arc::clone(seen));
+                    let on_done = move |done: Done<usize>, _: &mut SendQueue<usize>| {
+                        assert_eq!(done.result.expect("fetched").status, 200);
+                        calls[done.cookie].fetch_add(1, SeqCst);
+                        seen.lock().unwrap().insert(thread_name());
+                    };
+                    handle.submit(url, on_done, id).unwrap();
+                    peak.fetch_max(handle.pending(), SeqCst);
+                }
+            });
+        }
+    });
+    handle.finish_all_requests();
+    assert!(
+        calls.iter().all(|c| c.load(SeqCst) == 1),
+        "one callback each"
+    );
+    // The backlog bound: max_in_flight + backlog (0).
+    assert!(
+        peak.load(SeqCst) <= 8,
+        "pending peaked at {}",
+        peak.load(SeqCst)
+    );
+    let seen = threads_seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        HashSet::from(["parafetch-0".to_owned(), "parafetch-1".to_owned()]),
+        "callbacks run on the two loop threads, both used"
+    );
+    let served: usize = servers.iter().map(|s| s.request_count()).sum();
+    assert_eq!(served, PRODUCERS * EACH);
+    handle.shutdown();
+}
+
+#[test]
+fn one_hosts_requests_and_follow_ups_stay_on_one_loop() {
+    let servers: Vec<TestServer> = (1..=6).map(|i| ok_server([127, 0, 0, i])).collect();
+    let handle = builder()
+        .max_in_flight(6)
+        .threads(2)
+        .spawn::<usize>()
+        .unwrap();
+    let by_host: Arc<Mutex<HashMap<String, HashSet<String>>>> = Arc::default();
+    let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| s.url("/")).collect());
+
+    fn on_done(
+        by_host: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+        urls: Arc<Vec<String>>,
+    ) -> impl FnOnce(Done<usize>, &mut SendQueue<usize>) + Send + 'static {
+        move |done, queue| {
+            let host = done
+                .result
+                .expect("fetched")
+                .url
+                .host_str()
+                .unwrap()
+                .to_owned();
+            by_host
+                .lock()
+                .unwrap()
+                .entry(host)
+                .or_default()
+                .insert(thread_name());
+            // Each answer queues one follow-up to the next host, 3 hops deep.
+            if done.cookie < 3 {
+                let next = &urls[(done.cookie + 1) % urls.len()];
+                let cb = on_done(Arc::clone(&by_host), Arc::clone(&urls));
+                queue
+                    .start_request(next.as_str(), cb, done.cookie + 1)
+                    .unwrap();
+            }
+        }
+    }
+    for (i, url) in urls.iter().enumerate() {
+        let cb = on_done(Arc::clone(&by_host), Arc::clone(&urls));
+        handle.submit(url.as_str(), cb, i % 2).unwrap();
+    }
+    handle.finish_all_requests();
+    let by_host = by_host.lock().unwrap();
+    assert_eq!(by_host.len(), 6);
+    for (host, threads) in by_host.iter() {
+        assert_eq!(threads.len(), 1, "{host} ran on {threads:?}");
+    }
+    let loops: HashSet<_> = by_host.values().flatten().collect();
+    assert_eq!(
+        loops.len(),
+        2,
+        "six hosts spread over both loops: {by_host:?}"
+    );
+}
+
+/// A server on one address, answering only once `n` requests are in its handlers at
+/// once (or after 10 s), so the concurrency it saw is what the client allowed, not a race.
+fn gathering_server(n: usize) -> (TestServer, Arc<AtomicUsize>) {
+    let inside = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (i, p) = (Arc::clone(&inside), Arc::clone(&peak));
+    let s = TestServer::start(move |c: &mut Conn| {
+        let (inside, peak) = (Arc::clone(&i), Arc::clone(&p));
+        c.serve_keep_alive(move |_, c| {
+            let now = inside.fetch_add(1, SeqCst) + 1;
+            peak.fetch_max(now, SeqCst);
+            let until = Instant::now() + Duration::from_secs(10);
+            while peak.load(SeqCst) < n && Instant::now() < until {
+                std::thread::yield_now();
+            }
+            inside.fetch_sub(1, SeqCst);
+            c.respond(200, &[], b"ok")
+        })
+    });
+    (s, peak)
+}
+
+#[test]
+fn the_in_flight_cap_is_global_and_one_loop_may_use_all_of_it() {
+    // Eight names for one server: spread over two loops, never more than 4 at once in all.
+    let (s, peak) = gathering_server(4);
+    let addr: SocketAddr = s.addr();
+    let mut b = builder().max_in_flight(4).threads(2);
+    let names: Vec<String> = (0..8).map(|i| format!("h{i}.test")).collect();
+    for n in &names {
+        b = b.resolve(n, addr.port(), &[addr]);
+    }
+    let urls: Vec<String> = (0..40)
+        .map(|i| format!("http://{}:{}/{i}", names[i % 8], addr.port()))
+        .collect();
+    let mut n = 0;
+    for (url, r) in b.fetch_all(urls) {
+        assert_eq!(r.unwrap_or_else(|e| panic!("{url}: {e:#}")).status, 200);
+        n += 1;
+    }
+    assert_eq!(n, 40);
+    assert_eq!(peak.load(SeqCst), 4, "the cap is reached and never passed");
+
+    // One host, so one loop has all the work: it may use the whole cap.
+    let (s, peak) = gathering_server(4);
+    let urls: Vec<String> = (0..12).map(|i| s.url(&format!("/{i}"))).collect();
+    let results = builder()
+        .max_in_flight(4)
+        .threads(2)
+        .fetch_all(urls)
+        .count();
+    assert_eq!(results, 12);
+    assert_eq!(peak.load(SeqCst), 4, "one loop used the whole cap");
+}
+
+#[test]
+fn per_host_caps_and_rates_hold_across_loops() {
+    let servers: Vec<TestServer> = (1..=4)
+        .map(|i| {
+            TestServer::start_on(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)), |c: &mut Conn| {
+                c.serve_keep_alive(|_, c| {
+                    // Held a little, so that a cap of 2 is tested with requests waiting.
+                    std::thread::sleep(Duration::from_millis(20));
+                    c.respond(200, &[], b"ok")
+                })
+            })
+        })
+        .collect();
+    let urls: Vec<String> = (0..40)
+        .map(|i| servers[i % 4].url(&format!("/{i}")))
+        .collect();
+    let all = builder()
+        .max_in_flight(16)
+        .per_host(2)
+        .threads(2)
+        .fetch_all(urls.clone());
+    assert!(all.map(|(_, r)| r.unwrap().status).all(|s| s == 200));
+    for s in &servers {
+        assert_eq!(s.request_count(), 10);
+        assert!(
+            s.in_handler_peak() <= 2,
+            "per-host cap: {}",
+            s.in_handler_peak()
+        );
+    }
+
+    // A host rate of 20/s (one token, no burst) and a fetcher rate of 40/s across loops.
+    for s in &servers {
+        s.reset_peak();
+    }
+    let before: Vec<usize> = servers.iter().map(|s| s.requests().len()).collect();
+    let all = builder()
+        .max_in_flight(16)
+        .host_rate(20.0, 1)
+        .rate(40.0)
+        .threads(2)
+        .fetch_all(urls);
+    assert!(all.map(|(_, r)| r.unwrap().status).all(|s| s == 200));
+    let mut every = Vec::new();
+    for (s, skip) in servers.iter().zip(before) {
+        let mut at: Vec<Instant> = s.requests()[skip..].iter().map(|r| r.received_at).collect();
+        at.sort();
+        for w in at.windows(2) {
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(45),
+                "host gap {:?}",
+                w[1] - w[0]
+            );
+        }
+        every.extend(at);
+    }
+    every.sort();
+    assert_eq!(every.len(), 40);
+    // The fetcher's rate is one bucket shared by both loops: 40 requests at 40/s, the
+    // first at once, take at least 39 / 40 s (less 10% for two threads' clocks).
+    let span = *every.last().unwrap() - every[0];
+    assert!(
+        span >= Duration::from_millis(877),
+        "40 requests at 40/s in {span:?}"
+    );
+}
+
+#[test]
+fn a_panicking_callback_resumes_in_the_waiting_thread_and_the_rest_complete() {
+    let s = ok_server([127, 0, 0, 1]);
+    let handle = builder()
+        .max_in_flight(4)
+        .threads(2)
+        .spawn::<usize>()
+        .unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    for i in 0..20 {
+        let called = Arc::clone(&called);
+        let on_done = move |done: Done<usize>, q: &mut SendQueue<usize>| {
+            if done.cookie == 7 {
+                // Queued, then the callback panics: the follow-up is dropped with it.
+                q.start_request("http://127.0.0.1:1/never", |_, _| unreachable!(), 0)
+                    .unwrap();
+                panic!("callback 7 failed");
+            }
+            called.fetch_add(1, SeqCst);
+        };
+        handle.submit(s.url(&format!("/{i}")), on_done, i).unwrap();
+    }
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| handle.finish_all_requests()));
+    let payload = caught.expect_err("the callback's panic resumes here");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"callback 7 failed"));
+    assert_eq!(called.load(SeqCst), 19);
+    assert_eq!(handle.pending(), 0);
+    // The loops still run.
+    assert_eq!(handle.fetch(s.url("/after")).wait().unwrap().status, 200);
+    handle.shutdown();
+    assert_eq!(s.request_count(), 21);
+}
+
+#[test]
+fn try_submit_hands_the_request_back_when_the_backlog_is_full() {
+    let release = Arc::new(AtomicBool::new(false));
+    let r = Arc::clone(&release);
+    let s = TestServer::start(move |c: &mut Conn| {
+        let r = Arc::clone(&r);
+        c.serve_keep_alive(move |_, c| {
+            let until = Instant::now() + Duration::from_secs(10);
+            while !r.load(SeqCst) && Instant::now() < until {
+                std::thread::yield_now();
+            }
+            c.respond(200, &[], b"ok")
+        })
+    });
+    let handle = builder()
+        .max_in_flight(1)
+        .backlog(1)
+        .spawn::<u32>()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let cb = |tx: mpsc::Sender<u32>| {
+        move |done: Done<u32>, _: &mut SendQueue<u32>| {
+            tx.send(done.cookie).unwrap();
+        }
+    };
+    handle.try_submit(s.url("/1"), cb(tx.clone()), 1).unwrap();
+    handle.try_submit(s.url("/2"), cb(tx.clone()), 2).unwrap();
+    match handle.try_submit(s.url("/3"), cb(tx.clone()), 3) {
+        Err(SubmitError::Full(back)) => {
+            assert_eq!(back.request.url(), s.url("/3"));
+            assert_eq!(back.cookie, 3);
+        }
+        other => panic!("expected Full, got {other:?}"),
+    }
+    let t = Instant::now();
+    let e = handle
+        .submit_timeout(s.url("/4"), cb(tx.clone()), 4, Duration::from_millis(100))
+        .unwrap_err();
+    assert!(matches!(e, SubmitError::Full(_)), "{e:?}");
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert_eq!(e.into_error().kind(), ErrorKind::QueueFull);
+    // A malformed URL is refused at once, whatever the room.
+    let e = handle
+        .try_submit("not a url", cb(tx.clone()), 5)
+        .unwrap_err();
+    assert!(matches!(e, SubmitError::Invalid(ref e) if e.kind() == ErrorKind::InvalidUrl));
+    release.store(true, SeqCst);
+    // `submit` waits for room instead.
+    handle.submit(s.url("/6"), cb(tx.clone()), 6).unwrap();
+    drop(tx);
+    handle.shutdown();
+    let mut got: Vec<u32> = rx.iter().collect();
+    got.sort();
+    assert_eq!(got, [1, 2, 6]);
+}
+
+#[test]
+fn shutdown_drains_and_refuses_new_work() {
+    let s = ok_server([127, 0, 0, 1]);
+    let handle = builder().max_in_flight(2).spawn::<u32>().unwrap();
+    let other = handle.clone();
+    let called = Arc::new(AtomicUsize::new(0));
+    for i in 0..10 {
+        let c = Arc::clone(&called);
+        handle
+            .submit(
+                s.url(&format!("/{i}")),
+                move |_, _| {
+                    c.fetch_add(1, SeqCst);
+                },
+                i,
+            )
+            .unwrap();
+    }
+    handle.shutdown();
+    assert_eq!(
+        called.load(SeqCst),
+        10,
+        "every accepted request was called back"
+    );
+    let e = other
+        .submit(s.url("/late"), |_, _| unreachable!(), 0)
+        .unwrap_err();
+    assert!(matches!(e, SubmitError::ShutDown(_)), "{e:?}");
+    assert_eq!(
+        other.fetch(s.url("/late")).wait().unwrap_err().kind(),
+        ErrorKind::ShutDown
+    );
+    assert_eq!(s.request_count(), 10);
+}
+
+#[test]
+fn dropping_the_last_handle_waits_for_every_request() {
+    let s = ok_server([127, 0, 0, 1]);
+    let called = Arc::new(AtomicUsize::new(0));
+    let handle = builder()
+        .max_in_flight(3)
+        .threads(2)
+        .spawn::<u32>()
+        .unwrap();
+    let producers: Vec<_> = (0..3)
+        .map(|t| {
+            let (h, c) = (handle.clone(), Arc::clone(&called));
+            let urls: Vec<String> = (0..10).map(|i| s.url(&format!("/{t}/{i}"))).collect();
+            std::thread::spawn(move || {
+                for (i, url) in urls.into_iter().enumerate() {
+                    let c = Arc::clone(&c);
+                    h.submit(
+                        url,
+                        move |_, _| {
+                            c.fetch_add(1, SeqCst);
+                        },
+                        i as u32,
+                    )
+                    .unwrap();
+                }
+                // This clone is dropped here, with requests still running.
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    drop(handle); // the last clone: waits
+    assert_eq!(called.load(SeqCst), 30);
+    assert_eq!(s.request_count(), 30);
+}
+
+#[test]
+fn fetch_waits_for_one_answer_without_a_callback() {
+    let s = ok_server([127, 0, 0, 1]);
+    let handle = builder().spawn::<()>().unwrap();
+    let pending: Vec<_> = (0..5)
+        .map(|i| handle.fetch(s.url(&format!("/{i}"))))
+        .collect();
+    for p in pending {
+        let r = p.wait().unwrap();
+        assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]));
+    }
+    let e = handle.fetch("ftp://example.com/").wait().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnsupportedScheme);
+}
+
+#[test]
+fn a_callback_never_waits_for_room_on_its_own_loop() {
+    let s = ok_server([127, 0, 0, 1]);
+    let handle = builder().max_in_flight(1).spawn::<u32>().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let inner = handle.clone();
+    let on_done = move |_: Done<u32>, _: &mut SendQueue<u32>| {
+        // The backlog is full while this callback runs (this request is still held): a
+        // waiting submit would wait for itself.
+        let r = inner.submit("http://127.0.0.1:9/x", |_, _| {}, 0);
+        tx.send(matches!(r, Err(SubmitError::Full(_)))).unwrap();
+    };
+    handle.submit(s.url("/"), on_done, 0).unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "Full, not a deadlock"
+    );
+    handle.shutdown();
+}
+
+#[test]
+fn build_refuses_threads_and_says_to_spawn() {
+    let e = builder().threads(2).try_build::<()>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert!(e.to_string().contains("spawn"), "{e}");
+}
