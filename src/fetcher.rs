@@ -530,6 +530,8 @@ pub struct FetchAll<I> {
 }
 
 /// How a [`FetchAll`] runs.
+// One per iterator: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Way {
     /// One loop here, or why there is none: every URL left then fails with (a clone of) it.
     One(Result<Engine, Error>),

@@ -34,6 +34,8 @@ use crate::response::Response;
 type SendCallback<C> = Box<dyn FnOnce(Done<C>, &mut SendQueue<C>) + Send>;
 
 /// Work for a shard: a request (counted in `held` already), or a question for its engine.
+// Requests are nearly all of them: boxing each would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Message<C: 'static> {
     Request(FollowUp<C, Sendable>),
     Run(Box<dyn FnOnce(&mut Engine) + Send>),
@@ -139,9 +141,9 @@ pub enum SubmitError<F, C> {
     /// `invalid_request` or `proxy`, as `Fetcher::start_request` says); nothing is kept.
     Invalid(Error),
     /// No room: the backlog is full (`try_submit`), or stayed full for the timeout.
-    Full(Rejected<F, C>),
+    Full(Box<Rejected<F, C>>),
     /// The fetcher is shutting down.
-    ShutDown(Rejected<F, C>),
+    ShutDown(Box<Rejected<F, C>>),
 }
 
 impl<F, C> SubmitError<F, C> {
@@ -163,7 +165,7 @@ impl<F, C> SubmitError<F, C> {
     pub fn into_rejected(self) -> Option<Rejected<F, C>> {
         match self {
             SubmitError::Invalid(_) => None,
-            SubmitError::Full(r) | SubmitError::ShutDown(r) => Some(r),
+            SubmitError::Full(r) | SubmitError::ShutDown(r) => Some(*r),
         }
     }
 }
@@ -636,10 +638,12 @@ impl<C: Send + 'static> Handle<C> {
         let url = request.url().to_owned();
         let parsed = Engine::precheck(&mut request).map_err(SubmitError::Invalid)?;
         let s = &self.shared;
-        let reject = |request, callback, cookie| Rejected {
-            request,
-            callback,
-            cookie,
+        let reject = |request, callback, cookie| {
+            Box::new(Rejected {
+                request,
+                callback,
+                cookie,
+            })
         };
         // On one of this fetcher's own loop threads (a callback), waiting for room would
         // wait for itself: never wait there.
@@ -711,6 +715,28 @@ impl<C: Send + 'static> Handle<C> {
             sum.robots_refused += s.robots_refused;
         }
         sum
+    }
+
+    /// A copy of the cookie jar `name` (`""`: the default jar of
+    /// [`Builder::cookies`]) with what every loop's part of it holds, or `None` if no loop
+    /// has it. Each loop keeps the cookies of its own hosts; save this copy with
+    /// [`CookieJar::write_netscape`](crate::CookieJar::write_netscape).
+    #[cfg(feature = "cookies")]
+    pub fn jar(&self, name: &str) -> Option<crate::CookieJar> {
+        let name = name.to_owned();
+        let parts = self.ask(move |e| e.jar(&name).cloned());
+        let mut merged: Option<crate::CookieJar> = None;
+        for part in parts.into_iter().flatten() {
+            match &mut merged {
+                None => merged = Some(part),
+                Some(m) => {
+                    for c in part.cookies() {
+                        m.insert(&c);
+                    }
+                }
+            }
+        }
+        merged
     }
 
     /// Asks every loop's engine, waiting for the answers (a loop that has ended gives

@@ -826,3 +826,51 @@ fn set_cookie_values_stay_out_of_json_lines() {
     assert!(!text.contains("s3cr3t"), "{text}");
     assert!(text.contains("sid=<redacted>"), "{text}");
 }
+
+#[test]
+fn threads_spread_hosts_over_loops_and_every_url_is_reported_once() {
+    let servers: Vec<TestServer> = (1..=4)
+        .map(|i| {
+            TestServer::start_on(
+                std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, i)),
+                |c: &mut Conn| c.serve_keep_alive(|_, c| c.respond(200, &[], b"ok")),
+            )
+        })
+        .collect();
+    let urls: Vec<String> = (0..40)
+        .map(|i| servers[i % 4].url(&format!("/{i}")))
+        .collect();
+    let mut args = vec![
+        "--jsonl",
+        "-q",
+        "--threads",
+        "2",
+        "-n",
+        "6",
+        "--per-host",
+        "1",
+    ];
+    args.extend(urls.iter().map(String::as_str));
+    let out = parafetch(&args);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let recs = records(&out);
+    let mut seen: Vec<u64> = recs.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, (0..40).collect::<Vec<u64>>());
+    assert!(recs.iter().all(|r| r["status"] == 200));
+    for s in &servers {
+        assert_eq!(s.request_count(), 10);
+        assert_eq!(s.in_handler_peak(), 1, "--per-host 1 holds across loops");
+    }
+    // `auto` is accepted; 0 is not.
+    assert_eq!(
+        parafetch(&["-q", "--threads", "auto", &urls[0]])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        parafetch(&["--threads", "0", &urls[0]]).status.code(),
+        Some(2)
+    );
+}

@@ -141,6 +141,17 @@ pub struct FetchArgs {
         help_heading = "Concurrency"
     )]
     pub max_in_flight: usize,
+    /// Event loops, each on a thread of its own ("auto": one per core). Hosts are spread
+    /// over the loops, each host kept on one, so per-host limits stay exact; -n stays the
+    /// limit for all of them together.
+    #[arg(
+        long,
+        value_name = "N|auto",
+        default_value = "1",
+        value_parser = threads,
+        help_heading = "Concurrency"
+    )]
+    pub threads: usize,
     /// Most requests in flight to one host at once. Requests for a saturated host wait in a
     /// backlog of 4 x --max-in-flight, so other hosts keep going meanwhile.
     #[arg(long, value_name = "N", value_parser = positive, help_heading = "Concurrency")]
@@ -355,6 +366,14 @@ pub struct Resolve {
     pub port: u16,
     /// Where to connect instead.
     pub addrs: Vec<SocketAddr>,
+}
+
+/// A thread count, or `auto` for one per core.
+fn threads(s: &str) -> Result<usize, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    positive(s)
 }
 
 fn positive(s: &str) -> Result<usize, String> {

@@ -157,6 +157,14 @@ pub fn run(args: CrawlArgs) -> Result<ExitCode, Usage> {
         })?,
         None => None,
     };
+    if args.fetch.threads > 1 {
+        // The frontier and its callbacks live on one thread: a crawl runs one loop.
+        return Err(Usage(
+            "--threads: a crawl runs one loop (its frontier lives on one thread); \
+             run several crawls over disjoint scopes to use more cores"
+                .into(),
+        ));
+    }
     let (mut builder, _) = crate::builder(&args.fetch)?;
     if let Some(jar) = resumed.as_ref().and_then(|r| r.cookies.clone()) {
         builder = builder.cookie_jar(jar); // the session of the interrupted run

@@ -20,16 +20,16 @@ mod input;
 mod output;
 mod server;
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::rc::Rc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use parafetch::{
-    Builder, CookieJar, Done, ErrorKind, Fetcher, PolitenessKey, Proxy, Queue, Request, Rotation,
+    Builder, CookieJar, Done, ErrorKind, Fetcher, Handle, PolitenessKey, Proxy, Request, Rotation,
+    SendQueue,
 };
 
 use args::{Cli, Command, FetchArgs, KeyArg};
@@ -74,8 +74,16 @@ struct Template {
 
 fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
     let (builder, capacity) = builder(&args)?;
-    let mut fetcher: Fetcher<usize> = match builder.try_build() {
-        Ok(f) => f,
+    let template = template(&args)?;
+    if args.urls.is_empty() && args.input.is_none() {
+        return Err(Usage(
+            "no URLs given: pass URLs, or -i FILE ('-' for stdin); try 'parafetch demo'".into(),
+        ));
+    }
+    // The loops run on threads of their own (--threads, 1 by default); this thread reads
+    // the input and writes the output, which arrives over a channel.
+    let handle: Handle<usize> = match builder.spawn() {
+        Ok(h) => h,
         // The only option the builder can refuse is a bad --cacert bundle.
         Err(e) if e.kind() == ErrorKind::Tls => {
             let path = args.cacert.as_deref().unwrap_or(Path::new("-")).display();
@@ -86,12 +94,6 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let template = template(&args)?;
-    if args.urls.is_empty() && args.input.is_none() {
-        return Err(Usage(
-            "no URLs given: pass URLs, or -i FILE ('-' for stdin); try 'parafetch demo'".into(),
-        ));
-    }
     let entries = input::read(&args.urls, args.input.as_deref()).map_err(|e| {
         let name = args.input.as_deref().unwrap_or(Path::new("-")).display();
         Usage(format!("cannot read the URL list {name}: {e}"))
@@ -109,28 +111,34 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
         jsonl: args.jsonl,
         quiet: args.quiet,
     };
-    let reporter = Rc::new(RefCell::new(Reporter::new(mode, entries.len())));
+    let mut reporter = Reporter::new(mode, entries.len());
+    let (tx, rx) = mpsc::channel::<Outcome>();
+    let mut outstanding = 0usize;
     let total = entries.len();
     let mut skipped = 0;
     for (index, entry) in entries.into_iter().enumerate() {
-        // Make room first, so start_request returns at once and `now` below is when this
-        // request was accepted (the library may begin connecting inside start_request), and
-        // so at most `capacity` output files are open.
-        while fetcher.pending() >= capacity {
-            fetcher.poll(None);
+        // Report what finished; make room first, so at most `capacity` requests (and
+        // output files) are open and the submit below does not wait.
+        while let Ok(o) = rx.try_recv() {
+            outstanding -= 1;
+            reporter.finish(o);
+        }
+        while outstanding >= capacity {
+            let Ok(o) = rx.recv() else { break };
+            outstanding -= 1;
+            reporter.finish(o);
         }
         // The reader of our stdout is gone (`| head`): finish what runs, start no more.
-        if reporter.borrow().stdout_closed() {
+        if reporter.stdout_closed() {
             skipped = total - index;
             break;
         }
-        let refuse = |failure: Failure| {
-            let mut r = reporter.borrow_mut();
-            r.note(&format!(
+        let refuse = |reporter: &mut Reporter, failure: Failure| {
+            reporter.note(&format!(
                 "parafetch: {}: {}: {}",
                 entry.origin, failure.kind, failure.message
             ));
-            r.finish(Outcome {
+            reporter.finish(Outcome {
                 index,
                 url: entry.url.clone(),
                 result: Err(failure),
@@ -141,15 +149,14 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
         let (request, file) = match request(&template, &entry.url, index) {
             Ok(r) => r,
             Err(failure) => {
-                refuse(failure);
+                refuse(&mut reporter, failure);
                 continue;
             }
         };
-        let rep = Rc::clone(&reporter);
         let saved = file.clone();
-        let on_done = move |done: Done<usize>, _: &mut Queue<usize>| {
-            let mut rep = rep.borrow_mut();
-            let elapsed = rep.since_accepted(done.cookie);
+        let tx = tx.clone();
+        let accepted = Instant::now();
+        let on_done = move |done: Done<usize>, _: &mut SendQueue<usize>| {
             let (result, file) = match done.result {
                 Ok(resp) => (Ok(resp), saved),
                 Err(e) => {
@@ -160,32 +167,36 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
                     (Err(Failure::from(&e)), None)
                 }
             };
-            rep.finish(Outcome {
+            let _ = tx.send(Outcome {
                 index: done.cookie,
                 url: done.url,
                 result,
                 file,
-                elapsed,
+                elapsed: accepted.elapsed(),
             });
         };
-        let now = Instant::now();
-        match fetcher.start_request(request, on_done, index) {
-            Ok(()) => reporter.borrow_mut().accepted(index, now),
+        match handle.submit(request, on_done, index) {
+            Ok(()) => {
+                outstanding += 1;
+                reporter.accepted(index, accepted);
+            }
             Err(e) => {
                 if let Some(path) = &file {
                     let _ = std::fs::remove_file(path);
                 }
-                refuse(Failure::from(&e));
+                refuse(&mut reporter, Failure::from(&e.into_error()));
             }
         }
     }
-    fetcher.finish_all_requests();
+    drop(tx);
+    for o in rx.iter().take(outstanding) {
+        reporter.finish(o);
+    }
     let mut saved_jar_failed = false;
-    let polite = fetcher.polite_stats();
+    let polite = handle.polite_stats();
     if let Some(path) = &args.cookie_jar {
-        let empty = CookieJar::new();
-        let jar = fetcher.jar("").unwrap_or(&empty);
-        if let Err(e) = write_jar(jar, path) {
+        let jar = handle.jar("").unwrap_or_default();
+        if let Err(e) = write_jar(&jar, path) {
             eprintln!(
                 "parafetch: cannot write the cookie jar {}: {e}",
                 path.display()
@@ -193,8 +204,8 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
             saved_jar_failed = true;
         }
     }
-    drop(fetcher);
-    let stats = reporter.borrow_mut().close(skipped, polite);
+    handle.shutdown();
+    let stats = reporter.close(skipped, polite);
     Ok(
         if stats.failed() == 0 && skipped == 0 && !saved_jar_failed {
             ExitCode::SUCCESS
@@ -355,7 +366,9 @@ fn proxies(mut b: Builder, args: &FetchArgs) -> Result<Builder, Usage> {
 }
 
 fn builder(args: &FetchArgs) -> Result<(Builder, usize), Usage> {
-    let mut b = Fetcher::builder().max_in_flight(args.max_in_flight);
+    let mut b = Fetcher::builder()
+        .max_in_flight(args.max_in_flight)
+        .threads(args.threads);
     if !args.dns_server.is_empty() {
         b = b.dns_servers(&args.dns_server);
     }

@@ -266,15 +266,6 @@ impl Reporter {
         self.update_progress();
     }
 
-    /// How long ago request `index` was accepted (zero if it never was).
-    pub fn since_accepted(&self, index: usize) -> Duration {
-        self.accepted_at
-            .get(index)
-            .copied()
-            .flatten()
-            .map_or(Duration::ZERO, |t| t.elapsed())
-    }
-
     /// Reports one finished URL (or one refused before it started).
     pub fn finish(&mut self, o: Outcome) {
         self.stats.count(&o);
