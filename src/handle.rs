@@ -492,9 +492,16 @@ impl<C: 'static> Shared<C> {
     }
 
     /// `n` requests were called back: room for producers, and at zero an idle fetcher.
+    ///
+    /// Waiting producers are woken once half the backlog is free (or at once without a
+    /// backlog), so that they hand work over in batches rather than one wake, one
+    /// context switch and one submit per answer; the other half keeps the loops busy.
     fn release(&self, n: usize) {
         let before = self.held.fetch_sub(n, SeqCst);
-        if self.waiting.load(SeqCst) > 0 {
+        let after = before - n;
+        let batch = (self.backlog / 2).max(1);
+        let room = self.budget.cap().saturating_add(self.backlog);
+        if self.waiting.load(SeqCst) > 0 && (after == 0 || after + batch <= room) {
             let _g = lock(&self.room);
             self.changed.notify_all();
         }
