@@ -5,18 +5,21 @@
 //! loop with all the work may use the whole cap while the others are idle. A loop that
 //! has work but finds the budget spent says so (`starved`); a slot given back then goes
 //! straight to the starved loop holding the fewest, when that loop holds no more than the
-//! giver (a hand-off, so the giver cannot take it again first), and wakes it. Loops
+//! giver (a hand-off, so the giver cannot take it again first). Loops
 //! wanting more than their share thus converge on equal shares (max-min fair); none waits
 //! while another keeps taking.
 //!
 //! The only state loops share on the hot path: a few atomics per start and per pass; a
-//! lock and a `Waker` call only when another loop is starved. It never starts or stops
-//! anything.
+//! lock and a `Waker` call only when a starved loop holds nothing (or every 16th hand-off).
+//! It never starts or stops anything.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use mio::Waker;
+
+/// A starved loop that holds slots is woken after this many hand-offs.
+const WAKE_BATCH: usize = 16;
 
 pub(crate) struct Budget {
     cap: AtomicUsize,
@@ -73,7 +76,9 @@ impl Budget {
         if self.try_take(i) {
             return true;
         }
-        self.loops[i].starved.store(true, SeqCst);
+        if !self.loops[i].starved.load(SeqCst) {
+            self.loops[i].starved.store(true, SeqCst);
+        }
         // A slot given back between the failed try and the mark went to the pool, not to
         // us: look once more.
         self.try_take(i)
@@ -99,16 +104,22 @@ impl Budget {
 
     /// Loop `i` wants no more slots for now.
     pub(crate) fn satisfied(&self, i: usize) {
-        self.loops[i].starved.store(false, SeqCst);
+        // Read first: a store on every pass would bounce the line between cores.
+        if self.loops[i].starved.load(SeqCst) {
+            self.loops[i].starved.store(false, SeqCst);
+        }
     }
 
     /// Loop `i` gives back `n` slots: each goes to the starved loop holding the fewest if
-    /// that one holds no more than `i` then does, else back to the pool (waking the
-    /// starved, who may take it).
+    /// that one holds no more than `i` then does, else back to the pool.
+    ///
+    /// A starved loop is woken only when it holds no slot (no attempt of its own will
+    /// wake it) or has been handed a batch: one that holds some turns at its next
+    /// completion and picks its hand-offs up then. Waking it for every slot would cost a
+    /// syscall and a turn per request when all loops want more than the cap.
     pub(crate) fn give_back(&self, i: usize, n: usize) {
         let mine = self.loops[i].held.fetch_sub(n, SeqCst) - n;
         let cap = self.cap();
-        let mut woke_all = false;
         for _ in 0..n {
             let neediest = (0..self.loops.len())
                 .filter(|&j| j != i && self.loops[j].starved.load(SeqCst))
@@ -116,20 +127,19 @@ impl Budget {
             match neediest {
                 // Over a lowered cap, slots go back to the pool instead.
                 Some(j) if self.holds(j) <= mine && self.total.load(SeqCst) <= cap => {
-                    self.loops[j].granted.fetch_add(1, SeqCst);
-                    self.wake(j);
-                }
-                Some(_) if !woke_all => {
-                    self.total.fetch_sub(1, SeqCst);
-                    woke_all = true;
-                    for j in (0..self.loops.len()).filter(|&j| j != i) {
-                        if self.loops[j].starved.load(SeqCst) {
-                            self.wake(j);
-                        }
+                    let granted = self.loops[j].granted.fetch_add(1, SeqCst) + 1;
+                    if self.loops[j].held.load(SeqCst) == 0 || granted % WAKE_BATCH == 0 {
+                        self.wake(j);
                     }
                 }
                 _ => {
                     self.total.fetch_sub(1, SeqCst);
+                    for j in (0..self.loops.len()).filter(|&j| j != i) {
+                        let l = &self.loops[j];
+                        if l.starved.load(SeqCst) && l.held.load(SeqCst) == 0 {
+                            self.wake(j);
+                        }
+                    }
                 }
             }
         }
