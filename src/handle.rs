@@ -501,7 +501,10 @@ impl<C: 'static> Shared<C> {
         let after = before - n;
         let batch = (self.backlog / 2).max(1);
         let room = self.budget.cap().saturating_add(self.backlog);
-        if self.waiting.load(SeqCst) > 0 && (after == 0 || after + batch <= room) {
+        // Only as it crosses the mark: later releases would each wake (a futex call)
+        // producers already woken and not yet running.
+        let crossed = after + batch <= room && before + batch > room;
+        if self.waiting.load(SeqCst) > 0 && (after == 0 || crossed) {
             let _g = lock(&self.room);
             self.changed.notify_all();
         }
