@@ -1,7 +1,7 @@
 //! nginx on loopback, for the interop tests and the benchmarks: a generated config (1 worker,
 //! access log off, keep-alive requests effectively unlimited, sendfile), files written to a
-//! temp dir, ephemeral ports, an optional TLS listener, and `stub_status` on its own port so
-//! a harness can count the connections a run opened.
+//! temp dir, ephemeral ports, an optional TLS listener (TLS 1.2 and 1.3), and `stub_status`
+//! on its own port so a harness can count the connections a run opened.
 //!
 //! Owns: the nginx master process (SIGTERM on drop, so it stops its worker) and its temp dir.
 //! Must not: decide whether a missing nginx skips or fails a test: [`crate::tools`] does
@@ -104,9 +104,12 @@ impl Nginx {
             std::fs::write(dir.join("cert.pem"), cert).expect("write cert");
             std::fs::write(dir.join("key.pem"), key).expect("write key");
             let port = free_port();
+            // TLS 1.3 as well: nginx enables it by default only from 1.23.4 (Debian 12 has
+            // 1.22). Session tickets are on by default, so TLS 1.3 sessions resume without a
+            // session cache.
             tls_conf = format!(
                 "  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {d}/cert.pem;\n  \
-                 ssl_certificate_key {d}/key.pem;\n"
+                 ssl_certificate_key {d}/key.pem;\n  ssl_protocols TLSv1.2 TLSv1.3;\n"
             );
             SocketAddr::from(([127, 0, 0, 1], port))
         });
