@@ -1,9 +1,40 @@
-//! The three clients, each running the same workload: `count` GETs of one URL, at most `n`
-//! in flight, bodies streamed and counted (never kept), keep-alive or `Connection: close`.
-//! Each is set up as its own best (see README, "Benchmarks"), not weakened to match.
+//! The clients, each running the same workload: `count` GETs of one URL, at most `n` in
+//! flight, bodies streamed and counted (never kept), keep-alive or `Connection: close`, over
+//! http or https. Each is set up as its own best (see docs/benchmarks.md), not weakened to
+//! match.
+//!
+//! https: every client trusts only the harness's test CA. parafetch and reqwest run the
+//! same rustls (ring provider, ALPN http/1.1); curl runs the system libcurl's OpenSSL.
+//! Session resumption is each client's default (on), or turned off for the `no-resume`
+//! cells.
 
 use std::cell::Cell;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
+
+use parafetch::rustls;
+
+/// One run's workload.
+pub struct Workload<'a> {
+    pub url: &'a str,
+    pub n: usize,
+    pub count: usize,
+    pub keep_alive: bool,
+    /// Through this proxy.
+    pub proxy: Option<&'a str>,
+    /// For https URLs.
+    pub tls: Option<Tls>,
+}
+
+/// What an https run trusts, and whether TLS sessions may resume.
+pub struct Tls {
+    /// The test CA, PEM.
+    pub ca_pem: Vec<u8>,
+    /// The same, as a file (for curl's CAINFO).
+    pub ca_path: PathBuf,
+    pub resume: bool,
+}
 
 /// What a run fetched.
 #[derive(Debug, Default)]
@@ -11,6 +42,8 @@ pub struct Tally {
     pub ok: u64,
     pub failed: u64,
     pub bytes: u64,
+    /// Responses that came over a resumed TLS session, where the client can say (parafetch).
+    pub resumed: Option<u64>,
     pub first_error: Option<String>,
 }
 
@@ -23,31 +56,66 @@ impl Tally {
     }
 }
 
-/// parafetch: one `Fetcher`, callbacks counting, each body streamed to a counting sink.
-/// The idle pool is sized to `n` so no finished connection is dropped for lack of room
-/// (its default keeps 32 per host).
-pub fn parafetch(
-    url: &str,
-    n: usize,
-    count: usize,
-    keep_alive: bool,
-    proxy: Option<&str>,
-) -> Tally {
-    use parafetch::{Done, Fetcher, Queue, Request};
-    let tally = Rc::new(std::cell::RefCell::new(Tally::default()));
-    let bytes = Rc::new(Cell::new(0u64));
-    let mut builder = Fetcher::builder()
-        .max_in_flight(n)
-        .keep_alive(keep_alive)
-        .pool_max_idle(n.max(32), n.max(1024))
+/// The rustls config parafetch (without resumption) and reqwest use: only the test CA,
+/// ring, ALPN http/1.1, and rustls's default in-memory session cache unless `resume` is off.
+fn rustls_config(ca_pem: &[u8], resume: bool) -> rustls::ClientConfig {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.expect("CA PEM")).expect("CA certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    config
+}
+
+/// parafetch's options for a workload. The idle pool is sized to `n` so no finished
+/// connection is dropped for lack of room (its default keeps 32 per host). https with
+/// resumption is the ordinary API (`tls_roots_pem`); parafetch has no resumption switch, so
+/// `no-resume` hands it a whole rustls config with resumption disabled.
+fn parafetch_builder(w: &Workload) -> parafetch::Builder {
+    let mut builder = parafetch::Fetcher::builder()
+        .max_in_flight(w.n)
+        .keep_alive(w.keep_alive)
+        .pool_max_idle(w.n.max(32), w.n.max(1024))
         .proxy_from_env(false);
-    if let Some(p) = proxy {
+    if let Some(p) = w.proxy {
         builder = builder.proxy(p);
     }
-    let mut fetcher: Fetcher<()> = builder.build();
-    for _ in 0..count {
+    if let Some(tls) = &w.tls {
+        builder = if tls.resume {
+            builder.tls_default_roots(false).tls_roots_pem(&tls.ca_pem)
+        } else {
+            builder.tls_config(Arc::new(rustls_config(&tls.ca_pem, false)))
+        };
+    }
+    builder
+}
+
+fn resumed(r: &parafetch::Response) -> bool {
+    r.tls.as_ref().is_some_and(|t| t.resumed)
+}
+
+/// parafetch: one `Fetcher`, callbacks counting, each body streamed to a counting sink.
+pub fn parafetch(w: &Workload) -> Tally {
+    use parafetch::{Done, Fetcher, Queue, Request};
+    let tally = Rc::new(std::cell::RefCell::new(Tally {
+        resumed: Some(0),
+        ..Tally::default()
+    }));
+    let bytes = Rc::new(Cell::new(0u64));
+    let mut fetcher: Fetcher<()> = parafetch_builder(w).build();
+    for _ in 0..w.count {
         let b = bytes.clone();
-        let request = Request::get(url).on_body(move |data| {
+        let request = Request::get(w.url).on_body(move |data| {
             b.set(b.get() + data.len() as u64);
             Ok(())
         });
@@ -55,7 +123,12 @@ pub fn parafetch(
         let on_done = move |done: Done<()>, _: &mut Queue<()>| {
             let mut t = t.borrow_mut();
             match done.result {
-                Ok(r) if r.status == 200 => t.ok += 1,
+                Ok(r) if r.status == 200 => {
+                    t.ok += 1;
+                    if resumed(&r) {
+                        *t.resumed.get_or_insert(0) += 1;
+                    }
+                }
                 Ok(r) => t.fail(format!("status {}", r.status)),
                 Err(e) => t.fail(e.to_string()),
             }
@@ -71,18 +144,56 @@ pub fn parafetch(
     t
 }
 
+/// `Builder::threads` is being written on another branch; this is the one call to it, so
+/// the harness compiles (and runs at 1 thread) until it lands.
+fn with_threads(b: parafetch::Builder, threads: usize) -> parafetch::Builder {
+    assert_eq!(threads, 1, "Builder::threads is not on this branch yet");
+    b /* becomes: b.threads(threads) */
+}
+
+/// Whether parafetch can run more than one loop yet (see [`with_threads`]).
+pub fn threads_available() -> bool {
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ok = std::panic::catch_unwind(|| drop(with_threads(parafetch::Fetcher::builder(), 2)));
+    std::panic::set_hook(quiet);
+    ok.is_ok()
+}
+
+/// parafetch on `threads` loops: `Builder::threads(n).fetch_all(..)`, counting as the
+/// results come back. Requests go to other threads, so they carry no `on_body` closure
+/// (the callback path's counting sink is not `Send`): each body is kept whole in its
+/// `Response` and counted there, so in the 1 MiB cells every in-flight request holds its
+/// body in memory, and peak RSS is not comparable with the streaming clients.
+pub fn parafetch_threads(w: &Workload, threads: usize) -> Tally {
+    let mut t = Tally {
+        resumed: Some(0),
+        ..Tally::default()
+    };
+    let requests = (0..w.count).map(|_| parafetch::Request::get(w.url));
+    for (_, result) in with_threads(parafetch_builder(w), threads).fetch_all(requests) {
+        match result {
+            Ok(r) if r.status == 200 => {
+                t.ok += 1;
+                t.bytes += r.body.len() as u64;
+                if resumed(&r) {
+                    *t.resumed.get_or_insert(0) += 1;
+                }
+            }
+            Ok(r) => t.fail(format!("status {}", r.status)),
+            Err(e) => t.fail(e.to_string()),
+        }
+    }
+    t
+}
+
 /// The ParallelCurl shape on the `curl` crate: one `Multi` (its connection cache on, HTTP/1.1,
 /// no pipelining), `n` `Easy2` handles; a finished handle is removed and re-added for the
 /// next request, so curl keeps its connection for reuse. The loop is `perform`, read
 /// messages, `wait` (curl_multi_wait). `Connection: close` mode sends the header and sets
-/// `forbid_reuse`.
-pub fn curl_multi(
-    url: &str,
-    n: usize,
-    count: usize,
-    keep_alive: bool,
-    proxy: Option<&str>,
-) -> Tally {
+/// `forbid_reuse`. https: `CAINFO` is the test CA; libcurl keeps TLS sessions per easy
+/// handle (so each of the `n` handles resumes its own), off with `SSL_SESSIONID_CACHE` 0.
+pub fn curl_multi(w: &Workload) -> Tally {
     use curl::easy::{Easy2, Handler, HttpVersion, List, WriteError};
     use curl::multi::{Easy2Handle, Multi};
     use std::time::Duration;
@@ -95,6 +206,7 @@ pub fn curl_multi(
         }
     }
 
+    let (n, count) = (w.n, w.count);
     let mut tally = Tally::default();
     let mut multi = Multi::new();
     multi.pipelining(false, false).expect("pipelining off");
@@ -104,13 +216,18 @@ pub fn curl_multi(
     let mut started = 0;
     for token in 0..n.min(count) {
         let mut easy = Easy2::new(Counter(0));
-        easy.url(url).expect("url");
+        easy.url(w.url).expect("url");
         easy.http_version(HttpVersion::V11).expect("http/1.1");
         easy.signal(false).expect("nosignal");
         easy.tcp_nodelay(true).expect("nodelay");
         // An explicit proxy, or none (libcurl would otherwise read http_proxy).
-        easy.proxy(proxy.unwrap_or("")).expect("proxy");
-        if !keep_alive {
+        easy.proxy(w.proxy.unwrap_or("")).expect("proxy");
+        if let Some(tls) = &w.tls {
+            easy.cainfo(&tls.ca_path).expect("cainfo");
+            easy.ssl_sessionid_cache(tls.resume)
+                .expect("ssl session cache");
+        }
+        if !w.keep_alive {
             easy.forbid_reuse(true).expect("forbid reuse");
             let mut list = List::new();
             list.append("Connection: close").expect("header");
@@ -163,58 +280,93 @@ pub fn curl_multi(
     tally
 }
 
-/// reqwest on a current-thread tokio runtime: `buffer_unordered(n)` over the requests, each
-/// body read chunk by chunk and counted. Keep-alive keeps up to `n` idle connections;
-/// `Connection: close` mode sends the header and keeps none.
-pub fn reqwest(url: &str, n: usize, count: usize, keep_alive: bool, proxy: Option<&str>) -> Tally {
+/// One GET through reqwest, its body read chunk by chunk and counted: (status, bytes).
+async fn reqwest_get(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+) -> Result<(u16, u64), reqwest::Error> {
+    let mut resp = client.get(url.clone()).send().await?;
+    let status = resp.status().as_u16();
+    let mut bytes = 0u64;
+    while let Some(chunk) = resp.chunk().await? {
+        bytes += chunk.len() as u64;
+    }
+    Ok((status, bytes))
+}
+
+/// reqwest: `buffer_unordered(n)` over the requests, each body read chunk by chunk and
+/// counted. Keep-alive keeps up to `n` idle connections; `Connection: close` mode sends the
+/// header and keeps none. https: the rustls config of [`rustls_config`], handed over whole
+/// (`tls_backend_preconfigured`), so reqwest and parafetch run the same TLS stack.
+///
+/// `workers` 0: a current-thread tokio runtime, the futures polled in place. Otherwise a
+/// multi-thread runtime with that many workers, each request spawned as its own task (a
+/// `buffer_unordered` of futures would poll them all on the one thread that awaits it).
+pub fn reqwest(w: &Workload, workers: usize) -> Tally {
     use futures_util::StreamExt;
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
+    let n = w.n;
+    let mut builder = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .pool_max_idle_per_host(if w.keep_alive { n } else { 0 });
+    if let Some(p) = w.proxy {
+        builder = builder.proxy(reqwest::Proxy::all(p).expect("proxy url"));
+    }
+    if let Some(tls) = &w.tls {
+        builder = builder.tls_backend_preconfigured(rustls_config(&tls.ca_pem, tls.resume));
+    }
+    if !w.keep_alive {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONNECTION,
+            reqwest::header::HeaderValue::from_static("close"),
+        );
+        builder = builder.default_headers(headers);
+    }
+    let tally = |mut t: Tally, r: Result<(u16, u64), reqwest::Error>| async move {
+        match r {
+            Ok((200, bytes)) => {
+                t.ok += 1;
+                t.bytes += bytes;
+            }
+            Ok((status, _)) => t.fail(format!("status {status}")),
+            Err(e) => t.fail(format!("{e:?}")),
+        }
+        t
+    };
     rt.block_on(async {
-        let mut builder = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .no_proxy()
-            .pool_max_idle_per_host(if keep_alive { n } else { 0 });
-        if let Some(p) = proxy {
-            builder = builder.proxy(reqwest::Proxy::all(p).expect("proxy url"));
-        }
-        if !keep_alive {
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert(
-                reqwest::header::CONNECTION,
-                reqwest::header::HeaderValue::from_static("close"),
-            );
-            builder = builder.default_headers(headers);
-        }
         let client = builder.build().expect("reqwest client");
-        let url = reqwest::Url::parse(url).expect("url");
-        let client = &client;
-        let url = &url;
-        futures_util::stream::iter(0..count)
-            .map(|_| async move {
-                let mut resp = client.get(url.clone()).send().await?;
-                let status = resp.status().as_u16();
-                let mut bytes = 0u64;
-                while let Some(chunk) = resp.chunk().await? {
-                    bytes += chunk.len() as u64;
-                }
-                Ok::<_, reqwest::Error>((status, bytes))
-            })
-            .buffer_unordered(n)
-            .fold(Tally::default(), |mut t, r| async move {
-                match r {
-                    Ok((200, bytes)) => {
-                        t.ok += 1;
-                        t.bytes += bytes;
-                    }
-                    Ok((status, _)) => t.fail(format!("status {status}")),
-                    Err(e) => t.fail(format!("{e:?}")),
-                }
-                t
-            })
-            .await
+        let url = reqwest::Url::parse(w.url).expect("url");
+        let requests = futures_util::stream::iter(0..w.count);
+        if workers == 0 {
+            let (client, url) = (&client, &url);
+            requests
+                .map(|_| reqwest_get(client, url))
+                .buffer_unordered(n)
+                .fold(Tally::default(), tally)
+                .await
+        } else {
+            requests
+                .map(|_| {
+                    let (client, url) = (client.clone(), url.clone());
+                    tokio::spawn(async move { reqwest_get(&client, &url).await })
+                })
+                .buffer_unordered(n)
+                .map(|joined| joined.expect("request task"))
+                .fold(Tally::default(), tally)
+                .await
+        }
     })
 }

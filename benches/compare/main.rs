@@ -1,9 +1,11 @@
 //! The comparison harness: the same workload through parafetch, a ParallelCurl-style
-//! `curl_multi` client and reqwest on a current-thread tokio runtime, against the same
-//! loopback server, reported as ratios measured in the same run.
+//! `curl_multi` client and reqwest on a current-thread tokio runtime (and on a multi-thread
+//! one, `reqwest-mt`, the multi-core peer), against the same loopback server, over http and
+//! https, reported as ratios measured in the same run. parafetch runs once per thread count
+//! of `--threads` (`parafetch` at 1, `parafetch t=2` ...).
 //!
 //! `cargo bench --bench compare --features bench-peers -- [--quick] [--runs N] [--scale F]
-//! [--only TEXT] [--clients a,b] [--no-c10k] [--c10k N] [--builtin]`
+//! [--only TEXT] [--clients a,b] [--threads 1,2] [--no-c10k] [--c10k N] [--builtin]`
 //!
 //! Run without `--child`, this binary orchestrates: it starts nginx (or the built-in server
 //! when nginx is absent, and says which), then runs every cell of the matrix as child
@@ -19,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use parafetch_test_support::bench_server::{Server, bench_files};
 use parafetch_test_support::nginx::Nginx;
+use parafetch_test_support::pki::pki;
 use parafetch_test_support::process::{cpu_time, proc_status_kb, raise_nofile};
 use parafetch_test_support::proxies::Tinyproxy;
 
-const CLIENTS: [&str; 3] = ["parafetch", "curl_multi", "reqwest"];
+const CLIENTS: [&str; 4] = ["parafetch", "curl_multi", "reqwest", "reqwest-mt"];
 const NOFILE: u64 = 65536;
 
 fn main() {
@@ -37,24 +40,46 @@ fn main() {
     }
 }
 
-/// `--child CLIENT URL N COUNT keepalive|close`: runs one client once and prints one line
-/// of `key=value` results.
+/// `--child CLIENT URL N COUNT keepalive|close [--proxy URL] [--ca PEM-FILE] [--no-resume]
+/// [--workers W]`: runs one client once and prints one line of `key=value` results.
 fn child(args: &[String]) {
-    let (client, url, n, count, mode, proxy) = match args {
-        [client, url, n, count, mode] => (client, url, n, count, mode, None),
-        [client, url, n, count, mode, proxy] => (client, url, n, count, mode, Some(proxy.as_str())),
-        _ => panic!("usage: --child CLIENT URL N COUNT keepalive|close [PROXY]"),
+    const USAGE: &str = "usage: --child CLIENT URL N COUNT keepalive|close \
+                         [--proxy URL] [--ca PEM-FILE] [--no-resume] [--workers W]";
+    let [client, url, n, count, mode, rest @ ..] = args else {
+        panic!("{USAGE}");
     };
-    let n: usize = n.parse().expect("N");
-    let count: usize = count.parse().expect("COUNT");
-    let keep_alive = mode == "keepalive";
+    let (mut proxy, mut ca, mut resume, mut workers) = (None, None, true, 2);
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--proxy" => proxy = Some(it.next().expect(USAGE).as_str()),
+            "--ca" => ca = Some(std::path::PathBuf::from(it.next().expect(USAGE))),
+            "--no-resume" => resume = false,
+            "--workers" => workers = it.next().expect(USAGE).parse().expect("W"),
+            _ => panic!("{USAGE}"),
+        }
+    }
+    let w = clients::Workload {
+        url,
+        n: n.parse().expect("N"),
+        count: count.parse().expect("COUNT"),
+        keep_alive: mode == "keepalive",
+        proxy,
+        tls: ca.map(|ca_path| clients::Tls {
+            ca_pem: std::fs::read(&ca_path).expect("read the CA file"),
+            ca_path,
+            resume,
+        }),
+    };
     raise_nofile(NOFILE);
     let start = Instant::now();
-    let tally = match client.as_str() {
-        "parafetch" => clients::parafetch(url, n, count, keep_alive, proxy),
-        "curl_multi" => clients::curl_multi(url, n, count, keep_alive, proxy),
-        "reqwest" => clients::reqwest(url, n, count, keep_alive, proxy),
-        other => panic!("unknown client {other}"),
+    let tally = match (client.as_str(), parafetch_threads(client)) {
+        ("parafetch", _) => clients::parafetch(&w),
+        (_, Some(threads)) => clients::parafetch_threads(&w, threads),
+        ("curl_multi", _) => clients::curl_multi(&w),
+        ("reqwest", _) => clients::reqwest(&w, 0),
+        ("reqwest-mt", _) => clients::reqwest(&w, workers),
+        (other, _) => panic!("unknown client {other}"),
     };
     let elapsed = start.elapsed();
     let (user, sys) = cpu_time();
@@ -62,8 +87,11 @@ fn child(args: &[String]) {
     if let Some(e) = &tally.first_error {
         eprintln!("{client}: {} failed, first: {e}", tally.failed);
     }
+    let resumed = tally
+        .resumed
+        .map_or(String::new(), |r| format!(" resumed={r}"));
     println!(
-        "elapsed_us={} user_us={} sys_us={} rss_kb={rss_kb} ok={} failed={} bytes={}",
+        "elapsed_us={} user_us={} sys_us={} rss_kb={rss_kb} ok={} failed={} bytes={}{resumed}",
         elapsed.as_micros(),
         user.as_micros(),
         sys.as_micros(),
@@ -73,6 +101,20 @@ fn child(args: &[String]) {
     );
 }
 
+/// `parafetch t=N` runs parafetch on N loops.
+fn parafetch_threads(client: &str) -> Option<usize> {
+    client.strip_prefix("parafetch t=")?.parse().ok()
+}
+
+/// The client name parafetch has at `threads` loops: `parafetch` at 1, the baseline.
+fn parafetch_name(threads: usize) -> String {
+    if threads == 1 {
+        "parafetch".to_owned()
+    } else {
+        format!("parafetch t={threads}")
+    }
+}
+
 struct Flags {
     runs: usize,
     scale: f64,
@@ -80,6 +122,8 @@ struct Flags {
     clients: Vec<String>,
     c10k: usize,
     builtin: bool,
+    /// parafetch's thread counts; the largest is also reqwest-mt's worker count.
+    threads: Vec<usize>,
 }
 
 impl Flags {
@@ -91,6 +135,7 @@ impl Flags {
             clients: CLIENTS.iter().map(|s| s.to_string()).collect(),
             c10k: 10_000,
             builtin: false,
+            threads: vec![1, 2],
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -108,10 +153,35 @@ impl Flags {
                 "--c10k" => f.c10k = value().parse().unwrap_or_else(|_| usage(a)),
                 "--no-c10k" => f.c10k = 0,
                 "--builtin" => f.builtin = true,
+                "--threads" => {
+                    f.threads = value()
+                        .split(',')
+                        .map(|t| {
+                            t.parse()
+                                .ok()
+                                .filter(|&t| t > 0)
+                                .unwrap_or_else(|| usage(a))
+                        })
+                        .collect()
+                }
                 _ => usage(a),
             }
         }
+        // parafetch at each thread count, in the place `parafetch` has in the list.
+        f.clients = f
+            .clients
+            .iter()
+            .flat_map(|c| match c.as_str() {
+                "parafetch" => f.threads.iter().map(|&t| parafetch_name(t)).collect(),
+                _ => vec![c.clone()],
+            })
+            .collect();
         f
+    }
+
+    /// reqwest-mt's worker threads: as many as parafetch's most loops.
+    fn workers(&self) -> usize {
+        self.threads.iter().copied().max().unwrap_or(2).max(2)
     }
 }
 
@@ -120,7 +190,8 @@ fn usage(at: &str) -> ! {
         "compare: bad argument {at:?}\n\
          flags: --quick (1 run, counts / 10, C10K at 1000) | --runs N (default 5) |\n\
          --scale F (request counts x F) | --only TEXT (cells whose name contains TEXT; repeat) |\n\
-         --clients parafetch,curl_multi,reqwest | --c10k N (default 10000) | --no-c10k |\n\
+         --clients parafetch,curl_multi,reqwest,reqwest-mt | --threads 1,2 (parafetch's loops;\n\
+         the largest is reqwest-mt's workers) | --c10k N (default 10000) | --no-c10k |\n\
          --builtin (the built-in server even when nginx is installed)"
     );
     std::process::exit(2)
@@ -144,6 +215,15 @@ struct CellSpec {
     keep_alive: bool,
     /// Through the harness's tinyproxy.
     proxied: bool,
+    tls: Tls,
+}
+
+/// http, or https with TLS session resumption on or off in every client.
+#[derive(Clone, Copy, PartialEq)]
+enum Tls {
+    Off,
+    Resume,
+    NoResume,
 }
 
 fn cells(flags: &Flags) -> Vec<CellSpec> {
@@ -168,9 +248,44 @@ fn cells(flags: &Flags) -> Vec<CellSpec> {
                     count: scaled(count),
                     keep_alive,
                     proxied: false,
+                    tls: Tls::Off,
                 });
             }
         }
+    }
+    // https to the same nginx (a leaf of the test CA, ECDSA P-256; TLS 1.3 with session
+    // tickets, nginx's default) at 127.0.0.1, so no SNI (the leaf names the address).
+    // Keep-alive: a handshake per connection, then record encryption and decryption.
+    // Close: a handshake per request, resumed from the client's session cache, or a full
+    // one each time with `no-resume`.
+    for (name, n, count, keep_alive, tls) in [
+        ("https keep-alive 1 KiB N=20", 20, 60_000, true, Tls::Resume),
+        (
+            "https keep-alive 1 KiB N=200",
+            200,
+            60_000,
+            true,
+            Tls::Resume,
+        ),
+        ("https close 1 KiB N=20", 20, 6_000, false, Tls::Resume),
+        (
+            "https close 1 KiB N=20 no-resume",
+            20,
+            3_000,
+            false,
+            Tls::NoResume,
+        ),
+    ] {
+        v.push(CellSpec {
+            name: name.into(),
+            target: Target::Files,
+            path: "/1k",
+            n,
+            count: scaled(count),
+            keep_alive,
+            proxied: false,
+            tls,
+        });
     }
     // The seed's demo: 200 requests answered after 100 ms each, 20 at a time: 1.0 s floor.
     v.push(CellSpec {
@@ -181,6 +296,7 @@ fn cells(flags: &Flags) -> Vec<CellSpec> {
         count: 200,
         keep_alive: true,
         proxied: false,
+        tls: Tls::Off,
     });
     // Through one tinyproxy (which closes each client connection after its response): the
     // client's CPU per request with a proxy handshake-free forward in between.
@@ -192,6 +308,7 @@ fn cells(flags: &Flags) -> Vec<CellSpec> {
         count: scaled(4_000),
         keep_alive: true,
         proxied: true,
+        tls: Tls::Off,
     });
     if flags.c10k > 0 {
         v.push(CellSpec {
@@ -202,6 +319,7 @@ fn cells(flags: &Flags) -> Vec<CellSpec> {
             count: flags.c10k,
             keep_alive: true,
             proxied: false,
+            tls: Tls::Off,
         });
     }
     if !flags.only.is_empty() {
@@ -219,6 +337,8 @@ struct Sample {
     ok: u64,
     failed: u64,
     conns: u64,
+    /// Responses over a resumed TLS session, where the client reports it (parafetch).
+    resumed: Option<u64>,
     /// The child died: no measurements, every request counted failed.
     crashed: bool,
 }
@@ -260,18 +380,27 @@ impl Served<'_> {
             Served::Builtin(s) => s.url(path),
         }
     }
+    /// On the TLS listener, when there is one.
+    fn https_url(&self, path: &str) -> Option<String> {
+        match self {
+            Served::Nginx(n) => n.https.map(|a| format!("https://{a}{path}")),
+            Served::Builtin(_) => None,
+        }
+    }
 }
 
-fn run_child(
-    client: &str,
-    url: &str,
-    cell: &CellSpec,
-    served: &Served,
-    proxy: Option<&str>,
-) -> Sample {
+/// How a child is run besides its cell: where the proxy and the test CA are, and
+/// reqwest-mt's workers.
+struct ChildEnv<'a> {
+    proxy: Option<&'a str>,
+    ca_path: Option<&'a std::path::Path>,
+    workers: usize,
+}
+
+fn run_child(client: &str, url: &str, cell: &CellSpec, served: &Served, env: &ChildEnv) -> Sample {
     let before = served.accepts();
-    let out = Command::new(std::env::current_exe().expect("current exe"))
-        .arg("--child")
+    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+    cmd.arg("--child")
         .args([client, url])
         .arg(cell.n.to_string())
         .arg(cell.count.to_string())
@@ -280,7 +409,18 @@ fn run_child(
         } else {
             "close"
         })
-        .args(proxy)
+        .args(["--workers", &env.workers.to_string()]);
+    if let Some(p) = env.proxy.filter(|_| cell.proxied) {
+        cmd.args(["--proxy", p]);
+    }
+    if cell.tls != Tls::Off {
+        cmd.arg("--ca")
+            .arg(env.ca_path.expect("a CA file for https cells"));
+    }
+    if cell.tls == Tls::NoResume {
+        cmd.arg("--no-resume");
+    }
+    let out = cmd
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -300,6 +440,7 @@ fn run_child(
             ok: 0,
             failed: cell.count as u64,
             conns,
+            resumed: None,
             crashed: true,
         };
     }
@@ -316,6 +457,9 @@ fn run_child(
         ok: field("ok") as u64,
         failed: field("failed") as u64,
         conns,
+        resumed: text
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("resumed=")?.parse().ok()),
         crashed: false,
     }
 }
@@ -329,13 +473,22 @@ struct CellResult {
     samples: Vec<Vec<Sample>>,
 }
 
-fn orchestrate(flags: Flags) {
+fn orchestrate(mut flags: Flags) {
+    if flags.threads.iter().any(|&t| t > 1) && !clients::threads_available() {
+        eprintln!(
+            "parafetch's Builder::threads is not on this branch yet: only parafetch at 1 thread runs"
+        );
+        flags
+            .clients
+            .retain(|c| parafetch_threads(c).is_none_or(|t| t == 1));
+    }
     let got = raise_nofile(NOFILE);
     let files = bench_files();
+    let leaf = &pki().good;
     let nginx = if flags.builtin {
         None
     } else {
-        Nginx::start(&files, None)
+        Nginx::start(&files, Some((&leaf.chain_pem, &leaf.key_pem)))
     };
     let builtin = if nginx.is_none() {
         Some(Server::start(files.clone(), Duration::ZERO).expect("built-in server"))
@@ -349,7 +502,8 @@ fn orchestrate(flags: Flags) {
     };
     let server_name = match &nginx {
         Some(n) => format!(
-            "{} (1 worker, access log off, keepalive_requests 100000000, sendfile)",
+            "{} (1 worker, access log off, keepalive_requests 100000000, sendfile; \
+             https: TLS 1.2 and 1.3, session tickets on, an ECDSA P-256 leaf of a test CA)",
             n.version
         ),
         None => "the built-in server (nginx not found or --builtin)".to_owned(),
@@ -366,6 +520,22 @@ fn orchestrate(flags: Flags) {
         specs.retain(|s| !s.proxied);
     }
     let proxy_url = tinyproxy.as_ref().map(|t| t.url());
+    // https needs nginx (the built-in server speaks http only); the children read the
+    // test CA from a file in nginx's temp dir.
+    let ca_path = nginx.as_ref().map(|n| n.dir().join("ca.pem"));
+    match &ca_path {
+        Some(path) => std::fs::write(path, &pki().ca_pem).expect("write the test CA"),
+        None if specs.iter().any(|s| s.tls != Tls::Off) => {
+            eprintln!("no nginx: the https cells are left out");
+            specs.retain(|s| s.tls == Tls::Off);
+        }
+        None => {}
+    }
+    let env = ChildEnv {
+        proxy: proxy_url.as_deref(),
+        ca_path: ca_path.as_deref(),
+        workers: flags.workers(),
+    };
     let mut hold_servers: Vec<(Duration, Server)> = Vec::new();
     for spec in &specs {
         if let Target::Hold(d) = spec.target
@@ -378,7 +548,7 @@ fn orchestrate(flags: Flags) {
         }
     }
 
-    println!("{}", machine(got, &server_name));
+    println!("{}", machine(got, &server_name, flags.workers()));
     let started = Instant::now();
     let mut results = Vec::new();
     for spec in specs {
@@ -395,13 +565,15 @@ fn orchestrate(flags: Flags) {
                     .1,
             ),
         };
-        let url = served.url(spec.path);
+        let url = match spec.tls {
+            Tls::Off => served.url(spec.path),
+            _ => served.https_url(spec.path).expect("an https listener"),
+        };
         eprint!("{} ({} requests) ", spec.name, spec.count);
         let mut samples = vec![Vec::new(); flags.clients.len()];
         for _ in 0..flags.runs {
             for (i, client) in flags.clients.iter().enumerate() {
-                let proxy = proxy_url.as_deref().filter(|_| spec.proxied);
-                samples[i].push(run_child(client, &url, &spec, &served, proxy));
+                samples[i].push(run_child(client, &url, &spec, &served, &env));
                 eprint!(".");
             }
         }
@@ -415,7 +587,7 @@ fn orchestrate(flags: Flags) {
     println!("{}", report(&flags, &results));
 }
 
-fn machine(nofile: u64, server: &str) -> String {
+fn machine(nofile: u64, server: &str, workers: usize) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -436,9 +608,11 @@ fn machine(nofile: u64, server: &str) -> String {
     format!(
         "machine: {model}, {cores} cores, {mem_gib:.0} GiB, Linux {}; open files {nofile}\n\
          server: {server}\n\
-         peers: libcurl {} (the system's), reqwest 0.13 + tokio 1 current-thread",
+         peers: libcurl {} (the system's, {}), reqwest 0.13 + tokio 1 current-thread \
+         (reqwest-mt: multi-thread, {workers} workers), https: rustls 0.23 + ring",
         kernel.trim(),
         curl.version(),
+        curl.ssl_version().unwrap_or("no TLS"),
     )
 }
 
@@ -507,46 +681,91 @@ fn report(flags: &Flags, results: &[CellResult]) -> String {
             ));
         }
     }
+    out.push_str(&resumption(flags, results));
     let Some(pf) = flags.clients.iter().position(|c| c == "parafetch") else {
         return out;
     };
+    // parafetch (1 loop) against every other client, its other thread counts included;
+    // then each `parafetch t=N` against the multi-core peer.
+    let mt = flags.clients.iter().position(|c| c == "reqwest-mt");
+    let mut pairs: Vec<(usize, usize)> = (0..flags.clients.len())
+        .filter(|&i| i != pf)
+        .map(|i| (pf, i))
+        .collect();
+    for (i, c) in flags.clients.iter().enumerate() {
+        if let (Some(mt), Some(t)) = (mt, parafetch_threads(c))
+            && t > 1
+        {
+            pairs.push((i, mt));
+        }
+    }
     out.push_str(
         "\nRatios parafetch / peer, one per run (same round of A B C); median (min–max). \
-         req/s > 1 and CPU, RSS < 1 favour parafetch.\n\n\
-         | cell | peer | req/s | CPU µs/req | peak RSS |\n|---|---|---:|---:|---:|\n",
+         req/s > 1 and CPU, RSS < 1 favour the first.\n\n\
+         | cell | pair | req/s | CPU µs/req | peak RSS |\n|---|---|---:|---:|---:|\n",
     );
     let mut ratios = Vec::new();
     for r in results {
-        for (i, peer) in flags.clients.iter().enumerate() {
-            if i == pf {
-                continue;
-            }
+        for &(a, b) in &pairs {
             let ratio = |f: fn(&Sample) -> f64| {
-                r.samples[pf]
+                r.samples[a]
                     .iter()
-                    .zip(&r.samples[i])
-                    .map(|(a, b)| f(a) / f(b))
+                    .zip(&r.samples[b])
+                    .map(|(x, y)| f(x) / f(y))
                     .collect::<Vec<_>>()
             };
             let rps = ratio(Sample::req_per_s);
             let cpu = ratio(Sample::cpu_per_req);
             let rss = ratio(Sample::rss_mib);
+            let (first, peer) = (&flags.clients[a], &flags.clients[b]);
             out.push_str(&format!(
-                "| {} | {peer} | {} | {} | {} |\n",
+                "| {} | {first} / {peer} | {} | {} | {} |\n",
                 r.spec.name,
                 spread(&rps, 2),
                 spread(&cpu, 2),
                 spread(&rss, 2)
             ));
-            ratios.push((r.spec.name.clone(), peer.clone(), rps, cpu, rss));
+            // Targets look pairs with parafetch up by the peer's name alone.
+            let key = if a == pf {
+                peer.clone()
+            } else {
+                format!("{first} / {peer}")
+            };
+            ratios.push((r.spec.name.clone(), key, rps, cpu, rss));
         }
     }
-    out.push_str(&targets(results, pf, &ratios));
+    out.push_str(&targets(flags, results, pf, &ratios));
     out
 }
 
+/// For the https cells, the share of responses that came over a resumed TLS session, from
+/// the clients that report it (parafetch's `Response::tls`).
+fn resumption(flags: &Flags, results: &[CellResult]) -> String {
+    let mut out = String::new();
+    for r in results.iter().filter(|r| r.spec.tls != Tls::Off) {
+        for (i, client) in flags.clients.iter().enumerate() {
+            let shares: Vec<f64> = r.samples[i]
+                .iter()
+                .filter_map(|s| Some(s.resumed? as f64 / s.ok.max(1) as f64 * 100.0))
+                .collect();
+            if !shares.is_empty() {
+                out.push_str(&format!(
+                    "- {}, {client}: {}% of responses over a resumed TLS session\n",
+                    r.spec.name,
+                    spread(&shares, 1)
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\nTLS session resumption (as the client saw it):\n\n{out}")
+    }
+}
+
 /// The issue's targets, judged on median per-run ratios.
-fn targets(results: &[CellResult], pf: usize, ratios: &[Ratios]) -> String {
+fn targets(flags: &Flags, results: &[CellResult], pf: usize, ratios: &[Ratios]) -> String {
     let get = |cell: &str, peer: &str| {
         ratios
             .iter()
@@ -618,6 +837,26 @@ fn targets(results: &[CellResult], pf: usize, ratios: &[Ratios]) -> String {
             |v| v <= 1.02,
             "≤ 1.02",
         );
+    }
+    // More loops may buy req/s, never CPU per request (the server competes for the cores,
+    // so req/s alone cannot say whether parafetch scales).
+    for (i, client) in flags.clients.iter().enumerate() {
+        if parafetch_threads(client).is_none_or(|t| t == 1) {
+            continue;
+        }
+        for r in results {
+            let grew: Vec<f64> = r.samples[i]
+                .iter()
+                .zip(&r.samples[pf])
+                .map(|(t, one)| t.cpu_per_req() / one.cpu_per_req())
+                .collect();
+            check(
+                format!("{}: CPU/req {client} / parafetch", r.spec.name),
+                Some(median(grew)),
+                |v| v <= 1.1,
+                "≤ 1.1",
+            );
+        }
     }
     if let Some(c10k) = results.iter().find(|r| r.spec.name.starts_with("C10K")) {
         let conns = median(c10k.samples[pf].iter().map(|s| s.conns as f64).collect());
