@@ -58,6 +58,7 @@ impl Tally {
 
 /// The rustls config parafetch (without resumption) and reqwest use: only the test CA,
 /// ring, ALPN http/1.1, and rustls's default in-memory session cache unless `resume` is off.
+/// An empty `ca_pem` trusts nothing (reqwest's http runs).
 fn rustls_config(ca_pem: &[u8], resume: bool) -> rustls::ClientConfig {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
@@ -324,9 +325,13 @@ pub fn reqwest(w: &Workload, workers: usize) -> Tally {
     if let Some(p) = w.proxy {
         builder = builder.proxy(reqwest::Proxy::all(p).expect("proxy url"));
     }
-    if let Some(tls) = &w.tls {
-        builder = builder.tls_backend_preconfigured(rustls_config(&tls.ca_pem, tls.resume));
-    }
+    // Over http too: built with TLS, reqwest makes a rustls config for every client, and
+    // without a process-wide crypto provider (`rustls-no-provider`) it would panic. One with
+    // no roots costs nothing and, unlike a default one, loads no system certificates.
+    builder = builder.tls_backend_preconfigured(match &w.tls {
+        Some(tls) => rustls_config(&tls.ca_pem, tls.resume),
+        None => rustls_config(b"", true),
+    });
     if !w.keep_alive {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
