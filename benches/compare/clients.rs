@@ -8,10 +8,10 @@
 //! Session resumption is each client's default (on), or turned off for the `no-resume`
 //! cells.
 
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use parafetch::rustls;
 
@@ -112,12 +112,13 @@ pub fn parafetch(w: &Workload) -> Tally {
         resumed: Some(0),
         ..Tally::default()
     }));
-    let bytes = Rc::new(Cell::new(0u64));
+    // A sink must be Send: an atomic, touched by this thread only.
+    let bytes = Arc::new(AtomicU64::new(0));
     let mut fetcher: Fetcher<()> = parafetch_builder(w).build();
     for _ in 0..w.count {
         let b = bytes.clone();
         let request = Request::get(w.url).on_body(move |data| {
-            b.set(b.get() + data.len() as u64);
+            b.fetch_add(data.len() as u64, Relaxed);
             Ok(())
         });
         let t = tally.clone();
@@ -141,50 +142,67 @@ pub fn parafetch(w: &Workload) -> Tally {
     fetcher.finish_all_requests();
     drop(fetcher);
     let mut t = Rc::try_unwrap(tally).expect("fetcher gone").into_inner();
-    t.bytes = bytes.get();
+    t.bytes = bytes.load(Relaxed);
     t
 }
 
-/// `Builder::threads` is being written on another branch; this is the one call to it, so
-/// the harness compiles (and runs at 1 thread) until it lands.
-fn with_threads(b: parafetch::Builder, threads: usize) -> parafetch::Builder {
-    assert_eq!(threads, 1, "Builder::threads is not on this branch yet");
-    b /* becomes: b.threads(threads) */
-}
+/// Host names the threaded client spreads its requests over (the test leaf covers them).
+const SPREAD: usize = 8;
 
-/// Whether parafetch can run more than one loop yet (see [`with_threads`]).
-pub fn threads_available() -> bool {
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let ok = std::panic::catch_unwind(|| drop(with_threads(parafetch::Fetcher::builder(), 2)));
-    std::panic::set_hook(quiet);
-    ok.is_ok()
-}
-
-/// parafetch on `threads` loops: `Builder::threads(n).fetch_all(..)`, counting as the
-/// results come back. Requests go to other threads, so they carry no `on_body` closure
-/// (the callback path's counting sink is not `Send`): each body is kept whole in its
-/// `Response` and counted there, so in the 1 MiB cells every in-flight request holds its
-/// body in memory, and peak RSS is not comparable with the streaming clients.
+/// parafetch on `threads` loops of their own (`Builder::threads(n).spawn()`), fed through
+/// a `Handle` from this thread as a crawler's producer would: the same callbacks and
+/// counting sink as the one-loop client, made `Send` (atomics, a mutex per answer).
 pub fn parafetch_threads(w: &Workload, threads: usize) -> Tally {
-    let mut t = Tally {
+    use parafetch::{Done, Request, SendQueue};
+    let tally = Arc::new(Mutex::new(Tally {
         resumed: Some(0),
         ..Tally::default()
-    };
-    let requests = (0..w.count).map(|_| parafetch::Request::get(w.url));
-    for (_, result) in with_threads(parafetch_builder(w), threads).fetch_all(requests) {
-        match result {
-            Ok(r) if r.status == 200 => {
-                t.ok += 1;
-                t.bytes += r.body.len() as u64;
-                if resumed(&r) {
-                    *t.resumed.get_or_insert(0) += 1;
+    }));
+    let bytes = Arc::new(AtomicU64::new(0));
+    // Eight host names for the one server, so requests spread over the loops (they are
+    // routed by host). A backlog of N lets this producer hand over work in batches.
+    let url = url::Url::parse(w.url).expect("a URL");
+    let port = url.port_or_known_default().expect("a port");
+    let addr: std::net::SocketAddr = format!("{}:{port}", url.host_str().expect("a host"))
+        .parse()
+        .expect("an address");
+    let mut builder = parafetch_builder(w).threads(threads).backlog(w.n);
+    let urls: Vec<String> = (0..SPREAD)
+        .map(|i| {
+            let name = format!("h{i}.test");
+            builder = std::mem::take(&mut builder).resolve(&name, port, &[addr]);
+            let mut u = url.clone();
+            u.set_host(Some(&name)).expect("a host name");
+            u.to_string()
+        })
+        .collect();
+    let handle = builder.spawn::<()>().expect("the fetcher starts");
+    for i in 0..w.count {
+        let b = bytes.clone();
+        let request = Request::get(&urls[i % SPREAD]).on_body(move |data| {
+            b.fetch_add(data.len() as u64, Relaxed);
+            Ok(())
+        });
+        let t = tally.clone();
+        let on_done = move |done: Done<()>, _: &mut SendQueue<()>| {
+            let mut t = t.lock().unwrap();
+            match done.result {
+                Ok(r) if r.status == 200 => {
+                    t.ok += 1;
+                    if resumed(&r) {
+                        *t.resumed.get_or_insert(0) += 1;
+                    }
                 }
+                Ok(r) => t.fail(format!("status {}", r.status)),
+                Err(e) => t.fail(e.to_string()),
             }
-            Ok(r) => t.fail(format!("status {}", r.status)),
-            Err(e) => t.fail(e.to_string()),
-        }
+        };
+        // Waits for room: at most N in flight, no backlog.
+        handle.submit(request, on_done, ()).expect("valid request");
     }
+    handle.shutdown();
+    let mut t = std::mem::take(&mut *tally.lock().unwrap());
+    t.bytes = bytes.load(Relaxed);
     t
 }
 

@@ -106,13 +106,13 @@ fn parafetch_threads(client: &str) -> Option<usize> {
     client.strip_prefix("parafetch t=")?.parse().ok()
 }
 
-/// The client name parafetch has at `threads` loops: `parafetch` at 1, the baseline.
-fn parafetch_name(threads: usize) -> String {
-    if threads == 1 {
-        "parafetch".to_owned()
-    } else {
-        format!("parafetch t={threads}")
-    }
+/// The client names parafetch runs as: `parafetch` (a `Fetcher` on the calling thread,
+/// the baseline), then `parafetch t=N` (a `Handle` fed from the calling thread, N loops of
+/// their own) for each thread count.
+fn parafetch_names(threads: &[usize]) -> Vec<String> {
+    let mut v = vec!["parafetch".to_owned()];
+    v.extend(threads.iter().map(|t| format!("parafetch t={t}")));
+    v
 }
 
 struct Flags {
@@ -172,7 +172,7 @@ impl Flags {
             .clients
             .iter()
             .flat_map(|c| match c.as_str() {
-                "parafetch" => f.threads.iter().map(|&t| parafetch_name(t)).collect(),
+                "parafetch" => parafetch_names(&f.threads),
                 _ => vec![c.clone()],
             })
             .collect();
@@ -473,15 +473,7 @@ struct CellResult {
     samples: Vec<Vec<Sample>>,
 }
 
-fn orchestrate(mut flags: Flags) {
-    if flags.threads.iter().any(|&t| t > 1) && !clients::threads_available() {
-        eprintln!(
-            "parafetch's Builder::threads is not on this branch yet: only parafetch at 1 thread runs"
-        );
-        flags
-            .clients
-            .retain(|c| parafetch_threads(c).is_none_or(|t| t == 1));
-    }
+fn orchestrate(flags: Flags) {
     let got = raise_nofile(NOFILE);
     let files = bench_files();
     let leaf = &pki().good;
@@ -839,19 +831,22 @@ fn targets(flags: &Flags, results: &[CellResult], pf: usize, ratios: &[Ratios]) 
         );
     }
     // More loops may buy req/s, never CPU per request (the server competes for the cores,
-    // so req/s alone cannot say whether parafetch scales).
+    // so req/s alone cannot say whether parafetch scales): t=N against t=1, both fed
+    // through a Handle.
+    let one = flags.clients.iter().position(|c| c == "parafetch t=1");
     for (i, client) in flags.clients.iter().enumerate() {
+        let Some(one) = one else { break };
         if parafetch_threads(client).is_none_or(|t| t == 1) {
             continue;
         }
         for r in results {
             let grew: Vec<f64> = r.samples[i]
                 .iter()
-                .zip(&r.samples[pf])
+                .zip(&r.samples[one])
                 .map(|(t, one)| t.cpu_per_req() / one.cpu_per_req())
                 .collect();
             check(
-                format!("{}: CPU/req {client} / parafetch", r.spec.name),
+                format!("{}: CPU/req {client} / parafetch t=1", r.spec.name),
                 Some(median(grew)),
                 |v| v <= 1.1,
                 "≤ 1.1",

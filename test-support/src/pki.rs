@@ -38,7 +38,8 @@ impl Leaf {
 pub struct Pki {
     /// The test CA's certificate, PEM: the root a client trusts to accept [`Pki::good`].
     pub ca_pem: String,
-    /// Signed by the test CA, valid now, for `localhost` and `127.0.0.1`.
+    /// Signed by the test CA, valid now, for `localhost`, `127.0.0.1` and `h0.test` ..
+    /// `h7.test`.
     pub good: Leaf,
     /// Signed by the test CA, for the right names, but expired.
     pub expired: Leaf,
@@ -108,7 +109,24 @@ pub fn pki() -> &'static Pki {
         let (other_params, other_key, other_der, _) = ca("untrusted CA");
         let signed = Some((&ca_params, &ca_key, &ca_der, ca_pem.as_str()));
         Pki {
-            good: leaf(&["localhost", "127.0.0.1"], signed, false),
+            // h0.test .. h7.test: the benchmark's names for one server, so that requests
+            // spread over a fetcher's loops.
+            good: leaf(
+                &[
+                    "localhost",
+                    "127.0.0.1",
+                    "h0.test",
+                    "h1.test",
+                    "h2.test",
+                    "h3.test",
+                    "h4.test",
+                    "h5.test",
+                    "h6.test",
+                    "h7.test",
+                ],
+                signed,
+                false,
+            ),
             expired: leaf(&["localhost", "127.0.0.1"], signed, true),
             wrong_name: leaf(&["wrong.example"], signed, false),
             self_signed: leaf(&["localhost", "127.0.0.1"], None, false),
