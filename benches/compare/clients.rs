@@ -154,11 +154,6 @@ const SPREAD: usize = 8;
 /// counting sink as the one-loop client, made `Send` (atomics, a mutex per answer).
 pub fn parafetch_threads(w: &Workload, threads: usize) -> Tally {
     use parafetch::{Done, Request, SendQueue};
-    let tally = Arc::new(Mutex::new(Tally {
-        resumed: Some(0),
-        ..Tally::default()
-    }));
-    let bytes = Arc::new(AtomicU64::new(0));
     // Eight host names for the one server, so requests spread over the loops (they are
     // routed by host). A backlog of N lets this producer hand over work in batches.
     let url = url::Url::parse(w.url).expect("a URL");
@@ -178,33 +173,67 @@ pub fn parafetch_threads(w: &Workload, threads: usize) -> Tally {
         .collect();
     let handle = builder.spawn::<()>().expect("the fetcher starts");
     for i in 0..w.count {
-        let b = bytes.clone();
-        let request = Request::get(&urls[i % SPREAD]).on_body(move |data| {
-            b.fetch_add(data.len() as u64, Relaxed);
+        // Counted per loop thread (see `LoopTally`): nothing the loops share but the
+        // library's own state, as the one-loop client shares nothing.
+        let request = Request::get(&urls[i % SPREAD]).on_body(|data| {
+            LOOP_TALLY.with(|t| t.0.borrow_mut().bytes += data.len() as u64);
             Ok(())
         });
-        let t = tally.clone();
-        let on_done = move |done: Done<()>, _: &mut SendQueue<()>| {
-            let mut t = t.lock().unwrap();
-            match done.result {
-                Ok(r) if r.status == 200 => {
-                    t.ok += 1;
-                    if resumed(&r) {
-                        *t.resumed.get_or_insert(0) += 1;
+        let on_done = |done: Done<()>, _: &mut SendQueue<()>| {
+            LOOP_TALLY.with(|t| {
+                let mut t = t.0.borrow_mut();
+                match done.result {
+                    Ok(r) if r.status == 200 => {
+                        t.ok += 1;
+                        if resumed(&r) {
+                            *t.resumed.get_or_insert(0) += 1;
+                        }
                     }
+                    Ok(r) => t.fail(format!("status {}", r.status)),
+                    Err(e) => t.fail(e.to_string()),
                 }
-                Ok(r) => t.fail(format!("status {}", r.status)),
-                Err(e) => t.fail(e.to_string()),
-            }
+            })
         };
-        // Waits for room: at most N in flight, no backlog.
+        // Waits for room: at most N in flight plus a backlog of N.
         handle.submit(request, on_done, ()).expect("valid request");
     }
+    // Joins the loop threads, whose tallies are added to TOTAL as they end.
     handle.shutdown();
-    let mut t = std::mem::take(&mut *tally.lock().unwrap());
-    t.bytes = bytes.load(Relaxed);
+    let mut t = std::mem::take(&mut *TOTAL.lock().unwrap());
+    t.resumed.get_or_insert(0);
     t
 }
+
+/// A loop thread's counts, added to [`TOTAL`] when the thread ends.
+struct LoopTally(std::cell::RefCell<Tally>);
+
+impl Drop for LoopTally {
+    fn drop(&mut self) {
+        let t = std::mem::take(&mut *self.0.borrow_mut());
+        let mut total = TOTAL.lock().unwrap();
+        total.ok += t.ok;
+        total.failed += t.failed;
+        total.bytes += t.bytes;
+        if let Some(r) = t.resumed {
+            *total.resumed.get_or_insert(0) += r;
+        }
+        if total.first_error.is_none() {
+            total.first_error = t.first_error;
+        }
+    }
+}
+
+thread_local! {
+    static LOOP_TALLY: LoopTally = LoopTally(Default::default());
+}
+
+static TOTAL: Mutex<Tally> = Mutex::new(Tally {
+    ok: 0,
+    failed: 0,
+    bytes: 0,
+    first_error: None,
+    resumed: None,
+});
 
 /// The ParallelCurl shape on the `curl` crate: one `Multi` (its connection cache on, HTTP/1.1,
 /// no pipelining), `n` `Easy2` handles; a finished handle is removed and re-added for the

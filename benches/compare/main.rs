@@ -333,6 +333,8 @@ fn cells(flags: &Flags) -> Vec<CellSpec> {
 struct Sample {
     elapsed: f64,
     cpu_us: f64,
+    /// The user-space part of `cpu_us`.
+    user_us: f64,
     rss_kb: f64,
     ok: u64,
     failed: u64,
@@ -349,6 +351,9 @@ impl Sample {
     }
     fn cpu_per_req(&self) -> f64 {
         self.cpu_us / (self.ok + self.failed).max(1) as f64
+    }
+    fn user_per_req(&self) -> f64 {
+        self.user_us / (self.ok + self.failed).max(1) as f64
     }
     fn rss_mib(&self) -> f64 {
         self.rss_kb / 1024.0
@@ -436,6 +441,7 @@ fn run_child(client: &str, url: &str, cell: &CellSpec, served: &Served, env: &Ch
         return Sample {
             elapsed: f64::NAN,
             cpu_us: f64::NAN,
+            user_us: f64::NAN,
             rss_kb: f64::NAN,
             ok: 0,
             failed: cell.count as u64,
@@ -453,6 +459,7 @@ fn run_child(client: &str, url: &str, cell: &CellSpec, served: &Served, env: &Ch
     Sample {
         elapsed: field("elapsed_us") / 1e6,
         cpu_us: field("user_us") + field("sys_us"),
+        user_us: field("user_us"),
         rss_kb: field("rss_kb"),
         ok: field("ok") as u64,
         failed: field("failed") as u64,
@@ -674,6 +681,7 @@ fn report(flags: &Flags, results: &[CellResult]) -> String {
         }
     }
     out.push_str(&resumption(flags, results));
+    out.push_str(&cpu_split(flags, results));
     let Some(pf) = flags.clients.iter().position(|c| c == "parafetch") else {
         return out;
     };
@@ -754,6 +762,33 @@ fn resumption(flags: &Flags, results: &[CellResult]) -> String {
     } else {
         format!("\nTLS session resumption (as the client saw it):\n\n{out}")
     }
+}
+
+/// parafetch's CPU per request split into user space and kernel, per thread count: what
+/// the loops themselves cost, apart from the kernel's share (on loopback, the sender's
+/// system time includes delivering to, and waking, the server).
+fn cpu_split(flags: &Flags, results: &[CellResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        for (i, client) in flags.clients.iter().enumerate() {
+            if !client.starts_with("parafetch") {
+                continue;
+            }
+            let col = |f: fn(&Sample) -> f64| median(r.samples[i].iter().map(f).collect());
+            let (user, all) = (col(Sample::user_per_req), col(Sample::cpu_per_req));
+            out.push_str(&format!(
+                "| {} | {client} | {user:.1} | {:.1} | {all:.1} |\n",
+                r.spec.name,
+                all - user
+            ));
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "\nparafetch's CPU per request, user space and kernel (µs, medians):\n\n         | cell | client | user | sys | total |\n|---|---|---:|---:|---:|\n{out}"
+    )
 }
 
 /// The targets, judged on median per-run ratios.
