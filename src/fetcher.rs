@@ -335,7 +335,7 @@ impl<C: 'static> Fetcher<C> {
         Fetcher::builder().max_in_flight(max_in_flight).build()
     }
 
-    /// Starts fetching `request` (a URL or a [`Request`]); `callback` gets the outcome with
+    /// Starts fetching `request` (a URL or a [`Request`](crate::Request)); `callback` gets the outcome with
     /// `cookie`. Returns at once while there is room; otherwise runs the loop until a
     /// request finishes (calling back), then starts this one.
     ///

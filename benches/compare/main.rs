@@ -404,7 +404,25 @@ struct ChildEnv<'a> {
 
 fn run_child(client: &str, url: &str, cell: &CellSpec, served: &Served, env: &ChildEnv) -> Sample {
     let before = served.accepts();
-    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+    let exe = std::env::current_exe().expect("current exe");
+    // COMPARE_WRAP="strace -f -c -o /tmp/{client}.txt" runs each child under a tool
+    // (`{client}` becomes the client's name), to see where a cell's CPU goes.
+    let wrap: Vec<String> = std::env::var("COMPARE_WRAP")
+        .map(|w| {
+            let name = client.replace([' ', '='], "_");
+            w.split_whitespace()
+                .map(|a| a.replace("{client}", &name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut cmd = match wrap.split_first() {
+        Some((tool, args)) => {
+            let mut c = Command::new(tool);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
     cmd.arg("--child")
         .args([client, url])
         .arg(cell.n.to_string())
