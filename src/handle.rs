@@ -87,7 +87,7 @@ struct Shared<C: 'static> {
 /// [politeness key](Builder::politeness_key), so one host's caps, delays, rates,
 /// robots.txt, cookies and pooled connections live on one loop (with
 /// [`PolitenessKey::Host`] and cookies, a cookie set for a parent domain is only seen by
-/// the hosts on the same loop: choose [`PolitenessKey::Domain`] then). The
+/// the hosts on the same loop: choose `PolitenessKey::Domain` (feature `psl`) then). The
 /// `max_in_flight` cap is one budget the loops share: a loop with all the work may use
 /// all of it; loops that all want more converge on equal shares, and a slot a loop gives
 /// back goes first to a loop that is waiting for one and holds no more, so none starves.
