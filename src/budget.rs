@@ -9,17 +9,15 @@
 //! wanting more than their share thus converge on equal shares (max-min fair); none waits
 //! while another keeps taking.
 //!
-//! The only state loops share on the hot path: a few atomics per start and per pass; a
-//! lock and a `Waker` call only when a starved loop holds nothing (or every 16th hand-off).
-//! It never starts or stops anything.
+//! The only state loops share on the hot path: an atomic or two per new slot and per pass
+//! that gives slots back; a lock and a `Waker` call when a pass gives slots to a starved
+//! loop. A loop busy with its own work reuses its slots and touches none of it. It never
+//! starts or stops anything.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use mio::Waker;
-
-/// A starved loop that holds slots is woken after this many hand-offs.
-const WAKE_BATCH: usize = 16;
 
 pub(crate) struct Budget {
     cap: AtomicUsize,
@@ -102,6 +100,16 @@ impl Budget {
         took
     }
 
+    /// Picks up what was handed to loop `i`, so that what it does not need can be given
+    /// back: a hand-off may arrive just as the loop stops wanting it.
+    pub(crate) fn collect(&self, i: usize) {
+        let me = &self.loops[i];
+        let granted = me.granted.swap(0, SeqCst);
+        if granted > 0 {
+            me.held.fetch_add(granted, SeqCst);
+        }
+    }
+
     /// Loop `i` wants no more slots for now.
     pub(crate) fn satisfied(&self, i: usize) {
         // Read first: a store on every pass would bounce the line between cores.
@@ -111,15 +119,15 @@ impl Budget {
     }
 
     /// Loop `i` gives back `n` slots: each goes to the starved loop holding the fewest if
-    /// that one holds no more than `i` then does, else back to the pool.
-    ///
-    /// A starved loop is woken only when it holds no slot (no attempt of its own will
-    /// wake it) or has been handed a batch: one that holds some turns at its next
-    /// completion and picks its hand-offs up then. Waking it for every slot would cost a
-    /// syscall and a turn per request when all loops want more than the cap.
+    /// that one holds no more than `i` then does, else back to the pool. Every loop handed
+    /// a slot, and with slots back in the pool every starved loop, is woken once: a loop
+    /// only gives back what it has no work for, so this is not a wake per request while
+    /// all loops are busy, and a starved loop must not wait for its own slow attempts to
+    /// notice free slots.
     pub(crate) fn give_back(&self, i: usize, n: usize) {
         let mine = self.loops[i].held.fetch_sub(n, SeqCst) - n;
         let cap = self.cap();
+        let mut wake = vec![false; self.loops.len()];
         for _ in 0..n {
             let neediest = (0..self.loops.len())
                 .filter(|&j| j != i && self.loops[j].starved.load(SeqCst))
@@ -127,21 +135,21 @@ impl Budget {
             match neediest {
                 // Over a lowered cap, slots go back to the pool instead.
                 Some(j) if self.holds(j) <= mine && self.total.load(SeqCst) <= cap => {
-                    let granted = self.loops[j].granted.fetch_add(1, SeqCst) + 1;
-                    if self.loops[j].held.load(SeqCst) == 0 || granted % WAKE_BATCH == 0 {
-                        self.wake(j);
-                    }
+                    // Woken even if it stopped wanting slots since we looked: its next
+                    // pass gives the hand-off back.
+                    self.loops[j].granted.fetch_add(1, SeqCst);
+                    wake[j] = true;
                 }
                 _ => {
                     self.total.fetch_sub(1, SeqCst);
-                    for j in (0..self.loops.len()).filter(|&j| j != i) {
-                        let l = &self.loops[j];
-                        if l.starved.load(SeqCst) && l.held.load(SeqCst) == 0 {
-                            self.wake(j);
-                        }
+                    for (j, w) in wake.iter_mut().enumerate() {
+                        *w |= j != i && self.loops[j].starved.load(SeqCst);
                     }
                 }
             }
+        }
+        for (j, _) in wake.iter().enumerate().filter(|(_, w)| **w) {
+            self.wake(j);
         }
     }
 
@@ -205,6 +213,25 @@ mod tests {
         }
         assert_eq!(b.total.load(SeqCst), 10);
         assert_eq!((b.held(0), b.held(1)), (5, 5));
+    }
+
+    #[test]
+    fn a_hand_off_the_loop_no_longer_needs_goes_back() {
+        let b = Budget::new(3, 2);
+        assert!(b.take(0) && b.take(0));
+        assert!(b.take(1));
+        assert!(!b.take(1), "spent: loop 1 is starved");
+        b.give_back(0, 1); // handed to loop 1, not woken: it holds a slot
+        // Loop 1 started its last task in the slot it held and wants no more: its pass
+        // picks the hand-off up and gives back what it does not use.
+        b.satisfied(1);
+        b.collect(1);
+        b.give_back(1, 1);
+        b.give_back(1, 1);
+        b.give_back(0, 1);
+        assert_eq!((b.held(0), b.held(1)), (0, 0));
+        assert_eq!(b.total.load(SeqCst), 0, "nothing stranded");
+        assert_eq!((0..4).filter(|_| b.take(0)).count(), 3);
     }
 
     #[test]

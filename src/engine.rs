@@ -117,6 +117,7 @@ fn driver_config(opts: &Options) -> Config {
 
 /// What one loop of a spawned fetcher shares with the others: the in-flight budget (it is
 /// loop `index` there) and the fetcher's rate.
+#[derive(Clone)]
 pub(crate) struct Siblings {
     pub budget: Arc<Budget>,
     pub index: usize,
@@ -186,17 +187,12 @@ impl Engine {
     /// A fresh loop with the same options in place of this one (whose tasks the caller
     /// has called back): what its siblings lent it goes back to them.
     pub(crate) fn restart(&mut self) -> io::Result<()> {
-        let siblings = self.siblings.take();
-        if let Some(s) = &siblings {
+        if let Some(s) = &self.siblings {
+            // Its attempts are gone, whether or not a new loop comes.
             s.budget.give_back(s.index, s.budget.held(s.index));
         }
-        match Engine::with_siblings((*self.opts).clone(), siblings) {
-            Ok(e) => {
-                *self = e;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        *self = Engine::with_siblings((*self.opts).clone(), self.siblings.clone())?;
+        Ok(())
     }
 
     /// Wakes this loop from another thread.
@@ -562,7 +558,8 @@ impl Engine {
         self.global_wake = None;
         let starved = self.admit_while_room(now);
         if let Some(s) = &self.siblings {
-            // Slots taken and not used go back (to a starved sibling first).
+            // Slots taken or handed over and not used go back (to a starved sibling first).
+            s.budget.collect(s.index);
             let spare = s
                 .budget
                 .held(s.index)

@@ -36,10 +36,22 @@ pub(crate) trait Context<C: 'static, M: Mode> {
     fn called(&mut self) {}
     /// The loop failed and a new one took over: wake it with `waker` now.
     fn restarted(&mut self, _waker: std::sync::Arc<mio::Waker>) {}
+    /// User code on the loop (a body sink) panicked during the turn; its request has
+    /// failed. Told before the turn's callbacks run (a waiter woken by the last of them
+    /// must find the panic kept).
+    fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>);
+    /// The turn's callbacks have run.
+    fn after_step(&mut self) {}
+    /// A callback changed the in-flight cap.
+    fn cap_changed(&mut self) {}
 }
 
-/// A fetcher its caller drives: everything is here, a panicking callback unwinds.
-pub(crate) struct Alone;
+/// A fetcher its caller drives: everything is here, a panicking callback unwinds, and so
+/// does a panicking body sink once the turn's callbacks have run.
+#[derive(Default)]
+pub(crate) struct Alone {
+    parked: Option<Box<dyn std::any::Any + Send>>,
+}
 
 impl<C: 'static> Context<C, Local> for Alone {
     fn held(&self, local: usize) -> usize {
@@ -52,6 +64,17 @@ impl<C: 'static> Context<C, Local> for Alone {
 
     fn call(&mut self, callback: Callback<C, Local>, done: Done<C>, queue: &mut Queue<C>) {
         Local::call(callback, done, queue)
+    }
+
+    fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
+        self.parked.get_or_insert(payload);
+    }
+
+    fn after_step(&mut self) {
+        // As a panicking callback does: on in the caller's thread.
+        if let Some(payload) = self.parked.take() {
+            std::panic::resume_unwind(payload)
+        }
     }
 }
 
@@ -115,8 +138,18 @@ impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
 
     /// One turn of the loop, then every callback due. Returns how many ran.
     pub(crate) fn step(&mut self, timeout: Option<std::time::Duration>) -> usize {
-        if let Err(e) = self.engine.turn(timeout) {
-            return self.abandon(e);
+        let called = self.step_inner(timeout);
+        self.ctx.after_step();
+        called
+    }
+
+    fn step_inner(&mut self, timeout: Option<std::time::Duration>) -> usize {
+        let turned = self.engine.turn(timeout);
+        if let Some(payload) = crate::unwind::take() {
+            self.ctx.panicked(payload);
+        }
+        if let Err(e) = turned {
+            return self.abandon(loop_failed(e));
         }
         let mut called = 0;
         while let Some((id, result)) = self.engine.pop_done() {
@@ -148,6 +181,7 @@ impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
         loop {
             if let Some(n) = self.queue.max_in_flight.take() {
                 self.engine.set_max_in_flight(n);
+                self.ctx.cap_changed();
             }
             if self.queue.items.is_empty() {
                 return;
@@ -185,16 +219,16 @@ impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
         }
     }
 
-    /// The event loop itself failed (the OS refused `poll`): every accepted request is
-    /// called back with an `io` error, so none is lost, and a fresh loop takes over.
-    fn abandon(&mut self, err: io::Error) -> usize {
+    /// The event loop itself failed (the OS refused `poll`, or our own code panicked in
+    /// it): every accepted request is called back with `e`, so none is lost, and a fresh
+    /// loop takes over.
+    pub(crate) fn abandon(&mut self, e: Error) -> usize {
         match self.engine.restart() {
             Ok(()) => self.ctx.restarted(self.engine.waker()),
             // No new loop: at least forget every task, so none can complete later under an
             // id that a follow-up below reuses.
             Err(_) => self.engine.clear(),
         }
-        let e = loop_failed(err);
         let ids: Vec<usize> = self.pending.iter().map(|(id, _)| id).collect();
         for id in &ids {
             let p = self.pending.remove(*id);
@@ -285,7 +319,7 @@ impl Builder {
         }
         let engine = Engine::new(self.opts).map_err(no_loop)?;
         Ok(Fetcher {
-            core: Core::new(engine, Alone),
+            core: Core::new(engine, Alone::default()),
         })
     }
 
@@ -529,6 +563,16 @@ pub struct FetchAll<I> {
     ready: VecDeque<(String, Result<Response, Error>)>,
 }
 
+impl<I> Drop for FetchAll<I> {
+    /// Dropped midway, a threaded iterator does not wait for what is still in flight: its
+    /// loops finish it and end on their own (as a one-loop iterator drops its requests).
+    fn drop(&mut self) {
+        if let Way::Threads { handle, .. } = &self.way {
+            handle.detach();
+        }
+    }
+}
+
 /// How a [`FetchAll`] runs.
 // One per iterator: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -640,7 +684,8 @@ where
         return None;
     }
     *outstanding -= 1;
-    // The sender half lives in `tx`: recv only fails if a loop lost a callback.
+    // Every submitted request is called back (a loop catches what panics), and `tx` keeps
+    // the channel open: recv returns.
     Some(
         rx.recv()
             .unwrap_or_else(|_| (String::new(), Err(loop_failed(io::Error::other("lost"))))),

@@ -43,6 +43,9 @@ enum Message<C: 'static> {
 
 struct Inbox<C: 'static> {
     items: Vec<Message<C>>,
+    /// The loop has ended: a message pushed now is dropped (a question's sender with it,
+    /// so the asker stops waiting).
+    ended: bool,
     /// The shard's loop, to wake after a push.
     waker: Option<Arc<Waker>>,
 }
@@ -66,6 +69,9 @@ struct Shared<C: 'static> {
     room: Mutex<()>,
     changed: Condvar,
     closed: AtomicBool,
+    /// Closed by an owner that does not wait (a dropped `fetch_all`): the last clone's drop
+    /// does not wait either.
+    detached: AtomicBool,
     /// The first panic a callback raised, for the thread that waits.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -174,8 +180,9 @@ impl<F, C> fmt::Debug for SubmitError<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SubmitError::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
-            SubmitError::Full(r) => f.debug_tuple("Full").field(&r.request.url()).finish(),
-            SubmitError::ShutDown(r) => f.debug_tuple("ShutDown").field(&r.request.url()).finish(),
+            // The URL without its password, if it has one.
+            SubmitError::Full(r) => f.debug_tuple("Full").field(&r.request).finish(),
+            SubmitError::ShutDown(r) => f.debug_tuple("ShutDown").field(&r.request).finish(),
         }
     }
 }
@@ -219,32 +226,66 @@ pub struct Fetching {
     rx: mpsc::Receiver<Result<Response, Error>>,
     /// Known at once: the request was refused.
     now: Option<Error>,
+    /// Handed out already (by `wait_timeout` or `try_wait`).
+    taken: bool,
+    /// The fetcher's address, to refuse waiting on its own loop thread.
+    fetcher: usize,
 }
 
 impl Fetching {
     /// Waits for the answer.
-    pub fn wait(self) -> Result<Response, Error> {
-        if let Some(e) = self.now {
+    ///
+    /// # Panics
+    /// On one of the fetcher's own loop threads (in a callback), where it would wait for
+    /// itself; and if the answer was taken already by `wait_timeout` or `try_wait`.
+    pub fn wait(mut self) -> Result<Response, Error> {
+        assert!(
+            !self.taken,
+            "parafetch: Fetching::wait after the answer was taken"
+        );
+        if let Some(e) = self.now.take() {
             return Err(e);
         }
+        no_wait_on(self.fetcher, "Fetching::wait");
         self.rx.recv().unwrap_or_else(|_| Err(lost()))
     }
 
-    /// Waits at most `timeout`; `None` if the answer is not there yet (ask again).
+    /// Waits at most `timeout`. `Some` once, with the answer; `None` while it is not there
+    /// yet (ask again), and after it was handed out.
+    ///
+    /// # Panics
+    /// On one of the fetcher's own loop threads with a non-zero `timeout`.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<Response, Error>> {
-        if let Some(e) = self.now.take() {
-            return Some(Err(e));
+        if self.taken {
+            return None;
         }
-        match self.rx.recv_timeout(timeout) {
-            Ok(r) => Some(r),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(lost())),
-        }
+        let got = match self.now.take() {
+            Some(e) => Some(Err(e)),
+            None => {
+                if !timeout.is_zero() {
+                    no_wait_on(self.fetcher, "Fetching::wait_timeout");
+                }
+                match self.rx.recv_timeout(timeout) {
+                    Ok(r) => Some(r),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(lost())),
+                }
+            }
+        };
+        self.taken = got.is_some();
+        got
     }
 
-    /// The answer if it is there, without waiting.
+    /// The answer if it is there, without waiting (`Some` once, as `wait_timeout`).
     pub fn try_wait(&mut self) -> Option<Result<Response, Error>> {
         self.wait_timeout(Duration::ZERO)
+    }
+}
+
+/// Panics where waiting would wait for this very thread: on a loop of `fetcher`.
+fn no_wait_on(fetcher: usize, what: &str) {
+    if LOOP_OF.with(|l| l.get()) == fetcher {
+        panic!("parafetch: {what} called from a callback would wait for its own loop");
     }
 }
 
@@ -276,6 +317,7 @@ impl Builder {
                 .map(|_| Shard {
                     inbox: Mutex::new(Inbox {
                         items: Vec::new(),
+                        ended: false,
                         waker: None,
                     }),
                     notified: AtomicBool::new(false),
@@ -289,6 +331,7 @@ impl Builder {
             room: Mutex::new(()),
             changed: Condvar::new(),
             closed: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
             panic: Mutex::new(None),
             threads: Mutex::new(Vec::with_capacity(n)),
             handles: AtomicUsize::new(1),
@@ -371,17 +414,34 @@ fn run_shard<C: Send + 'static>(
     let shard = &shared.shards[index];
     loop {
         shard.notified.store(false, SeqCst);
-        let items = std::mem::take(&mut lock(&shard.inbox).items);
-        for m in items {
-            match m {
-                Message::Request(f) => core.take(f),
-                Message::Run(f) => f(&mut core.engine),
+        let items = {
+            let mut inbox = lock(&shard.inbox);
+            if shared.closed.load(SeqCst) && shared.held.load(SeqCst) == 0 {
+                // Nothing held and nothing more can come. Under the lock, so a question
+                // pushed after this is dropped rather than left unanswered.
+                inbox.ended = true;
+                inbox.items.clear();
+                return;
             }
+            std::mem::take(&mut inbox.items)
+        };
+        // Our own code must not panic; if it does, the loop's state cannot be trusted: every
+        // request it holds is called back with an error and a fresh loop takes over, and the
+        // panic resumes in the thread that waits.
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+            for m in items {
+                match m {
+                    Message::Request(f) => core.take(f),
+                    Message::Run(f) => f(&mut core.engine),
+                }
+            }
+            core.step(None);
+        }));
+        if let Err(payload) = ran {
+            core.ctx.keep_panic(payload);
+            let e = Error::new(ErrorKind::Io, Phase::Prepare, "the event loop panicked");
+            core.abandon(e);
         }
-        if shared.closed.load(SeqCst) && shared.held.load(SeqCst) == 0 {
-            return;
-        }
-        core.step(None);
     }
 }
 
@@ -392,6 +452,14 @@ struct ShardContext<C: 'static> {
 }
 
 impl<C: Send + 'static> ShardContext<C> {
+    /// Keeps the first panic for the thread that waits.
+    fn keep_panic(&self, payload: Box<dyn Any + Send>) {
+        let mut first = lock(&self.shared.panic);
+        if first.is_none() {
+            *first = Some(payload);
+        }
+    }
+
     fn restarted(&self, waker: Arc<Waker>) {
         self.shared.budget.set_waker(self.index, Arc::clone(&waker));
         lock(&self.shared.shards[self.index].inbox).waker = Some(waker);
@@ -422,11 +490,16 @@ impl<C: Send + 'static> Context<C, Sendable> for ShardContext<C> {
             // What a panicking callback queued is dropped with it, never accepted.
             queue.items.clear();
             queue.max_in_flight = None;
-            let mut first = lock(&self.shared.panic);
-            if first.is_none() {
-                *first = Some(payload);
-            }
+            self.keep_panic(payload);
         }
+    }
+
+    fn panicked(&mut self, payload: Box<dyn Any + Send>) {
+        self.keep_panic(payload);
+    }
+
+    fn cap_changed(&mut self) {
+        self.shared.notify_waiters();
     }
 
     fn accepted(&mut self) {
@@ -454,9 +527,10 @@ impl<C: 'static> Shared<C> {
 
     /// Panics with a clear message where waiting would wait for this very thread.
     fn no_wait_here(&self, what: &str) {
-        if self.is_own_thread() {
-            panic!("parafetch: Handle::{what} called from a callback would wait for its own loop");
-        }
+        no_wait_on(
+            self as *const Shared<C> as usize,
+            &format!("Handle::{what}"),
+        );
     }
 
     /// The shard a URL's politeness key hashes to.
@@ -472,6 +546,9 @@ impl<C: 'static> Shared<C> {
         let shard = &self.shards[to];
         let waker = {
             let mut inbox = lock(&shard.inbox);
+            if inbox.ended {
+                return; // dropped: only questions arrive after the end (see run_shard)
+            }
             inbox.items.push(m);
             inbox.waker.clone()
         };
@@ -553,19 +630,22 @@ impl<C: 'static> Shared<C> {
         ok
     }
 
+    /// Wakes every thread waiting for room or for the fetcher to be idle, to look again.
+    fn notify_waiters(&self) {
+        let _g = lock(&self.room);
+        self.changed.notify_all();
+    }
+
     fn close(&self) {
         self.closed.store(true, SeqCst);
-        {
-            let _g = lock(&self.room);
-            self.changed.notify_all();
-        }
+        self.notify_waiters();
         self.wake_all();
     }
 
     fn join(&self) {
         let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
-            // A loop thread does not panic: callbacks' panics are caught.
+            // A loop thread does not unwind: run_shard catches what panics.
             let _ = t.join();
         }
     }
@@ -702,9 +782,11 @@ impl<C: Send + 'static> Handle<C> {
         self.shared.budget.cap()
     }
 
-    /// Changes the in-flight cap (at least 1), at once on every loop.
+    /// Changes the in-flight cap (at least 1), at once on every loop (and for producers
+    /// waiting for room).
     pub fn set_max_in_flight(&self, n: usize) {
         self.shared.budget.set_cap(n);
+        self.shared.notify_waiters();
     }
 
     /// Requests accepted and not yet called back, over all loops (follow-ups included).
@@ -712,12 +794,20 @@ impl<C: Send + 'static> Handle<C> {
         self.shared.held.load(SeqCst)
     }
 
+    /// Stops taking requests without waiting: the loops finish what they hold (callbacks
+    /// included) and end on their own, and dropping the last clone does not wait.
+    pub(crate) fn detach(&self) {
+        self.shared.detached.store(true, SeqCst);
+        self.shared.close();
+    }
+
     /// How many loops (threads) the fetcher runs.
     pub fn threads(&self) -> usize {
         self.shared.shards.len()
     }
 
-    /// What politeness has done so far, summed over the loops.
+    /// What politeness has done so far, summed over the loops (zero once they have
+    /// ended). Not from a callback: it would wait for its own loop, and panics.
     pub fn polite_stats(&self) -> PoliteStats {
         let mut sum = PoliteStats::default();
         for s in self.ask(|e| e.polite_stats()) {
@@ -730,7 +820,9 @@ impl<C: Send + 'static> Handle<C> {
     /// A copy of the cookie jar `name` (`""`: the default jar of
     /// [`Builder::cookies`]) with what every loop's part of it holds, or `None` if no loop
     /// has it. Each loop keeps the cookies of its own hosts; save this copy with
-    /// [`CookieJar::write_netscape`](crate::CookieJar::write_netscape).
+    /// [`CookieJar::write_netscape`](crate::CookieJar::write_netscape) (before
+    /// `shutdown`: an ended loop has no jars). Not from a callback: it would wait for its
+    /// own loop, and panics.
     #[cfg(feature = "cookies")]
     pub fn jar(&self, name: &str) -> Option<crate::CookieJar> {
         let name = name.to_owned();
@@ -750,11 +842,12 @@ impl<C: Send + 'static> Handle<C> {
     }
 
     /// Asks every loop's engine, waiting for the answers (a loop that has ended gives
-    /// none).
+    /// none). Called from a callback, which would wait for its own loop, it panics.
     fn ask<T: Send + 'static>(
         &self,
         f: impl Fn(&mut Engine) -> T + Send + Sync + 'static,
     ) -> Vec<T> {
+        self.shared.no_wait_here("polite_stats or Handle::jar");
         let f = Arc::new(f);
         let (tx, rx) = mpsc::channel();
         for i in 0..self.shared.shards.len() {
@@ -786,7 +879,8 @@ impl<C: Send + 'static> Handle<C> {
 
     /// Stops taking requests (`submit` then fails with `ShutDown`), waits until every
     /// accepted one has been called back, and ends the loop threads. Other clones of
-    /// the handle see the fetcher shut down.
+    /// the handle see the fetcher shut down. Callbacks may still queue follow-ups, which
+    /// run and are waited for too: a crawler's callbacks decide when its crawl ends.
     ///
     /// # Panics
     /// Resumes the first panic a callback raised. Called from a callback (which would
@@ -813,7 +907,12 @@ impl<C: Default + Send + 'static> Handle<C> {
             .submit(request, on_done, C::default())
             .err()
             .map(SubmitError::into_error);
-        Fetching { rx, now }
+        Fetching {
+            rx,
+            now,
+            taken: false,
+            fetcher: Arc::as_ptr(&self.shared) as usize,
+        }
     }
 }
 
@@ -827,13 +926,18 @@ impl<C: Send + 'static> Clone for Handle<C> {
 }
 
 impl<C: Send + 'static> Drop for Handle<C> {
-    /// The last clone shuts the fetcher down, waiting for every accepted request.
+    /// The last clone shuts the fetcher down, waiting for every accepted request (except
+    /// while unwinding, or on the fetcher's own loop thread: then it closes without
+    /// waiting).
     fn drop(&mut self) {
         if self.shared.handles.fetch_sub(1, SeqCst) != 1 {
             return;
         }
-        if std::thread::panicking() {
-            // Unwinding already: let the loops finish on their own, do not wait.
+        let detached = self.shared.detached.load(SeqCst);
+        if std::thread::panicking() || self.shared.is_own_thread() || detached {
+            // Unwinding already, or on one of the fetcher's own loops (a callback held the
+            // last clone), where waiting would wait for itself: close, and let the loops
+            // finish what they hold and end on their own.
             self.shared.close();
         } else {
             self.shutdown();

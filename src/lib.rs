@@ -76,6 +76,7 @@ mod response;
 pub mod robots;
 mod task;
 mod tls;
+mod unwind;
 #[cfg(feature = "warc")]
 pub mod warc;
 

@@ -203,12 +203,13 @@ impl fmt::Debug for Proxy {
     }
 }
 
-/// A proxy URL as text with any password replaced by `***`, for error messages.
+/// A URL (a proxy's, a request's) as text with any password replaced by `***`, for error
+/// messages and Debug output.
 ///
 /// Cuts at the *last* `@` anywhere in the text: a password holding an unencoded `/`, `?`
 /// or `#` would otherwise end the userinfo early (the URL does not parse as its writer
 /// meant, and the error would quote the password).
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let Some(at) = rest.rfind('@') else {
         return url.to_owned();

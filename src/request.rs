@@ -69,6 +69,24 @@ impl Request {
 }
 
 impl Target {
+    /// The URL with its password, if any, replaced by `***`: for Debug output.
+    pub(crate) fn redacted(&self) -> String {
+        let hide = |mut u: Url| {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        };
+        match self {
+            Target::Url(u) => hide(u.clone()),
+            Target::Text(t) => match Url::parse(t.trim()) {
+                Ok(u) => hide(u),
+                // Not a URL: cut at its last `@`, as for a proxy URL that does not parse.
+                Err(_) => crate::proxy::redact(t),
+            },
+        }
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         match self {
             Target::Url(u) => u.as_str(),
@@ -251,7 +269,7 @@ impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
             .field("method", &self.method)
-            .field("url", &self.target.as_str())
+            .field("url", &self.target.redacted())
             .field("headers", &self.headers)
             .field("body_len", &self.body.as_ref().map(|b| b.len()))
             .finish()

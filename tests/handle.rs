@@ -464,3 +464,219 @@ fn build_refuses_threads_and_says_to_spawn() {
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     assert!(e.to_string().contains("spawn"), "{e}");
 }
+
+/// A server that holds `/slow` until `release` is set (or 20 s pass), answers the rest.
+fn holding_server(release: &Arc<AtomicBool>) -> TestServer {
+    let r = Arc::clone(release);
+    TestServer::start(move |c: &mut Conn| {
+        let r = Arc::clone(&r);
+        c.serve_keep_alive(move |req, c| {
+            if req.target.starts_with("/slow") {
+                let until = Instant::now() + Duration::from_secs(20);
+                while !r.load(SeqCst) && Instant::now() < until {
+                    std::thread::yield_now();
+                }
+            }
+            c.respond(200, &[], b"ok")
+        })
+    })
+}
+
+#[test]
+fn a_panicking_body_sink_fails_its_request_and_resumes_in_the_waiting_thread() {
+    let s = ok_server([127, 0, 0, 1]);
+    let handle = builder().threads(2).spawn::<u32>().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    let sinking = parafetch::Request::get(s.url("/a")).on_body(|_| panic!("sink failed"));
+    handle
+        .submit(
+            sinking,
+            move |d, _| tx.send((1, d.result.map(|r| r.status))).unwrap(),
+            1,
+        )
+        .unwrap();
+    handle
+        .submit(
+            s.url("/b"),
+            move |d, _| tx2.send((2, d.result.map(|r| r.status))).unwrap(),
+            2,
+        )
+        .unwrap();
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| handle.finish_all_requests()));
+    let payload = caught.expect_err("the sink's panic resumes here");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"sink failed"));
+    let mut got: Vec<_> = rx.try_iter().collect();
+    got.sort_by_key(|(i, _)| *i);
+    assert_eq!(got.len(), 2, "both called back: {got:?}");
+    let e = got[0].1.as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    assert!(e.to_string().contains("sink panicked"), "{e}");
+    assert_eq!(got[1].1.as_ref().unwrap(), &200);
+    // The loops go on.
+    assert_eq!(handle.fetch(s.url("/after")).wait().unwrap().status, 200);
+}
+
+#[test]
+fn the_last_clone_dropped_in_a_callback_closes_the_fetcher() {
+    let release = Arc::new(AtomicBool::new(false));
+    let s = holding_server(&release);
+    let handle = builder().threads(2).spawn::<()>().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let inner = handle.clone();
+    let on_done = move |_: Done<()>, _: &mut SendQueue<()>| {
+        drop(inner); // the last clone, dropped on a loop thread: it must not wait there
+        tx.send(()).unwrap();
+    };
+    handle.submit(s.url("/slow"), on_done, ()).unwrap();
+    drop(handle); // not the last clone: returns at once
+    release.store(true, SeqCst);
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the callback ran to its end");
+    // The fetcher closed and its loops ended: their pooled connections are gone.
+    assert!(
+        s.wait_for_open_connections(0, Duration::from_secs(10)),
+        "the loops still hold connections"
+    );
+}
+
+#[test]
+fn questions_after_shutdown_or_from_a_callback_do_not_hang() {
+    let s = ok_server([127, 0, 0, 1]);
+    let handle = builder().threads(2).spawn::<()>().unwrap();
+    let inner = handle.clone();
+    handle
+        .submit(
+            s.url("/"),
+            move |_, _| {
+                inner.polite_stats();
+            },
+            (),
+        )
+        .unwrap();
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| handle.finish_all_requests()));
+    let payload = caught.expect_err("asking from a callback panics, not deadlocks");
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(msg.contains("own loop"), "{msg}");
+    handle.shutdown();
+    assert_eq!(handle.polite_stats(), parafetch::PoliteStats::default());
+}
+
+#[test]
+fn raising_the_cap_lets_a_waiting_producer_in() {
+    let release = Arc::new(AtomicBool::new(false));
+    let s = holding_server(&release);
+    let handle = builder().max_in_flight(1).spawn::<()>().unwrap();
+    handle.submit(s.url("/slow"), |_, _| {}, ()).unwrap();
+    let (h, url) = (handle.clone(), s.url("/fast"));
+    let (tx, rx) = mpsc::channel();
+    let producer = std::thread::Builder::new()
+        .name("blocked-producr".into())
+        .spawn(move || {
+            h.submit(url, |_, _| {}, ()).unwrap();
+            tx.send(()).unwrap();
+        })
+        .unwrap();
+    // Wait until the producer sleeps in submit (the backlog is full).
+    let until = Instant::now() + Duration::from_secs(10);
+    while !thread_sleeps("blocked-producr") {
+        assert!(Instant::now() < until, "the producer never waited");
+        std::thread::yield_now();
+    }
+    handle.set_max_in_flight(4);
+    // In, while /slow is still held.
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("submit returned after the raise");
+    assert!(!release.load(SeqCst));
+    release.store(true, SeqCst);
+    producer.join().unwrap();
+    handle.shutdown();
+}
+
+/// Whether this process's thread named `name` is asleep (state `S` in its stat).
+fn thread_sleeps(name: &str) -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .any(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // The state follows the parenthesised name.
+            let state = stat.rsplit_once(") ").map(|(_, r)| r.starts_with('S'));
+            comm.trim() == name && state == Some(true)
+        })
+}
+
+#[test]
+fn dropping_a_threaded_fetch_all_midway_does_not_wait_for_the_rest() {
+    let release = Arc::new(AtomicBool::new(false));
+    let s = holding_server(&release);
+    let mut urls = vec![s.url("/fast")];
+    urls.extend((0..3).map(|i| s.url(&format!("/slow/{i}"))));
+    let mut it = builder().max_in_flight(4).threads(2).fetch_all(urls);
+    assert!(it.next().unwrap().0.ends_with("/fast"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(it);
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the drop returned while three requests are still held");
+    release.store(true, SeqCst);
+}
+
+#[test]
+fn debug_output_hides_a_password_in_the_url() {
+    let handle = builder().max_in_flight(1).spawn::<()>().unwrap();
+    handle.shutdown();
+    let e = handle
+        .try_submit("http://user:hunter2@127.0.0.1:9/", |_, _| {}, ())
+        .unwrap_err();
+    let shown = format!("{e:?}");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("user:***@"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_fetchers_panicking_sink_resumes_in_its_caller_after_the_turns_callbacks() {
+    let s = ok_server([127, 0, 0, 1]);
+    let called = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut fetcher: Fetcher<()> = builder().max_in_flight(1).build();
+    let c = std::rc::Rc::clone(&called);
+    let sinking = parafetch::Request::get(s.url("/a")).on_body(|_| panic!("sink failed"));
+    fetcher
+        .start_request(
+            sinking,
+            move |d, _| {
+                assert!(d.result.unwrap_err().to_string().contains("sink panicked"));
+                c.set(c.get() + 1);
+            },
+            (),
+        )
+        .unwrap();
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| fetcher.finish_all_requests()));
+    assert_eq!(
+        caught.expect_err("resumed").downcast_ref::<&str>(),
+        Some(&"sink failed")
+    );
+    assert_eq!(called.get(), 1, "its callback ran first, with the error");
+    // The fetcher is whole: it goes on.
+    let c = std::rc::Rc::clone(&called);
+    fetcher
+        .start_request(
+            s.url("/b"),
+            move |d, _| {
+                assert_eq!(d.result.unwrap().status, 200);
+                c.set(c.get() + 1);
+            },
+            (),
+        )
+        .unwrap();
+    fetcher.finish_all_requests();
+    assert_eq!(called.get(), 2);
+}

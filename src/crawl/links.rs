@@ -89,22 +89,22 @@ struct Found {
 /// ```no_run
 /// use parafetch::crawl::{LinkExtractor, is_html};
 /// use parafetch::{Done, Fetcher, Queue, Request};
-/// use std::cell::RefCell;
-/// use std::rc::Rc;
+/// use std::sync::{Arc, Mutex};
 /// use url::Url;
 ///
 /// let page = Url::parse("https://example.com/")?;
-/// let ex = Rc::new(RefCell::new(Some(LinkExtractor::new(&page, 4 << 20))));
-/// let sink = Rc::clone(&ex);
+/// // Shared by the body sink and the callback; a sink is `Send`, so Arc<Mutex>.
+/// let ex = Arc::new(Mutex::new(Some(LinkExtractor::new(&page, 4 << 20))));
+/// let sink = Arc::clone(&ex);
 /// let req = Request::get(&page).on_body(move |piece| {
-///     if let Some(ex) = sink.borrow_mut().as_mut() {
+///     if let Some(ex) = sink.lock().unwrap().as_mut() {
 ///         ex.feed(piece);
 ///     }
 ///     Ok(())
 /// });
 /// let mut fetcher = Fetcher::new(10);
 /// let on_done = move |done: Done<()>, _queue: &mut Queue<()>| {
-///     let (Ok(resp), Some(ex)) = (done.result, ex.borrow_mut().take()) else { return };
+///     let (Ok(resp), Some(ex)) = (done.result, ex.lock().unwrap().take()) else { return };
 ///     if is_html(resp.headers.get("content-type")) {
 ///         for url in ex.finish_at(&resp.url).urls {
 ///             println!("{url}");

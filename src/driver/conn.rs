@@ -1040,7 +1040,18 @@ impl Attempt {
         match &mut self.task.sink {
             Some(sink) => {
                 self.task.sink_used = true;
-                sink(data).map_err(|e| {
+                // The sink is the caller's code: a panic there fails this request, and is
+                // resumed once the turn is over (the loop's state stays whole).
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(data)));
+                let written = match ran {
+                    Ok(w) => w,
+                    Err(payload) => {
+                        crate::unwind::park(payload);
+                        let msg = "the body sink panicked";
+                        return Err(Error::new(ErrorKind::Io, Phase::ReceiveBody, msg));
+                    }
+                };
+                written.map_err(|e| {
                     let msg = format!("the body sink failed: {}", io_words(e.kind()));
                     Error::new(ErrorKind::Io, Phase::ReceiveBody, msg).with_source(e)
                 })?;

@@ -118,7 +118,8 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
     let mut skipped = 0;
     for (index, entry) in entries.into_iter().enumerate() {
         // Report what finished; make room first, so at most `capacity` requests (and
-        // output files) are open and the submit below does not wait.
+        // output files) are open. The submit below may still wait a little: a callback
+        // sends its outcome just before the fetcher counts it done.
         while let Ok(o) = rx.try_recv() {
             outstanding -= 1;
             reporter.finish(o);
