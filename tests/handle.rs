@@ -680,3 +680,61 @@ fn a_fetchers_panicking_sink_resumes_in_its_caller_after_the_turns_callbacks() {
     fetcher.finish_all_requests();
     assert_eq!(called.get(), 2);
 }
+
+#[test]
+fn host_delays_and_robots_txt_stay_per_host_across_loops() {
+    let servers: Vec<TestServer> = (1..=4)
+        .map(|i| {
+            TestServer::start_on(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)), |c: &mut Conn| {
+                c.serve_keep_alive(|r, c| {
+                    if r.target == "/robots.txt" {
+                        c.respond(200, &[], b"User-agent: *\nDisallow: /private\n")
+                    } else {
+                        c.respond(200, &[], b"ok")
+                    }
+                })
+            })
+        })
+        .collect();
+    let mut urls: Vec<String> = (0..24)
+        .map(|i| servers[i % 4].url(&format!("/{i}")))
+        .collect();
+    urls.extend(servers.iter().map(|s| s.url("/private/x")));
+    let results: Vec<_> = builder()
+        .max_in_flight(16)
+        .host_delay(Duration::from_millis(50))
+        .obey_robots(true)
+        .threads(2)
+        .fetch_all(urls)
+        .collect();
+    assert_eq!(results.len(), 28);
+    for (url, r) in &results {
+        if url.contains("/private/") {
+            assert_eq!(r.as_ref().unwrap_err().kind(), ErrorKind::Robots, "{url}");
+        } else {
+            assert_eq!(r.as_ref().unwrap().status, 200, "{url}");
+        }
+    }
+    for s in &servers {
+        let reqs = s.requests();
+        let robots = reqs.iter().filter(|r| r.target == "/robots.txt").count();
+        assert_eq!(
+            robots, 1,
+            "robots.txt fetched once per host, on its one loop"
+        );
+        let mut at: Vec<Instant> = reqs.iter().map(|r| r.received_at).collect();
+        at.sort();
+        for w in at.windows(2) {
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(45),
+                "host gap {:?}",
+                w[1] - w[0]
+            );
+        }
+        assert_eq!(
+            reqs.len(),
+            1 + 6,
+            "robots.txt and six pages; /private never"
+        );
+    }
+}
