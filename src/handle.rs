@@ -27,6 +27,7 @@ use crate::error::{Error, ErrorKind, Phase};
 use crate::fetcher::{Context, Core};
 use crate::options::{Builder, Options};
 use crate::polite::{PoliteStats, PolitenessKey};
+use crate::proxy::ProxyConfig;
 use crate::queue::{Done, FollowUp, SendQueue, Sendable};
 use crate::request::{IntoRequest, Request};
 use crate::response::Response;
@@ -60,6 +61,9 @@ struct Shared<C: 'static> {
     shards: Box<[Shard<C>]>,
     budget: Arc<Budget>,
     key: PolitenessKey,
+    /// The fetcher's proxy settings (the environment read once), to refuse a request that
+    /// would get a malformed proxy at submit, as `Fetcher::start_request` does.
+    proxies: ProxyConfig,
     backlog: usize,
     /// Accepted and not yet called back, fetcher-wide: running, queued in an engine, or
     /// waiting in an inbox.
@@ -325,6 +329,7 @@ impl Builder {
                 .collect(),
             budget: Arc::new(Budget::new(opts.max_in_flight, n)),
             key: opts.politeness_key,
+            proxies: opts.proxy.resolve(|k| std::env::var(k).ok()),
             backlog: opts.backlog,
             held: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
@@ -728,6 +733,12 @@ impl<C: Send + 'static> Handle<C> {
         let url = request.url().to_owned();
         let parsed = Engine::precheck(&mut request).map_err(SubmitError::Invalid)?;
         let s = &self.shared;
+        if request.proxy.is_none() {
+            // Only to check: the loop picks the proxy it uses (round robin is its own).
+            s.proxies
+                .pick(&parsed, &std::cell::Cell::new(0))
+                .map_err(SubmitError::Invalid)?;
+        }
         let reject = |request, callback, cookie| {
             Box::new(Rejected {
                 request,

@@ -738,3 +738,15 @@ fn host_delays_and_robots_txt_stay_per_host_across_loops() {
         );
     }
 }
+
+#[test]
+fn a_malformed_proxy_is_refused_at_submit() {
+    let handle = builder().spawn::<()>().unwrap();
+    let req = parafetch::Request::get("http://127.0.0.1:9/").proxy("socks9://nowhere");
+    let e = handle.try_submit(req, |_, _| {}, ()).unwrap_err();
+    assert!(
+        matches!(e, SubmitError::Invalid(ref e) if e.kind() == ErrorKind::Proxy),
+        "{e:?}"
+    );
+    assert_eq!(handle.pending(), 0);
+}
