@@ -497,7 +497,7 @@ impl<C: 'static> Fetcher<C> {
 }
 
 /// The OS refused to make an event loop (out of descriptors, say).
-fn no_loop(e: io::Error) -> Error {
+pub(crate) fn no_loop(e: io::Error) -> Error {
     Error::new(
         ErrorKind::Io,
         Phase::Prepare,

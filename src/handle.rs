@@ -398,12 +398,7 @@ fn run_shard<C: Send + 'static>(
     let engine = match Engine::with_siblings(opts, Some(siblings)) {
         Ok(e) => e,
         Err(e) => {
-            let _ = ready.send(Err(Error::new(
-                ErrorKind::Io,
-                Phase::Prepare,
-                "cannot create the event loop",
-            )
-            .with_source(e)));
+            let _ = ready.send(Err(crate::fetcher::no_loop(e)));
             return;
         }
     };
