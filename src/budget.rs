@@ -28,7 +28,10 @@ pub(crate) struct Budget {
     wakers: Box<[Mutex<Option<Arc<Waker>>>]>,
 }
 
+/// One loop's part, on cache lines of its own: a loop writes its part on every pass, and
+/// two loops' parts on one line would bounce it between their cores.
 #[derive(Default)]
+#[repr(align(128))]
 struct Share {
     /// Written by its own loop only.
     held: AtomicUsize,
@@ -83,12 +86,10 @@ impl Budget {
     }
 
     fn try_take(&self, i: usize) -> bool {
-        let me = &self.loops[i];
-        let granted = me.granted.swap(0, SeqCst);
-        if granted > 0 {
-            me.held.fetch_add(granted, SeqCst);
+        if self.collect(i) {
             return true;
         }
+        let me = &self.loops[i];
         let cap = self.cap();
         let took = self
             .total
@@ -102,12 +103,16 @@ impl Budget {
 
     /// Picks up what was handed to loop `i`, so that what it does not need can be given
     /// back: a hand-off may arrive just as the loop stops wanting it.
-    pub(crate) fn collect(&self, i: usize) {
+    /// `true` if there was any.
+    pub(crate) fn collect(&self, i: usize) -> bool {
         let me = &self.loops[i];
-        let granted = me.granted.swap(0, SeqCst);
-        if granted > 0 {
-            me.held.fetch_add(granted, SeqCst);
+        // Read first: a swap on every pass would take the line from a giver's core.
+        if me.granted.load(SeqCst) == 0 {
+            return false;
         }
+        let granted = me.granted.swap(0, SeqCst);
+        me.held.fetch_add(granted, SeqCst);
+        granted > 0
     }
 
     /// Loop `i` wants no more slots for now.

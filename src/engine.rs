@@ -559,7 +559,7 @@ impl Engine {
         let starved = self.admit_while_room(now);
         if let Some(s) = &self.siblings {
             // Slots taken or handed over and not used go back (to a starved sibling first).
-            s.budget.collect(s.index);
+            let _ = s.budget.collect(s.index);
             let spare = s
                 .budget
                 .held(s.index)
