@@ -11,8 +11,8 @@
 //!
 //! The only state loops share on the hot path: an atomic or two per new slot and per pass
 //! that gives slots back; a lock and a `Waker` call when a pass gives slots to a starved
-//! loop. A loop busy with its own work reuses its slots and only reads its own part, on lines of its own. It never
-//! starts or stops anything.
+//! loop. A loop busy with its own work reuses its slots and only reads its own part, on
+//! cache lines of its own. It never starts or stops anything.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
