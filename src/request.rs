@@ -340,7 +340,8 @@ pub(crate) fn check_url(target: Target) -> Result<Url, Error> {
         Target::Url(u) => u,
         Target::Text(s) => Url::parse(s.trim()).map_err(|e| {
             // The parser's reason is the cause (`{:#}` prints it), not part of the message.
-            let msg = format!("{s:?} is not a valid url");
+            // A password in it is not quoted: errors get logged.
+            let msg = format!("{:?} is not a valid url", crate::proxy::redact(&s));
             Error::new(ErrorKind::InvalidUrl, Phase::Prepare, msg).with_source(e)
         })?,
     };

@@ -271,6 +271,16 @@ fn bad_urls_are_refused_at_once() {
         assert_eq!(e.kind(), kind, "{url}");
         assert_eq!(e.phase(), Phase::Prepare);
     }
+    // A URL that does not parse is quoted, but not its password.
+    let e = f
+        .start_request("http://user:s3cret@exa mple.com/", |_, _| panic!(), ())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidUrl);
+    let shown = format!("{e:#} {e:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("user:***@"),
+        "{shown}"
+    );
     let e = f
         .start_request(
             Request::get("http://127.0.0.1:1/").header("Bad Name", "v"),
