@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use mio::Waker;
 
+use crate::unwind::lock;
+
 pub(crate) struct Budget {
     cap: AtomicUsize,
     /// Slots held by all loops together, hand-offs not yet picked up included.
@@ -51,7 +53,7 @@ impl Budget {
     }
 
     pub(crate) fn set_waker(&self, i: usize, waker: Arc<Waker>) {
-        *self.wakers[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(waker);
+        *lock(&self.wakers[i]) = Some(waker);
     }
 
     pub(crate) fn cap(&self) -> usize {
@@ -164,7 +166,7 @@ impl Budget {
     }
 
     fn wake(&self, j: usize) {
-        let waker = self.wakers[j].lock().unwrap_or_else(|p| p.into_inner());
+        let waker = lock(&self.wakers[j]);
         if let Some(w) = &*waker {
             let _ = w.wake();
         }

@@ -34,6 +34,7 @@ use crate::rate::Bucket;
 use crate::request::{Request, RequestProxy, Target, check_url};
 use crate::response::Response;
 use crate::task::{Purpose, Task};
+use crate::unwind::lock;
 
 /// One politeness key's queue and pace.
 struct Host {
@@ -440,7 +441,7 @@ impl Engine {
                     Ok(r) => Fetched::Answer(r.status, r.reason),
                     Err(e) => Fetched::Failed(e, status),
                 };
-                let body = std::mem::take(&mut *body.lock().unwrap_or_else(|p| p.into_inner()));
+                let body = std::mem::take(&mut *lock(&body));
                 let Some(gate) = &mut self.gate else {
                     return;
                 };
@@ -905,9 +906,4 @@ fn seed() -> u64 {
 /// A token bucket for the fetcher's rate, shareable by its loops.
 pub(crate) fn shared_bucket(per_second: f64, now: Instant) -> Arc<Mutex<Bucket>> {
     Arc::new(Mutex::new(Bucket::new(per_second, 1, now)))
-}
-
-/// The bucket, even if a panicking thread held it (its state is a pair of numbers).
-fn lock(bucket: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
-    bucket.lock().unwrap_or_else(|p| p.into_inner())
 }

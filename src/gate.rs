@@ -247,7 +247,7 @@ pub(crate) fn collector() -> (Sink, Arc<Mutex<Vec<u8>>>) {
     let body = Arc::new(Mutex::new(Vec::new()));
     let kept = Arc::clone(&body);
     let sink: Sink = Box::new(move |data: &[u8]| {
-        let mut b = kept.lock().unwrap_or_else(|p| p.into_inner());
+        let mut b = crate::unwind::lock(&kept);
         let room = MAX_ROBOTS_BYTES - b.len();
         b.extend_from_slice(&data[..data.len().min(room)]);
         if data.len() > room {

@@ -15,7 +15,7 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use crate::proxy::ProxyConfig;
 use crate::queue::{Done, FollowUp, SendQueue, Sendable};
 use crate::request::{IntoRequest, Request};
 use crate::response::Response;
+use crate::unwind::lock;
 
 type SendCallback<C> = Box<dyn FnOnce(Done<C>, &mut SendQueue<C>) + Send>;
 
@@ -973,12 +974,6 @@ fn spread(key: &str, n: usize) -> usize {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     ((h ^ (h >> 32)) % n as u64) as usize
-}
-
-/// A lock, even if a panicking thread held it: every value behind these locks stays valid
-/// between statements.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

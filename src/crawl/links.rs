@@ -8,7 +8,9 @@ use lol_html::send::{HtmlRewriter, Settings};
 use lol_html::{MemorySettings, element};
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::unwind::lock;
 use url::Url;
 
 /// What lol_html writes its (unchanged) output to: nowhere, we only read.
@@ -323,11 +325,6 @@ fn resolve(found: Found, page: &Url) -> Vec<Url> {
 /// values (WHATWG HTML §13.2.5.72).
 fn decode(raw: &str) -> String {
     htmlize::unescape_attribute(raw).into_owned()
-}
-
-/// The handlers never panic while holding the lock, but a poisoned lock is harmless here.
-fn lock(found: &Mutex<Found>) -> std::sync::MutexGuard<'_, Found> {
-    found.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
