@@ -965,14 +965,11 @@ impl<C: Send + 'static> fmt::Debug for Handle<C> {
     }
 }
 
-/// Which of `n` loops a politeness key belongs to: FNV-1a, then its halves folded, so
-/// that keys differing in one character (127.0.0.1, 127.0.0.2) spread too. Stable across
-/// runs and platforms.
+/// Which of `n` loops a politeness key belongs to: FNV-1a (as sticky proxies pick), then
+/// its halves folded, so that keys differing in one character (127.0.0.1, 127.0.0.2)
+/// spread too. Stable across runs and platforms.
 fn spread(key: &str, n: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::proxy::fnv1a(key.as_bytes());
     ((h ^ (h >> 32)) % n as u64) as usize
 }
 

@@ -450,7 +450,7 @@ impl ProxyConfig {
 }
 
 /// FNV-1a: a stable hash (the same host picks the same proxy in every run and process).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
