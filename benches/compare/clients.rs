@@ -54,6 +54,34 @@ impl Tally {
             self.first_error = Some(why);
         }
     }
+
+    /// Counts one of parafetch's results (a 200 is a success, and a resumed TLS session
+    /// is counted as such).
+    fn count_parafetch(&mut self, result: Result<parafetch::Response, parafetch::Error>) {
+        match result {
+            Ok(r) if r.status == 200 => {
+                self.ok += 1;
+                if resumed(&r) {
+                    *self.resumed.get_or_insert(0) += 1;
+                }
+            }
+            Ok(r) => self.fail(format!("status {}", r.status)),
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+
+    /// Adds `other`'s counts to these (the first error stays the first).
+    fn add(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.bytes += other.bytes;
+        if let Some(r) = other.resumed {
+            *self.resumed.get_or_insert(0) += r;
+        }
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
 }
 
 /// The rustls config parafetch (without resumption) and reqwest use: only the test CA,
@@ -123,17 +151,7 @@ pub fn parafetch(w: &Workload) -> Tally {
         });
         let t = tally.clone();
         let on_done = move |done: Done<()>, _: &mut Queue<()>| {
-            let mut t = t.borrow_mut();
-            match done.result {
-                Ok(r) if r.status == 200 => {
-                    t.ok += 1;
-                    if resumed(&r) {
-                        *t.resumed.get_or_insert(0) += 1;
-                    }
-                }
-                Ok(r) => t.fail(format!("status {}", r.status)),
-                Err(e) => t.fail(e.to_string()),
-            }
+            t.borrow_mut().count_parafetch(done.result);
         };
         fetcher
             .start_request(request, on_done, ())
@@ -180,19 +198,7 @@ pub fn parafetch_threads(w: &Workload, threads: usize) -> Tally {
             Ok(())
         });
         let on_done = |done: Done<()>, _: &mut SendQueue<()>| {
-            LOOP_TALLY.with(|t| {
-                let mut t = t.0.borrow_mut();
-                match done.result {
-                    Ok(r) if r.status == 200 => {
-                        t.ok += 1;
-                        if resumed(&r) {
-                            *t.resumed.get_or_insert(0) += 1;
-                        }
-                    }
-                    Ok(r) => t.fail(format!("status {}", r.status)),
-                    Err(e) => t.fail(e.to_string()),
-                }
-            })
+            LOOP_TALLY.with(|t| t.0.borrow_mut().count_parafetch(done.result))
         };
         // Waits for room: at most N in flight plus a backlog of N.
         handle.submit(request, on_done, ()).expect("valid request");
@@ -210,16 +216,7 @@ struct LoopTally(std::cell::RefCell<Tally>);
 impl Drop for LoopTally {
     fn drop(&mut self) {
         let t = std::mem::take(&mut *self.0.borrow_mut());
-        let mut total = TOTAL.lock().unwrap();
-        total.ok += t.ok;
-        total.failed += t.failed;
-        total.bytes += t.bytes;
-        if let Some(r) = t.resumed {
-            *total.resumed.get_or_insert(0) += r;
-        }
-        if total.first_error.is_none() {
-            total.first_error = t.first_error;
-        }
+        TOTAL.lock().unwrap().add(t);
     }
 }
 
