@@ -171,9 +171,14 @@ impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
 
     /// Calls one callback, then accepts what it queued.
     fn call(&mut self, callback: Callback<C, M>, done: Done<C>) {
+        self.run_callback(callback, done);
+        self.drain_queue();
+    }
+
+    /// Calls one callback, its queue told how many requests are held.
+    fn run_callback(&mut self, callback: Callback<C, M>, done: Done<C>) {
         self.queue.outstanding = self.ctx.held(self.pending.len());
         self.ctx.call(callback, done, &mut self.queue);
-        self.drain_queue();
     }
 
     fn drain_queue(&mut self) {
@@ -212,8 +217,7 @@ impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
                     result: Err(e),
                     cookie: f.cookie,
                 };
-                self.queue.outstanding = self.ctx.held(self.pending.len());
-                self.ctx.call(f.callback, done, &mut self.queue);
+                self.run_callback(f.callback, done);
                 false
             }
         }
