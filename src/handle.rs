@@ -457,10 +457,7 @@ struct ShardContext<C: 'static> {
 impl<C: Send + 'static> ShardContext<C> {
     /// Keeps the first panic for the thread that waits.
     fn keep_panic(&self, payload: Box<dyn Any + Send>) {
-        let mut first = lock(&self.shared.panic);
-        if first.is_none() {
-            *first = Some(payload);
-        }
+        lock(&self.shared.panic).get_or_insert(payload);
     }
 
     fn restarted(&self, waker: Arc<Waker>) {
@@ -580,13 +577,12 @@ impl<C: 'static> Shared<C> {
         let before = self.held.fetch_sub(n, SeqCst);
         let after = before - n;
         let batch = (self.backlog / 2).max(1);
-        let room = self.budget.cap().saturating_add(self.backlog);
+        let room = self.room();
         // Only as it crosses the mark: later releases would each wake (a futex call)
         // producers already woken and not yet running.
         let crossed = after + batch <= room && before + batch > room;
         if self.waiting.load(SeqCst) > 0 && (after == 0 || crossed) {
-            let _g = lock(&self.room);
-            self.changed.notify_all();
+            self.notify_waiters();
         }
         if before == n && self.closed.load(SeqCst) {
             // Nothing held and nothing more can come: every loop may end.
@@ -594,9 +590,14 @@ impl<C: 'static> Shared<C> {
         }
     }
 
-    /// Room for one more submitted request (at most `max_in_flight + backlog` held).
+    /// How many submitted requests may be held: `max_in_flight + backlog`.
+    fn room(&self) -> usize {
+        self.budget.cap().saturating_add(self.backlog)
+    }
+
+    /// Room for one more submitted request.
     fn reserve(&self) -> bool {
-        let cap = self.budget.cap().saturating_add(self.backlog);
+        let cap = self.room();
         self.held
             .fetch_update(SeqCst, SeqCst, |h| (h < cap).then_some(h + 1))
             .is_ok()
