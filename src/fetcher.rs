@@ -14,7 +14,7 @@ use slab::Slab;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::options::Builder;
-use crate::queue::{Done, FollowUp, Local, Mode, Queue};
+use crate::queue::{Done, FollowUp, Local, Mode, Queue, SendQueue, Sendable};
 use crate::request::IntoRequest;
 use crate::response::Response;
 
@@ -53,17 +53,17 @@ pub(crate) struct Alone {
     parked: Option<Box<dyn std::any::Any + Send>>,
 }
 
-impl<C: 'static> Context<C, Local> for Alone {
+impl<C: 'static, M: Mode> Context<C, M> for Alone {
     fn held(&self, local: usize) -> usize {
         local
     }
 
-    fn divert(&mut self, followup: FollowUp<C, Local>) -> Option<FollowUp<C, Local>> {
+    fn divert(&mut self, followup: FollowUp<C, M>) -> Option<FollowUp<C, M>> {
         Some(followup)
     }
 
-    fn call(&mut self, callback: Callback<C, Local>, done: Done<C>, queue: &mut Queue<C>) {
-        Local::call(callback, done, queue)
+    fn call(&mut self, callback: Callback<C, M>, done: Done<C>, queue: &mut Queue<C, M>) {
+        M::call(callback, done, queue)
     }
 
     fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) {
@@ -278,8 +278,8 @@ impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
 /// }
 /// fetcher.finish_all_requests();
 /// ```
-pub struct Fetcher<C: 'static = ()> {
-    core: Core<C, Local, Alone>,
+pub struct Fetcher<C: 'static = (), M: Mode = Local> {
+    core: Core<C, M, Alone>,
 }
 
 impl Fetcher<()> {
@@ -310,6 +310,33 @@ impl Builder {
     /// certificate or a malformed one. Kind `io`, phase `prepare`: the OS refuses an event
     /// queue or waker (out of file descriptors); [`Error::io_error`] has the OS's error.
     pub fn try_build<C: 'static>(self) -> Result<Fetcher<C>, Error> {
+        self.try_build_as()
+    }
+
+    /// Builds a fetcher whose callbacks (and cookies) are `Send`, and so is the fetcher: it
+    /// runs on the thread that drives it, as any [`Fetcher`] does, and that thread may
+    /// change (a worker pool, an async runtime's blocking section, a binding that releases
+    /// an interpreter lock while the loop waits). Callbacks take a
+    /// [`SendQueue`](crate::SendQueue), as a [`Handle`](crate::Handle)'s do.
+    ///
+    /// # Panics
+    /// As [`Builder::build`].
+    pub fn build_send<C: Send + 'static>(self) -> Fetcher<C, Sendable> {
+        match self.try_build_send() {
+            Ok(f) => f,
+            Err(e) => panic!("parafetch: {e:#}"),
+        }
+    }
+
+    /// [`Builder::build_send`], with the errors of [`Builder::try_build`].
+    ///
+    /// # Errors
+    /// As [`Builder::try_build`].
+    pub fn try_build_send<C: Send + 'static>(self) -> Result<Fetcher<C, Sendable>, Error> {
+        self.try_build_as()
+    }
+
+    fn try_build_as<C: 'static, M: Mode>(self) -> Result<Fetcher<C, M>, Error> {
         if let Some(e) = self.invalid {
             return Err(e);
         }
@@ -390,13 +417,42 @@ impl<C: 'static> Fetcher<C> {
     where
         F: FnOnce(Done<C>, &mut Queue<C>) + 'static,
     {
-        let request = request.into_request();
+        self.start(request.into_request(), Box::new(callback), cookie)
+    }
+}
+
+impl<C: Send + 'static> Fetcher<C, Sendable> {
+    /// As [`Fetcher::start_request`], for a fetcher from
+    /// [`Builder::build_send`]: the callback is `Send`.
+    ///
+    /// # Errors
+    /// As [`Fetcher::start_request`].
+    pub fn start_request<F>(
+        &mut self,
+        request: impl IntoRequest,
+        callback: F,
+        cookie: C,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce(Done<C>, &mut SendQueue<C>) + Send + 'static,
+    {
+        self.start(request.into_request(), Box::new(callback), cookie)
+    }
+}
+
+impl<C: 'static, M: Mode> Fetcher<C, M> {
+    fn start(
+        &mut self,
+        request: crate::Request,
+        callback: Callback<C, M>,
+        cookie: C,
+    ) -> Result<(), Error> {
         let url = request.url().to_owned();
         let task = self.core.engine.prepare(request)?;
         while self.core.pending() >= self.capacity() {
             self.core.step(None);
         }
-        self.core.accept(task, Box::new(callback), cookie, url);
+        self.core.accept(task, callback, cookie, url);
         Ok(())
     }
 
@@ -515,7 +571,7 @@ fn loop_failed(e: io::Error) -> Error {
     Error::new(ErrorKind::Io, Phase::Prepare, "the event loop failed").with_source(e)
 }
 
-impl<C: 'static> Drop for Fetcher<C> {
+impl<C: 'static, M: Mode> Drop for Fetcher<C, M> {
     /// Runs every accepted request to completion, like the seed's destructor.
     fn drop(&mut self) {
         // While unwinding from a panic (a callback's, say), running more callbacks could
@@ -526,7 +582,7 @@ impl<C: 'static> Drop for Fetcher<C> {
     }
 }
 
-impl<C: 'static> fmt::Debug for Fetcher<C> {
+impl<C: 'static, M: Mode> fmt::Debug for Fetcher<C, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fetcher")
             .field("max_in_flight", &self.max_in_flight())

@@ -750,3 +750,43 @@ fn a_malformed_proxy_is_refused_at_submit() {
     );
     assert_eq!(handle.pending(), 0);
 }
+
+#[test]
+fn a_send_fetcher_moves_between_threads_with_its_requests() {
+    fn is_send<T: Send>(_: &T) {}
+    let s = ok_server([127, 0, 0, 1]);
+    let mut fetcher = builder().max_in_flight(2).build_send::<u32>();
+    is_send(&fetcher);
+    let called = Arc::new(AtomicUsize::new(0));
+    let follow = s.url("/follow");
+    for i in 0..4 {
+        let (c, follow) = (Arc::clone(&called), follow.clone());
+        let on_done = move |done: Done<u32>, q: &mut SendQueue<u32>| {
+            assert_eq!(done.result.unwrap().status, 200);
+            c.fetch_add(1, SeqCst);
+            if done.cookie == 0 {
+                let c = Arc::clone(&c);
+                q.start_request(
+                    follow,
+                    move |_, _| {
+                        c.fetch_add(1, SeqCst);
+                    },
+                    9,
+                )
+                .unwrap();
+            }
+        };
+        fetcher
+            .start_request(s.url(&format!("/{i}")), on_done, i)
+            .unwrap();
+    }
+    // Requests in flight, the fetcher goes to another thread, which finishes them.
+    let driver = std::thread::spawn(move || {
+        fetcher.finish_all_requests();
+        fetcher
+    });
+    let fetcher = driver.join().unwrap();
+    assert_eq!(called.load(SeqCst), 5, "four and the follow-up, each once");
+    assert_eq!(fetcher.pending(), 0);
+    assert_eq!(s.request_count(), 5);
+}
