@@ -223,6 +223,34 @@ impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
         }
     }
 
+    /// Stops for good ([`Handle::abort`](crate::Handle::abort)): follow-ups are refused
+    /// from now on, and what the queue holds and every accepted request are called back
+    /// with `e`. Returns how many accepted requests were called back.
+    pub(crate) fn abort(&mut self, e: &Error) -> usize {
+        self.queue.closed = true;
+        for f in std::mem::take(&mut self.queue.items) {
+            let done = Done {
+                url: f.url,
+                result: Err(e.clone()),
+                cookie: f.cookie,
+            };
+            self.run_callback(f.callback, done);
+        }
+        self.abandon(e.clone())
+    }
+
+    /// Calls back a request submitted from elsewhere (counted already) with `e`, never
+    /// accepting it.
+    pub(crate) fn refuse(&mut self, f: FollowUp<C, M>, e: &Error) {
+        let done = Done {
+            url: f.url,
+            result: Err(e.clone()),
+            cookie: f.cookie,
+        };
+        self.run_callback(f.callback, done);
+        self.ctx.called();
+    }
+
     /// The event loop itself failed (the OS refused `poll`, or our own code panicked in
     /// it): every accepted request is called back with `e`, so none is lost, and a fresh
     /// loop takes over.

@@ -79,6 +79,8 @@ struct Shared<C: 'static> {
     /// Closed by an owner that does not wait (a dropped `fetch_all`): the last clone's drop
     /// does not wait either.
     detached: AtomicBool,
+    /// [`Handle::abort`]: every loop calls back what it holds with an error and ends.
+    aborted: AtomicBool,
     /// The first panic a callback raised, for the thread that waits.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -340,6 +342,7 @@ impl Builder {
             changed: Condvar::new(),
             closed: AtomicBool::new(false),
             detached: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
             panic: Mutex::new(None),
             threads: Mutex::new(Vec::with_capacity(n)),
             handles: AtomicUsize::new(1),
@@ -431,7 +434,11 @@ fn run_shard<C: Send + 'static>(
         // Our own code must not panic; if it does, the loop's state cannot be trusted: every
         // request it holds is called back with an error and a fresh loop takes over, and the
         // panic resumes in the thread that waits.
+        let aborted = shared.aborted.load(SeqCst);
         let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+            if aborted {
+                return abort_shard(&mut core, items);
+            }
             for m in items {
                 match m {
                     Message::Request(f) => core.take(f),
@@ -446,6 +453,26 @@ fn run_shard<C: Send + 'static>(
             core.abandon(e);
         }
     }
+}
+
+/// [`Handle::abort`] on one loop: what waits in its inbox, its queue and everything it
+/// holds is called back with a `ShutDown` error, unfetched; callbacks can queue no more.
+fn abort_shard<C: Send + 'static>(
+    core: &mut Core<C, Sendable, ShardContext<C>>,
+    items: Vec<Message<C>>,
+) {
+    let e = Error::new(
+        ErrorKind::ShutDown,
+        Phase::Prepare,
+        "the fetcher was aborted before this request finished",
+    );
+    for m in items {
+        match m {
+            Message::Request(f) => core.refuse(f, &e),
+            Message::Run(f) => f(&mut core.engine),
+        }
+    }
+    core.abort(&e);
 }
 
 /// A shard's side of the callbacks: the fetcher-wide count, routing, panics caught.
@@ -885,6 +912,21 @@ impl<C: Send + 'static> Handle<C> {
         s.no_wait_here("finish_all_requests");
         s.wait_until(None, || s.held.load(SeqCst) == 0);
         s.resume_panic();
+    }
+
+    /// Stops at once, without waiting: `submit` fails with `ShutDown` from now on, and
+    /// every request accepted and not yet called back (running, queued or in a loop's
+    /// inbox) is called back with an error of kind
+    /// [`ShutDown`](ErrorKind::ShutDown) instead of being fetched; its connection is
+    /// closed. Callbacks run on the loops as usual, and a follow-up they queue is refused
+    /// (`ShutDown`). Then the loops end on their own.
+    ///
+    /// For a caller that is giving up (an interrupt, an error elsewhere).
+    /// [`shutdown`](Handle::shutdown) or dropping the last clone afterwards waits only for
+    /// those callbacks and joins the threads. From a callback too.
+    pub fn abort(&self) {
+        self.shared.aborted.store(true, SeqCst);
+        self.shared.close();
     }
 
     /// Stops taking requests (`submit` then fails with `ShutDown`), waits until every

@@ -150,6 +150,8 @@ pub struct Queue<C: 'static, M: Mode = Local> {
     /// Requests the fetcher holds, not yet called back, while the callback runs (the
     /// fetcher sets it before each call).
     pub(crate) outstanding: usize,
+    /// The fetcher was aborted: follow-ups are refused.
+    pub(crate) closed: bool,
 }
 
 impl<C: 'static, M: Mode> Queue<C, M> {
@@ -168,6 +170,7 @@ impl<C: 'static, M: Mode> Queue<C, M> {
             max_in_flight: None,
             limit,
             outstanding: 0,
+            closed: false,
         }
     }
 
@@ -190,6 +193,10 @@ impl<C: 'static, M: Mode> Queue<C, M> {
         cookie: C,
     ) -> Result<(), Error> {
         let mut request = request.into_request();
+        if self.closed {
+            let msg = "the fetcher was aborted: it takes no follow-ups";
+            return Err(Error::new(ErrorKind::ShutDown, Phase::Prepare, msg));
+        }
         let held = self.outstanding.saturating_add(self.items.len());
         if held >= self.limit {
             let msg = format!(

@@ -790,3 +790,45 @@ fn a_send_fetcher_moves_between_threads_with_its_requests() {
     assert_eq!(fetcher.pending(), 0);
     assert_eq!(s.request_count(), 5);
 }
+
+#[test]
+fn abort_calls_back_everything_held_at_once_and_refuses_follow_ups() {
+    // The server never answers: only abort can end these requests.
+    let s = TestServer::start(parafetch_test_support::http::never_answer());
+    let handle = builder()
+        .max_in_flight(4)
+        .backlog(16)
+        .threads(2)
+        .spawn::<u32>()
+        .unwrap();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..20 {
+        let outcomes = Arc::clone(&outcomes);
+        let on_done = move |done: Done<u32>, q: &mut SendQueue<u32>| {
+            let kind = done.result.unwrap_err().kind();
+            let refused = q.start_request("http://127.0.0.1:1/next", |_, _| unreachable!(), 0);
+            outcomes
+                .lock()
+                .unwrap()
+                .push((done.cookie, kind, refused.unwrap_err().kind()));
+        };
+        handle.submit(s.url(&format!("/{i}")), on_done, i).unwrap();
+    }
+    assert!(
+        s.wait_for_accepts(4, Duration::from_secs(10)),
+        "four requests in flight"
+    );
+    handle.abort();
+    let late = handle.try_submit(s.url("/late"), |_, _| unreachable!(), 99);
+    assert!(matches!(late, Err(SubmitError::ShutDown(_))), "{late:?}");
+    // Returns once the loops have called back: nothing is fetched any more.
+    handle.shutdown();
+    let mut got = outcomes.lock().unwrap().clone();
+    got.sort_by_key(|g| g.0);
+    let want: Vec<_> = (0..20)
+        .map(|i| (i, ErrorKind::ShutDown, ErrorKind::ShutDown))
+        .collect();
+    assert_eq!(got, want, "each request called back once, with ShutDown");
+    assert_eq!(handle.pending(), 0);
+    assert_eq!(s.accepts(), 4, "the queued requests were never started");
+}
