@@ -239,6 +239,11 @@ impl<C: 'static, M: Mode, X: Context<C, M>> Core<C, M, X> {
         self.abandon(e.clone())
     }
 
+    /// Whether [`Core::abort`] ran.
+    pub(crate) fn aborted(&self) -> bool {
+        self.queue.closed
+    }
+
     /// Calls back a request submitted from elsewhere (counted already) with `e`, never
     /// accepting it.
     pub(crate) fn refuse(&mut self, f: FollowUp<C, M>, e: &Error) {
@@ -475,6 +480,9 @@ impl<C: 'static, M: Mode> Fetcher<C, M> {
         callback: Callback<C, M>,
         cookie: C,
     ) -> Result<(), Error> {
+        if self.core.aborted() {
+            return Err(aborted());
+        }
         let url = request.url().to_owned();
         let task = self.core.engine.prepare(request)?;
         while self.core.pending() >= self.capacity() {
@@ -576,6 +584,20 @@ impl<C: 'static, M: Mode> Fetcher<C, M> {
         }
     }
 
+    /// Gives up at once: every request accepted and not yet called back is called back
+    /// with an error of kind [`ShutDown`](ErrorKind::ShutDown) instead of being fetched,
+    /// and its connection is closed. Follow-ups those callbacks queue are refused
+    /// (`ShutDown`), and so is every later `start_request`: the fetcher is done. For a
+    /// caller that is giving up (an interrupt, an error elsewhere); dropping the fetcher
+    /// afterwards waits for nothing.
+    ///
+    /// # Panics
+    /// Resumes a panic a callback or body sink raised, after every callback ran.
+    pub fn abort(&mut self) {
+        self.core.abort(&aborted());
+        Context::<C, M>::after_step(&mut self.core.ctx);
+    }
+
     /// Runs one turn of the loop, waiting at most `timeout` for something to happen, and
     /// calls back what finished. Returns how many callbacks ran. For callers that
     /// interleave fetching with other work.
@@ -592,6 +614,15 @@ pub(crate) fn no_loop(e: io::Error) -> Error {
         "cannot create the event loop",
     )
     .with_source(e)
+}
+
+/// What an aborted fetcher's requests are called back with.
+pub(crate) fn aborted() -> Error {
+    Error::new(
+        ErrorKind::ShutDown,
+        Phase::Prepare,
+        "the fetcher was aborted before this request finished",
+    )
 }
 
 /// The event loop failed while running.

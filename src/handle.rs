@@ -461,11 +461,7 @@ fn abort_shard<C: Send + 'static>(
     core: &mut Core<C, Sendable, ShardContext<C>>,
     items: Vec<Message<C>>,
 ) {
-    let e = Error::new(
-        ErrorKind::ShutDown,
-        Phase::Prepare,
-        "the fetcher was aborted before this request finished",
-    );
+    let e = crate::fetcher::aborted();
     for m in items {
         match m {
             Message::Request(f) => core.refuse(f, &e),

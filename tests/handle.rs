@@ -832,3 +832,39 @@ fn abort_calls_back_everything_held_at_once_and_refuses_follow_ups() {
     assert_eq!(handle.pending(), 0);
     assert_eq!(s.accepts(), 4, "the queued requests were never started");
 }
+
+#[test]
+fn a_fetchers_abort_calls_back_what_it_holds_and_takes_no_more() {
+    let s = TestServer::start(parafetch_test_support::http::never_answer());
+    let mut fetcher = builder().max_in_flight(2).backlog(3).build_send::<u32>();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..5 {
+        let outcomes = Arc::clone(&outcomes);
+        let on_done = move |done: Done<u32>, q: &mut SendQueue<u32>| {
+            let refused = q.start_request("http://127.0.0.1:1/next", |_, _| unreachable!(), 0);
+            let kind = done.result.unwrap_err().kind();
+            let refused = refused.unwrap_err().kind();
+            outcomes.lock().unwrap().push((done.cookie, kind, refused));
+        };
+        fetcher
+            .start_request(s.url(&format!("/{i}")), on_done, i)
+            .unwrap();
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while s.accepts() < 2 {
+        assert!(Instant::now() < until, "two requests in flight");
+        fetcher.poll(Some(Duration::from_millis(50)));
+    }
+    fetcher.abort();
+    let mut got = outcomes.lock().unwrap().clone();
+    got.sort_by_key(|g| g.0);
+    let want: Vec<_> = (0..5)
+        .map(|i| (i, ErrorKind::ShutDown, ErrorKind::ShutDown))
+        .collect();
+    assert_eq!(got, want, "each request called back once, with ShutDown");
+    assert_eq!(fetcher.pending(), 0);
+    let late = fetcher.start_request(s.url("/late"), |_, _| unreachable!(), 9);
+    assert_eq!(late.unwrap_err().kind(), ErrorKind::ShutDown);
+    drop(fetcher);
+    assert_eq!(s.accepts(), 2, "the queued requests were never started");
+}
