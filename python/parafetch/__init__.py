@@ -1,5 +1,77 @@
-"""parafetch: fetch many URLs at once from one thread (the Rust heir of ParallelCurl)."""
+"""parafetch: fetch many URLs at once from one thread.
 
-from parafetch._native import __version__
+The Rust heir of ParallelCurl / pyparallelcurl: "start this URL, call me back when it is
+done, never more than N at once", over one mio event loop written in Rust. The GIL is
+released while the loop waits or works; callbacks take it only to run.
 
-__all__ = ["__version__"]
+    import parafetch
+
+    def on_done(result, url, cookie):
+        if isinstance(result, parafetch.Error):
+            print(cookie, url, "failed:", result.kind, result.phase, result)
+        else:
+            print(cookie, url, result.status, len(result.body))
+
+    with parafetch.Fetcher(max_in_flight=10, timeout=30.0, per_host=2) as fetcher:
+        for i, url in enumerate(urls):
+            fetcher.start_request(url, on_done, i)  # returns at once while there is room
+    # leaving the block finishes every request, then raises what a callback raised
+
+Callbacks are called as ``callback(result, url, cookie)``: ``result`` is a ``Response``
+(any status, 404 and 500 included) or an instance of a ``parafetch.Error`` subclass (not
+raised), ``url`` the URL given to ``start_request``, ``cookie`` the caller's object.
+"""
+
+from parafetch._native import (
+    BadRedirect,
+    Connect,
+    Dns,
+    EmptyReply,
+    Error,
+    Fetcher,
+    Headers,
+    InvalidRequest,
+    InvalidUrl,
+    Io,
+    Malformed,
+    Proxy,
+    QueueFull,
+    Response,
+    Robots,
+    ShutDown,
+    Timeout,
+    Timings,
+    Tls,
+    TooLarge,
+    TooManyRedirects,
+    Truncated,
+    UnsupportedScheme,
+    __version__,
+)
+
+__all__ = [
+    "BadRedirect",
+    "Connect",
+    "Dns",
+    "EmptyReply",
+    "Error",
+    "Fetcher",
+    "Headers",
+    "InvalidRequest",
+    "InvalidUrl",
+    "Io",
+    "Malformed",
+    "Proxy",
+    "QueueFull",
+    "Response",
+    "Robots",
+    "ShutDown",
+    "Timeout",
+    "Timings",
+    "Tls",
+    "TooLarge",
+    "TooManyRedirects",
+    "Truncated",
+    "UnsupportedScheme",
+    "__version__",
+]
