@@ -17,6 +17,9 @@ released while the loop waits or works; callbacks take it only to run.
             fetcher.start_request(url, on_done, i)  # returns at once while there is room
     # leaving the block finishes every request, then raises what a callback raised
 
+    for url, result in parafetch.fetch_all(urls, max_in_flight=20):
+        ...
+
 Callbacks are called as ``callback(result, url, cookie)``: ``result`` is a ``Response``
 (any status, 404 and 500 included) or an instance of a ``parafetch.Error`` subclass (not
 raised), ``url`` the URL given to ``start_request``, ``cookie`` the caller's object.
@@ -28,6 +31,7 @@ from parafetch._native import (
     Dns,
     EmptyReply,
     Error,
+    FetchAll,
     Fetcher,
     Headers,
     InvalidRequest,
@@ -47,6 +51,7 @@ from parafetch._native import (
     Truncated,
     UnsupportedScheme,
     __version__,
+    fetch_all,
 )
 
 __all__ = [
@@ -55,6 +60,7 @@ __all__ = [
     "Dns",
     "EmptyReply",
     "Error",
+    "FetchAll",
     "Fetcher",
     "Headers",
     "InvalidRequest",
@@ -74,4 +80,5 @@ __all__ = [
     "Truncated",
     "UnsupportedScheme",
     "__version__",
+    "fetch_all",
 ]

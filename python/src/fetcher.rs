@@ -1,5 +1,5 @@
 //! `parafetch.Fetcher`: the ParallelCurl API over a [`parafetch::Fetcher`] driven on the
-//! caller's thread.
+//! caller's thread, and `parafetch.fetch_all`, its iterator form.
 //!
 //! Owns the GIL discipline of a caller-driven loop: every wait and every turn of the loop
 //! runs with the GIL released ([`turn`]); a callback re-attaches only to run Python code.
@@ -12,12 +12,13 @@
 //! user_data)` without the curl handle, whose answers the `Response` carries.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyIterator, PyTuple};
 
 use crate::errors::{error_value, to_pyerr};
 use crate::options::{self, Kept, RequestArgs};
@@ -230,7 +231,7 @@ impl Fetcher {
     }
 }
 
-/// Builds the Rust fetcher for `Fetcher(...)`.
+/// Builds the Rust fetcher for `Fetcher(...)` and `fetch_all(...)`.
 fn build<C: 'static>(
     py: Python<'_>,
     max_in_flight: &Bound<'_, PyAny>,
@@ -439,4 +440,120 @@ impl Drop for Fetcher {
             }
         });
     }
+}
+
+/// The results of `fetch_all`: `(url, result)` pairs as each request finishes (completion
+/// order), `result` a `Response` or a `parafetch.Error`. An invalid URL is yielded at once
+/// with its error. Keeps at most `max_in_flight` (plus `backlog`) requests started, taking
+/// URLs from the iterable only as room frees; the GIL is released while it waits.
+#[pyclass(unsendable, module = "parafetch")]
+pub struct FetchAll {
+    fetcher: Option<parafetch::Fetcher<()>>,
+    /// The URLs not yet taken; `None` once exhausted.
+    urls: Option<Py<PyIterator>>,
+    ready: Rc<RefCell<VecDeque<Finished>>>,
+    backlog: usize,
+}
+
+type Finished = (String, Result<parafetch::Response, parafetch::Error>);
+
+impl FetchAll {
+    /// Starts URLs from the iterable while there is room.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<()> {
+        let Some(fetcher) = self.fetcher.as_mut() else {
+            return Ok(());
+        };
+        while fetcher.pending() < fetcher.max_in_flight().saturating_add(self.backlog) {
+            let Some(urls) = &self.urls else {
+                return Ok(());
+            };
+            let Some(item) = urls.bind(py).clone().next() else {
+                self.urls = None;
+                return Ok(());
+            };
+            let item = item?;
+            let url: String = item.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "fetch_all: a URL must be a str, got {}",
+                    item.get_type().name().map_or("?".into(), |n| n.to_string())
+                ))
+            })?;
+            let ready = self.ready.clone();
+            let on_done = move |done: parafetch::Done<()>, _: &mut parafetch::Queue<()>| {
+                ready.borrow_mut().push_back((done.url, done.result));
+            };
+            if let Err(e) = fetcher.start_request(url.as_str(), on_done, ()) {
+                self.ready.borrow_mut().push_back((url, Err(e)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl FetchAll {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+        loop {
+            let next = self.ready.borrow_mut().pop_front();
+            if let Some((url, result)) = next {
+                let value = match result {
+                    Ok(r) => Py::new(py, Response::from_rust(py, r)?)?.into_any(),
+                    Err(e) => error_value(py, &e, Some(&url)),
+                };
+                return Ok(Some((url, value).into_pyobject(py)?.unbind()));
+            }
+            self.fill(py)?;
+            if !self.ready.borrow().is_empty() {
+                continue;
+            }
+            let Some(fetcher) = self.fetcher.as_mut() else {
+                return Ok(None);
+            };
+            if fetcher.pending() == 0 {
+                return Ok(None);
+            }
+            turn(py, fetcher, TICK);
+            py.check_signals()?;
+        }
+    }
+}
+
+impl Drop for FetchAll {
+    /// Dropped midway (a `break`), it waits for the requests already started, with the
+    /// GIL released: a caller-driven fetcher cannot abandon them.
+    fn drop(&mut self) {
+        if let Some(fetcher) = self.fetcher.take() {
+            let f = OnThisThread(fetcher);
+            Python::attach(|py| py.detach(move || drop(f.into_inner())));
+        }
+    }
+}
+
+/// `fetch_all(urls, max_in_flight=10, **options)`: fetches `urls` (an iterable of str),
+/// yielding `(url, result)` as each finishes. Options as for `Fetcher`.
+#[pyfunction]
+#[pyo3(signature = (urls, max_in_flight=None, **options))]
+pub fn fetch_all(
+    py: Python<'_>,
+    urls: &Bound<'_, PyAny>,
+    max_in_flight: Option<&Bound<'_, PyAny>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<FetchAll> {
+    if urls.is_instance_of::<pyo3::types::PyString>() {
+        return Err(PyTypeError::new_err(
+            "fetch_all: urls must be an iterable of URLs, not one str",
+        ));
+    }
+    let ten = 10usize.into_pyobject(py)?.into_any();
+    let (fetcher, kept) = build::<()>(py, max_in_flight.unwrap_or(&ten), options)?;
+    Ok(FetchAll {
+        fetcher: Some(fetcher),
+        urls: Some(urls.try_iter()?.unbind()),
+        ready: Rc::default(),
+        backlog: kept.backlog,
+    })
 }
