@@ -1,0 +1,172 @@
+"""A threaded http.server on 127.0.0.1 (port 0) for the tests, scripted by path.
+
+Routes:
+  /echo...            200, JSON of method, path, headers and body as received
+  /status/N           status N, body "status N"
+  /redirect/N         302 to /redirect/N-1; /redirect/0 is 200
+  /multi              two X-Multi fields, a Set-Cookie, a JSON body
+  /gzip               a gzip-encoded body (Content-Encoding: gzip)
+  /big                100,000 bytes
+  /setcookie          sets session=s3cret
+  /robots.txt         disallows /private
+  /hold               answers only once the server's `release` event is set (bounded)
+  anything else       404
+
+Nothing here sleeps to synchronise: /hold waits on an event that a test or the
+fixture's teardown sets, for at most HOLD_LIMIT seconds.
+"""
+
+import gc
+import gzip
+import http.server
+import json
+import socket
+import threading
+
+import pytest
+
+HOLD_LIMIT = 20.0
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without this, Nagle and delayed ACKs add
+    # 40 ms to each keep-alive exchange.
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _route(self):
+        server = self.server
+        path = self.path
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        server.hits += 1
+        if "/echo" in path:
+            doc = {
+                "method": self.command,
+                "path": path,
+                "headers": [[k, v] for k, v in self.headers.items()],
+                "body": body.decode("latin-1"),
+            }
+            return self._send(
+                200, json.dumps(doc).encode(), [("Content-Type", "application/json")]
+            )
+        if path.startswith("/status/"):
+            n = int(path.rsplit("/", 1)[1])
+            return self._send(n, f"status {n}".encode())
+        if path.startswith("/redirect/"):
+            n = int(path.rsplit("/", 1)[1])
+            if n == 0:
+                return self._send(200, b"arrived")
+            return self._send(302, b"", [("Location", f"/redirect/{n - 1}")])
+        if path == "/multi":
+            return self._send(
+                200,
+                b'{"a": [1, 2], "s": "caf\\u00e9"}',
+                [
+                    ("X-Multi", "one"),
+                    ("x-multi", "two"),
+                    ("Set-Cookie", "token=s3cret"),
+                    ("Content-Type", "application/json; charset=utf-8"),
+                ],
+            )
+        if path == "/latin1":
+            return self._send(
+                200, "café".encode("latin-1"), [("Content-Type", "text/plain; charset=ISO-8859-1")]
+            )
+        if path == "/gzip":
+            return self._send(
+                200,
+                gzip.compress(b"unzipped " * 100),
+                [("Content-Encoding", "gzip")],
+            )
+        if path == "/big":
+            return self._send(200, b"x" * 100_000)
+        if path == "/setcookie":
+            return self._send(200, b"set", [("Set-Cookie", "session=s3cret; Path=/")])
+        if path == "/robots.txt":
+            return self._send(200, b"User-agent: *\nDisallow: /private\n")
+        if path == "/hold":
+            released = server.release.wait(HOLD_LIMIT)
+            return self._send(200 if released else 504, b"held")
+        return self._send(404, b"not found")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _route
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default listen backlog is 5: fifty connects at once overflow it and
+    # the dropped SYNs are retried after 1 s, 3 s, 7 s...
+    request_queue_size = 256
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.release = threading.Event()
+        self.hits = 0
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture(autouse=True)
+def collect_on_this_thread():
+    """Collects each test's reference cycles (an exception kept by pytest.raises holds a
+    frame holding a fetcher) here, on the thread that made the fetchers: left to chance,
+    the collector may run on a server thread, where a fetcher cannot be finished."""
+    yield
+    gc.collect()
+
+
+@pytest.fixture
+def server():
+    srv = Server()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()  # free any handler still holding a request
+        srv.shutdown()
+        srv.server_close()
+        thread.join(HOLD_LIMIT)
+
+
+@pytest.fixture
+def closed_port():
+    """A port on 127.0.0.1 nothing listens on: bound, then closed."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Results:
+    """A callback that keeps what it is given, keyed by cookie."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, result, url, cookie):
+        self.calls.append((result, url, cookie))
+
+    def by_cookie(self):
+        return {cookie: result for result, _, cookie in self.calls}
+
+
+@pytest.fixture
+def results():
+    return Results()

@@ -1,0 +1,113 @@
+"""parafetch.Error and its subclasses: raised by start_request, handed to callbacks."""
+
+import pytest
+
+import parafetch
+
+KINDS = {
+    "InvalidUrl": "invalid_url",
+    "UnsupportedScheme": "unsupported_scheme",
+    "InvalidRequest": "invalid_request",
+    "Dns": "dns",
+    "Connect": "connect",
+    "Tls": "tls",
+    "Timeout": "timeout",
+    "Malformed": "malformed",
+    "Truncated": "truncated",
+    "EmptyReply": "empty_reply",
+    "TooLarge": "too_large",
+    "TooManyRedirects": "too_many_redirects",
+    "BadRedirect": "bad_redirect",
+    "Io": "io",
+    "Proxy": "proxy",
+    "QueueFull": "queue_full",
+    "Robots": "robots",
+    "ShutDown": "shut_down",
+}
+
+
+def test_one_subclass_per_kind():
+    assert issubclass(parafetch.Error, Exception)
+    assert parafetch.Error.kind is None
+    for name, kind in KINDS.items():
+        cls = getattr(parafetch, name)
+        assert issubclass(cls, parafetch.Error), name
+        assert cls.kind == kind
+        assert cls.__module__ == "parafetch"
+        assert name in parafetch.__all__
+
+
+def test_malformed_url_raises_invalid_url():
+    f = parafetch.Fetcher()
+    with pytest.raises(parafetch.InvalidUrl) as info:
+        f.start_request("not a url", print, 1)
+    e = info.value
+    assert (e.kind, e.phase, e.url, e.attempts) == ("invalid_url", "prepare", "not a url", 0)
+    assert "is not a valid url" in e.message
+    assert str(e).startswith("invalid_url during prepare:")
+    with pytest.raises(parafetch.InvalidUrl):
+        f.start_request("http://", print)
+    assert f.pending == 0
+
+
+def test_other_scheme_raises_unsupported_scheme():
+    with pytest.raises(parafetch.UnsupportedScheme) as info:
+        parafetch.Fetcher().start_request("ftp://example.com/x", print)
+    assert info.value.kind == "unsupported_scheme"
+
+
+def test_connection_refused_is_connect(closed_port, results):
+    f = parafetch.Fetcher()
+    url = f"http://127.0.0.1:{closed_port}/x"
+    f.start_request(url, results)
+    f.finish_all_requests()
+    e, got_url, _ = results.calls[0]
+    assert isinstance(e, parafetch.Connect)
+    assert (e.kind, e.phase, e.url) == ("connect", "connect", url)
+    assert e.attempts == 1
+
+
+def test_held_request_times_out(server, results):
+    f = parafetch.Fetcher(timeout=0.2)
+    f.start_request(server.base + "/hold", results)
+    f.finish_all_requests()
+    e = results.calls[0][0]
+    assert isinstance(e, parafetch.Timeout)
+    assert e.kind == "timeout"
+    assert e.phase == "receive_head"
+
+
+def test_too_large_and_too_many_redirects(server, results):
+    f = parafetch.Fetcher(max_body=1000, follow_redirects=True, max_redirects=1)
+    f.start_request(server.base + "/big", results, "big")
+    f.start_request(server.base + "/redirect/3", results, "loop")
+    f.finish_all_requests()
+    got = results.by_cookie()
+    assert isinstance(got["big"], parafetch.TooLarge)
+    assert isinstance(got["loop"], parafetch.TooManyRedirects)
+    assert got["loop"].phase == "redirect"
+
+
+def test_robots_disallow(server, results):
+    f = parafetch.Fetcher(obey_robots=True)
+    f.start_request(server.base + "/private/page", results, "private")
+    f.start_request(server.base + "/echo/public", results, "public")
+    f.finish_all_requests()
+    got = results.by_cookie()
+    assert isinstance(got["private"], parafetch.Robots)
+    assert got["public"].status == 200
+
+
+def test_malformed_proxy_is_refused_at_construction():
+    with pytest.raises(parafetch.Proxy) as info:
+        parafetch.Fetcher(proxy="http://user:hunter2@")
+    assert "hunter2" not in str(info.value)
+
+
+def test_an_http_404_is_a_response(server, results):
+    f = parafetch.Fetcher()
+    f.start_request(server.base + "/nowhere", results)
+    f.finish_all_requests()
+    r = results.calls[0][0]
+    assert isinstance(r, parafetch.Response)
+    assert r.status == 404 and not r.ok

@@ -1,0 +1,81 @@
+"""parafetch.fetch_all: (url, result) pairs as requests finish."""
+
+import threading
+
+import pytest
+
+import parafetch
+
+
+def test_yields_every_url_once(server, closed_port):
+    urls = [f"{server.base}/echo/{i}" for i in range(100)]
+    bad = ["not a url", f"http://127.0.0.1:{closed_port}/"]
+    got = dict(parafetch.fetch_all(urls + bad, max_in_flight=8))
+    assert set(got) == set(urls + bad)
+    assert all(got[u].status == 200 for u in urls)
+    assert isinstance(got["not a url"], parafetch.InvalidUrl)
+    assert isinstance(got[bad[1]], parafetch.Connect)
+
+
+def test_takes_urls_lazily_from_a_generator(server):
+    taken = []
+
+    def gen():
+        for i in range(20):
+            taken.append(i)
+            yield f"{server.base}/echo/{i}"
+
+    it = parafetch.fetch_all(gen(), max_in_flight=3)
+    assert isinstance(it, parafetch.FetchAll)
+    assert taken == []  # nothing until the first next()
+    url, r = next(it)
+    assert len(taken) <= 4
+    rest = list(it)
+    assert len(rest) == 19 and len(taken) == 20
+
+
+def test_options_apply(server):
+    ((url, r),) = parafetch.fetch_all([server.base + "/hold"], timeout=0.2)
+    assert isinstance(r, parafetch.Timeout)
+    ((url, r),) = parafetch.fetch_all([server.base + "/redirect/2"], follow_redirects=True)
+    assert r.redirects == 2
+
+
+def test_empty_and_bad_input():
+    assert list(parafetch.fetch_all([])) == []
+    with pytest.raises(TypeError, match="not one str"):
+        parafetch.fetch_all("http://example.com/")
+    with pytest.raises(TypeError, match="a URL must be a str"):
+        list(parafetch.fetch_all([1]))
+    with pytest.raises(ValueError):
+        parafetch.fetch_all([], max_in_flight=0)
+
+
+def test_gil_released_while_waiting(server):
+    counter = {"n": 0}
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            counter["n"] += 1
+            if counter["n"] == 50_000:
+                server.release.set()
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        ((url, r),) = parafetch.fetch_all([server.base + "/hold"])
+    finally:
+        stop.set()
+        t.join()
+    assert r.status == 200
+    assert counter["n"] >= 50_000
+
+
+def test_break_midway_ends(server):
+    urls = [f"{server.base}/echo/{i}" for i in range(50)]
+    for n, (url, r) in enumerate(parafetch.fetch_all(urls, max_in_flight=5)):
+        if n == 3:
+            break
+    # Dropping the iterator waits only for the few requests already started.
+    assert server.hits < 50

@@ -1,0 +1,310 @@
+"""parafetch.Fetcher: start_request, callbacks, caps, options, the GIL, exceptions."""
+
+import collections
+import gc
+import json
+import threading
+
+import pytest
+
+import parafetch
+
+
+def test_callback_gets_result_url_and_cookie(server, results):
+    f = parafetch.Fetcher()
+    cookie = object()
+    f.start_request(server.base + "/echo/1", results, cookie)
+    f.finish_all_requests()
+    assert len(results.calls) == 1
+    result, url, got = results.calls[0]
+    assert isinstance(result, parafetch.Response)
+    assert url == server.base + "/echo/1"
+    assert got is cookie
+    assert f.pending == 0
+
+
+def test_cookie_defaults_to_none(server, results):
+    f = parafetch.Fetcher()
+    f.start_request(server.base + "/status/204", results)
+    f.finish_all_requests()
+    assert results.calls[0][2] is None
+    assert results.calls[0][0].status == 204
+
+
+def test_exactly_one_callback_per_request(server):
+    seen = collections.Counter()
+
+    def on_done(result, url, cookie):
+        assert isinstance(result, parafetch.Response), result
+        assert result.status == 200
+        seen[cookie] += 1
+
+    f = parafetch.Fetcher(max_in_flight=50)
+    for i in range(1000):
+        f.start_request(f"{server.base}/echo/{i}", on_done, i)
+        assert f.pending <= 50
+    f.finish_all_requests()
+    assert len(seen) == 1000
+    assert set(seen.values()) == {1}
+
+
+def test_max_requests_caps_pending(server, results):
+    f = parafetch.Fetcher(3)
+    assert f.max_requests == 3
+    for i in range(10):
+        f.start_request(f"{server.base}/echo/{i}", results, i)
+        assert f.pending <= 3
+    f.set_max_requests(5)
+    assert f.max_requests == 5
+    for i in range(10, 20):
+        f.start_request(f"{server.base}/echo/{i}", results, i)
+        assert f.pending <= 5
+    f.finish_all_requests()
+    assert sorted(results.by_cookie()) == list(range(20))
+    with pytest.raises(ValueError, match="at least 1"):
+        f.set_max_requests(0)
+    with pytest.raises(ValueError, match="max_in_flight"):
+        parafetch.Fetcher(0)
+
+
+def test_backlog_lets_start_request_run_ahead(server, results):
+    f = parafetch.Fetcher(1, backlog=4)
+    for i in range(5):
+        f.start_request(server.base + "/hold", results, i)
+    assert f.pending == 5  # none finished: all five accepted without waiting
+    server.release.set()
+    f.finish_all_requests()
+    assert len(results.calls) == 5
+
+
+def test_context_manager_finishes_all(server, results):
+    with parafetch.Fetcher(4) as f:
+        for i in range(10):
+            f.start_request(f"{server.base}/echo/{i}", results, i)
+    assert len(results.calls) == 10
+    assert repr(f) == "<parafetch.Fetcher closed>"
+    with pytest.raises(RuntimeError, match="closed"):
+        f.start_request(server.base + "/echo", results)
+    f.close()  # twice is fine
+
+
+def test_close_finishes_then_releases(server, results):
+    f = parafetch.Fetcher(2)
+    for i in range(4):
+        f.start_request(f"{server.base}/echo/{i}", results, i)
+    f.close()
+    assert len(results.calls) == 4
+    with pytest.raises(RuntimeError, match="closed"):
+        f.pending
+
+
+def test_exception_in_callback_is_raised_after_all_complete(server):
+    done = []
+
+    def on_done(result, url, cookie):
+        done.append(cookie)
+        if cookie == 7:
+            raise ValueError("callback 7 broke")
+
+    f = parafetch.Fetcher(4)
+    for i in range(20):
+        f.start_request(f"{server.base}/echo/{i}", on_done, i)
+    with pytest.raises(ValueError, match="callback 7 broke"):
+        f.finish_all_requests()
+    assert sorted(done) == list(range(20))
+    f.finish_all_requests()  # raised once, not again
+
+
+def test_several_exceptions_raise_the_first_and_count_the_rest(server):
+    def on_done(result, url, cookie):
+        raise KeyError(cookie)
+
+    f = parafetch.Fetcher(1)
+    for i in range(3):
+        f.start_request(f"{server.base}/echo/{i}", on_done, i)
+    with pytest.raises(KeyError) as info:
+        f.finish_all_requests()
+    assert info.value.args == (0,)
+    notes = getattr(info.value, "__notes__", None)
+    if notes is not None:  # Python 3.11+
+        assert notes == ["parafetch: 2 more callback(s) raised after this one"]
+
+
+def test_exception_in_callback_raised_from_with_block(server):
+    def on_done(result, url, cookie):
+        raise RuntimeError("from the callback")
+
+    with pytest.raises(RuntimeError, match="from the callback"):
+        with parafetch.Fetcher() as f:
+            f.start_request(server.base + "/echo", on_done)
+
+
+def test_with_block_error_is_not_swallowed(server, results):
+    with pytest.raises(ZeroDivisionError):
+        with parafetch.Fetcher() as f:
+            f.start_request(server.base + "/echo", results)
+            1 / 0
+    assert len(results.calls) == 1  # still finished
+
+
+def test_follow_ups_started_from_a_callback(server):
+    seen = []
+
+    def on_done(result, url, depth):
+        seen.append((url, depth))
+        if depth < 3:
+            for j in range(2):
+                f.start_request(f"{server.base}/echo/{depth + 1}/{j}", on_done, depth + 1)
+
+    f = parafetch.Fetcher(2)
+    f.start_request(server.base + "/echo/0", on_done, 0)
+    f.finish_all_requests()
+    assert len(seen) == 1 + 2 + 4 + 8
+    assert collections.Counter(d for _, d in seen) == {0: 1, 1: 2, 2: 4, 3: 8}
+
+
+def test_callback_starting_a_bad_url_gets_the_error_at_once(server):
+    caught = []
+
+    def on_done(result, url, cookie):
+        with pytest.raises(parafetch.InvalidUrl):
+            f.start_request("not a url", on_done)
+        caught.append(cookie)
+        f.set_max_requests(7)
+
+    f = parafetch.Fetcher(2)
+    f.start_request(server.base + "/echo", on_done, "first")
+    f.finish_all_requests()
+    assert caught == ["first"]
+    assert f.max_requests == 7
+
+
+def test_finish_all_requests_from_a_callback_is_refused(server):
+    def on_done(result, url, cookie):
+        f.finish_all_requests()
+
+    f = parafetch.Fetcher()
+    f.start_request(server.base + "/echo", on_done)
+    with pytest.raises(RuntimeError, match="cannot be called from a callback"):
+        f.finish_all_requests()
+
+
+def test_callback_must_be_callable(server):
+    with pytest.raises(TypeError, match="callable"):
+        parafetch.Fetcher().start_request(server.base + "/echo", "not callable")
+
+
+def test_gil_is_released_while_the_loop_waits(server):
+    """A counter thread must make progress while the fetch waits: /hold answers only once
+    the counter has moved on (or answers 504 after HOLD_LIMIT if the GIL was kept)."""
+    counter = {"n": 0}
+    stop = threading.Event()
+    target = 50_000
+
+    def count():
+        while not stop.is_set():
+            counter["n"] += 1
+            if counter["n"] == target:
+                server.release.set()
+
+    statuses = []
+    f = parafetch.Fetcher()
+    f.start_request(server.base + "/hold", lambda r, u, c: statuses.append(r.status))
+    before = counter["n"]
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        f.finish_all_requests()
+    finally:
+        stop.set()
+        t.join()
+    assert statuses == [200]
+    assert counter["n"] - before >= target
+
+
+def test_fetchers_on_several_threads(server):
+    """Each thread drives its own fetcher at the same time; none deadlocks."""
+    counts = [0] * 4
+    errors = []
+
+    def work(k):
+        try:
+            def on_done(result, url, cookie):
+                assert result.status == 200
+                counts[k] += 1
+
+            with parafetch.Fetcher(5) as f:
+                for i in range(50):
+                    f.start_request(f"{server.base}/echo/{k}/{i}", on_done)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert counts == [50] * 4
+
+
+def test_dropping_a_fetcher_finishes_its_requests(server, results):
+    f = parafetch.Fetcher()
+    for i in range(5):
+        f.start_request(f"{server.base}/echo/{i}", results, i)
+    del f
+    gc.collect()
+    assert len(results.calls) == 5
+
+
+def test_per_request_method_headers_data(server, results):
+    f = parafetch.Fetcher()
+    f.start_request(
+        server.base + "/echo",
+        results,
+        method="POST",
+        headers={"X-One": "1", "Content-Type": "text/plain"},
+        data="héllo",
+    )
+    f.start_request(server.base + "/echo", results, method="PUT", data=b"\x00\x01",
+                    headers=[("X-Rep", "a"), ("X-Rep", "b")])
+    f.finish_all_requests()
+    posted, put = (json.loads(r.body) for r, _, _ in results.calls)
+    if posted["method"] != "POST":
+        posted, put = put, posted
+    assert posted["method"] == "POST"
+    assert posted["body"] == "héllo".encode().decode("latin-1")
+    assert ["X-One", "1"] in posted["headers"]
+    assert put["method"] == "PUT"
+    assert put["body"] == "\x00\x01"
+    assert [v for k, v in put["headers"] if k == "X-Rep"] == ["a", "b"]
+
+
+def test_per_request_timeout_and_redirects(server, results):
+    f = parafetch.Fetcher()
+    f.start_request(server.base + "/hold", results, "held", timeout=0.2)
+    f.start_request(server.base + "/redirect/2", results, "follow", follow_redirects=True)
+    f.start_request(server.base + "/redirect/2", results, "not")
+    f.finish_all_requests()
+    got = results.by_cookie()
+    assert isinstance(got["held"], parafetch.Timeout)
+    assert got["follow"].status == 200 and got["follow"].redirects == 2
+    assert got["not"].status == 302
+
+
+def test_bad_request_arguments(server):
+    f = parafetch.Fetcher()
+    with pytest.raises(TypeError, match="data"):
+        f.start_request(server.base, print, data=12)
+    with pytest.raises(TypeError, match="headers"):
+        f.start_request(server.base, print, headers="X-A: 1")
+    with pytest.raises(ValueError, match="timeout"):
+        f.start_request(server.base, print, timeout=-1)
+    with pytest.raises(parafetch.InvalidRequest):
+        f.start_request(server.base, print, headers={"bad name": "x"})
+    assert f.pending == 0
+
+
+def test_repr_shows_counts(server):
+    f = parafetch.Fetcher(3)
+    assert repr(f) == "<parafetch.Fetcher max_requests=3 pending=0 running=0>"
