@@ -1,8 +1,9 @@
 """parafetch: fetch many URLs at once from one thread.
 
 The Rust heir of ParallelCurl / pyparallelcurl: "start this URL, call me back when it is
-done, never more than N at once", over one mio event loop written in Rust. The GIL is
-released while the loop waits or works; callbacks take it only to run.
+done, never more than N at once", over mio event loops written in Rust that run on
+threads of their own (``threads=1`` by default). Callbacks run on the thread that calls
+``start_request`` / ``finish_all_requests``; the GIL is released while it waits.
 
     import parafetch
 

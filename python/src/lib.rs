@@ -2,16 +2,22 @@
 //! (python/parafetch/__init__.py re-exports it).
 //!
 //! A user of parafetch's public API only, as DESIGN.md asks of a binding. Modules:
-//! fetcher.rs (`Fetcher`, `fetch_all`: the loop on the caller's thread, GIL released while
-//! it waits or works), options.rs (keyword options into a `Builder` or a `Request`),
-//! response.rs (`Response`, `Headers`, `Timings`), errors.rs (`parafetch.Error` and a
-//! subclass per kind).
+//! fetcher.rs (`Fetcher`: a `parafetch::Handle` whose loops run on threads of their own,
+//! results handed over a channel and called back on the caller's thread, GIL released
+//! while it waits), fetch_all.rs (`fetch_all`, the iterator form, on the same hand-over),
+//! options.rs (keyword options into a `Builder` or a `Request`), response.rs
+//! (`Response`, `Headers`, `Timings`), errors.rs (`parafetch.Error` and a subclass per
+//! kind). No `unsafe`: nothing but `Send` values crosses a release of the GIL.
 //!
-//! Results and errors are converted by plain functions of a `Python` token, so a later
-//! `AsyncFetcher` on `parafetch::Handle` can convert them in its loop threads' callbacks
-//! (re-attaching there) and hand them to an asyncio loop with `call_soon_threadsafe`.
+//! The loops never touch Python: a request's Rust callback sends its result, a plain Rust
+//! value, to whoever consumes it. An `AsyncFetcher` can take the same results and hand
+//! them to an asyncio loop with `call_soon_threadsafe`; results and errors are converted
+//! by plain functions of a `Python` token.
+
+#![forbid(unsafe_code)]
 
 mod errors;
+mod fetch_all;
 mod fetcher;
 mod options;
 mod response;
@@ -22,8 +28,8 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<fetcher::Fetcher>()?;
-    m.add_class::<fetcher::FetchAll>()?;
-    m.add_function(wrap_pyfunction!(fetcher::fetch_all, m)?)?;
+    m.add_class::<fetch_all::FetchAll>()?;
+    m.add_function(wrap_pyfunction!(fetch_all::fetch_all, m)?)?;
     m.add_class::<response::Response>()?;
     m.add_class::<response::Headers>()?;
     m.add_class::<response::Timings>()?;

@@ -307,4 +307,4 @@ def test_bad_request_arguments(server):
 
 def test_repr_shows_counts(server):
     f = parafetch.Fetcher(3)
-    assert repr(f) == "<parafetch.Fetcher max_requests=3 pending=0 running=0>"
+    assert repr(f) == "<parafetch.Fetcher max_requests=3 pending=0 threads=1>"
