@@ -41,6 +41,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "rate",
     "retries",
     "retry_backoff",
+    "threads",
     "timeout",
     "tls_roots_pem",
     "user_agent",
@@ -215,6 +216,15 @@ pub(crate) fn apply(
             "rate" => b.rate(number(k, v)?),
             "retries" => b.retries(count(k, v)?),
             "retry_backoff" => b.retry_backoff(seconds(k, v)?),
+            // A count of loops, or "auto": one per core.
+            "threads" if v.extract::<String>().is_ok_and(|s| s == "auto") => b.threads_auto(),
+            "threads" => b.threads(positive(k, v).map_err(|e| {
+                if e.is_instance_of::<PyTypeError>(v.py()) {
+                    wrong_type(k, "an int or \"auto\"", v)
+                } else {
+                    e
+                }
+            })?),
             "timeout" if v.is_none() => b.timeout(None),
             "timeout" => b.timeout(Some(seconds(k, v)?)),
             "tls_roots_pem" => {

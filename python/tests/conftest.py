@@ -111,37 +111,60 @@ class Server(http.server.ThreadingHTTPServer):
     # the dropped SYNs are retried after 1 s, 3 s, 7 s...
     request_queue_size = 256
 
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, host="127.0.0.1"):
+        super().__init__((host, 0), Handler)
         self.release = threading.Event()
         self.hits = 0
 
     @property
     def base(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
 
 
 @pytest.fixture(autouse=True)
 def collect_on_this_thread():
     """Collects each test's reference cycles (an exception kept by pytest.raises holds a
-    frame holding a fetcher) here, on the thread that made the fetchers: left to chance,
-    the collector may run on a server thread, where a fetcher cannot be finished."""
+    frame holding a fetcher) at its end, so a fetcher left in one finishes its requests
+    against this test's server, not in the middle of a later test."""
     yield
     gc.collect()
 
 
-@pytest.fixture
-def server():
-    srv = Server()
+def serve(host="127.0.0.1"):
+    """A started Server and its thread."""
+    srv = Server(host)
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
+    return srv, thread
+
+
+def stop(srv, thread):
+    srv.release.set()  # free any handler still holding a request
+    srv.shutdown()
+    srv.server_close()
+    thread.join(HOLD_LIMIT)
+
+
+@pytest.fixture
+def server():
+    srv, thread = serve()
     try:
         yield srv
     finally:
-        srv.release.set()  # free any handler still holding a request
-        srv.shutdown()
-        srv.server_close()
-        thread.join(HOLD_LIMIT)
+        stop(srv, thread)
+
+
+@pytest.fixture
+def four_servers():
+    """Servers on 127.0.0.1 to 127.0.0.4 (Linux routes all of 127/8 to lo): four hosts,
+    as politeness and the routing to loops count them."""
+    started = [serve(f"127.0.0.{i}") for i in range(1, 5)]
+    try:
+        yield [srv for srv, _ in started]
+    finally:
+        for srv, thread in started:
+            stop(srv, thread)
 
 
 @pytest.fixture
