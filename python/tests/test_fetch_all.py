@@ -1,6 +1,8 @@
 """parafetch.fetch_all: (url, result) pairs as requests finish."""
 
+import gc
 import threading
+import time
 
 import pytest
 
@@ -79,3 +81,25 @@ def test_break_midway_ends(server):
             break
     # Dropping the iterator waits only for the few requests already started.
     assert server.hits < 50
+
+
+def test_dropping_early_does_not_wait_for_requests_in_flight(server):
+    urls = [server.base + "/echo/first"] + [server.base + "/hold"] * 4
+    it = parafetch.fetch_all(urls, max_in_flight=5, threads=2)
+    url, r = next(it)
+    assert url.endswith("/echo/first") and r.status == 200
+    started = time.monotonic()
+    del it
+    gc.collect()
+    assert time.monotonic() - started < 2.0  # /hold answers after HOLD_LIMIT
+    server.release.set()
+
+
+def test_dropped_on_another_thread(server):
+    """A thread-safe iterator: made on one thread, finished on another."""
+    it = parafetch.fetch_all([f"{server.base}/echo/{i}" for i in range(20)], 4)
+    got = []
+    t = threading.Thread(target=lambda: got.extend(it))
+    t.start()
+    t.join(30)
+    assert len(got) == 20
