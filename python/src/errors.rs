@@ -86,9 +86,41 @@ fn build(py: Python<'_>, e: &parafetch::Error, url: Option<&str>) -> PyResult<Py
     value.setattr("kind", e.kind().as_str())?;
     value.setattr("phase", e.phase().as_str())?;
     value.setattr("message", e.message())?;
-    value.setattr("url", url)?;
+    value.setattr("url", url.map(hide_password))?;
     value.setattr("attempts", e.attempts())?;
     Ok(value.unbind())
+}
+
+/// A bad method or header found before the Rust side saw it, as `parafetch` reports one:
+/// `InvalidRequest` during `prepare`.
+pub(crate) fn invalid_request(py: Python<'_>, message: &str, url: &str) -> PyErr {
+    let made = (|| -> PyResult<Bound<'_, PyAny>> {
+        let value = py
+            .get_type::<InvalidRequest>()
+            .call1((format!("invalid_request during prepare: {message}"),))?;
+        value.setattr("kind", ErrorKind::InvalidRequest.as_str())?;
+        value.setattr("phase", "prepare")?;
+        value.setattr("message", message)?;
+        value.setattr("url", hide_password(url))?;
+        value.setattr("attempts", 0)?;
+        Ok(value)
+    })();
+    match made {
+        Ok(v) => PyErr::from_value(v),
+        Err(e) => e,
+    }
+}
+
+/// `url` as given, unless it holds a password: then with `***` for it (an error's `url`
+/// gets logged).
+pub(crate) fn hide_password(url: &str) -> std::borrow::Cow<'_, str> {
+    match url::Url::parse(url) {
+        Ok(u) if u.password().is_none() => url.into(),
+        Ok(_) => crate::response::redact_url(url).into(),
+        // Not a URL: anything before an `@` may be a password.
+        Err(_) if url.contains('@') => crate::response::redact_url(url).into(),
+        Err(_) => url.into(),
+    }
 }
 
 /// `e` as a Python exception to raise.

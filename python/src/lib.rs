@@ -34,5 +34,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<response::Headers>()?;
     m.add_class::<response::Timings>()?;
     errors::register(m)?;
+    fetcher::register_atexit(m)?;
     Ok(())
 }

@@ -55,6 +55,9 @@ pub(crate) struct Kept {
     /// `follow_redirects` and `max_redirects`, the defaults of a request's own.
     pub follow_redirects: bool,
     pub max_redirects: u32,
+    /// One loop, driven on the caller's thread (`threads` 1, the default); else loops on
+    /// threads of their own (`threads` above 1, or `"auto"`).
+    pub one_loop: bool,
 }
 
 fn wrong_type(option: &str, expected: &str, value: &Bound<'_, PyAny>) -> PyErr {
@@ -158,6 +161,7 @@ pub(crate) fn apply(
         backlog: 0,
         follow_redirects: false,
         max_redirects: parafetch::DEFAULT_MAX_REDIRECTS,
+        one_loop: true,
     };
     let Some(options) = options else {
         return Ok((b, kept));
@@ -217,14 +221,21 @@ pub(crate) fn apply(
             "retries" => b.retries(count(k, v)?),
             "retry_backoff" => b.retry_backoff(seconds(k, v)?),
             // A count of loops, or "auto": one per core.
-            "threads" if v.extract::<String>().is_ok_and(|s| s == "auto") => b.threads_auto(),
-            "threads" => b.threads(positive(k, v).map_err(|e| {
-                if e.is_instance_of::<PyTypeError>(v.py()) {
-                    wrong_type(k, "an int or \"auto\"", v)
-                } else {
-                    e
-                }
-            })?),
+            "threads" if v.extract::<String>().is_ok_and(|s| s == "auto") => {
+                kept.one_loop = false;
+                b.threads_auto()
+            }
+            "threads" => {
+                let n = positive(k, v).map_err(|e| {
+                    if e.is_instance_of::<PyTypeError>(v.py()) {
+                        wrong_type(k, "an int or \"auto\"", v)
+                    } else {
+                        e
+                    }
+                })?;
+                kept.one_loop = n == 1;
+                b.threads(n)
+            }
             "timeout" if v.is_none() => b.timeout(None),
             "timeout" => b.timeout(Some(seconds(k, v)?)),
             "tls_roots_pem" => {
@@ -265,13 +276,70 @@ pub(crate) struct RequestArgs<'a, 'py> {
     pub method: &'a str,
     pub headers: Option<&'a Bound<'py, PyAny>>,
     pub data: Option<&'a Bound<'py, PyAny>>,
-    pub timeout: Option<&'a Bound<'py, PyAny>>,
+    /// `None`: not given (the fetcher's); `Some(None)`: `timeout=None`, no timeout.
+    pub timeout: Option<Option<&'a Bound<'py, PyAny>>>,
     pub connect_timeout: Option<&'a Bound<'py, PyAny>>,
     pub follow_redirects: Option<bool>,
     pub max_redirects: Option<&'a Bound<'py, PyAny>>,
     pub max_body: Option<&'a Bound<'py, PyAny>>,
     pub retries: Option<&'a Bound<'py, PyAny>>,
     pub decompress: Option<bool>,
+}
+
+/// `start_request`'s `timeout`, taken from its `**kwargs` so that `timeout=None` (no
+/// timeout for this request) differs from not giving one (the fetcher's): `None` when not
+/// given, `Some(None)` for `timeout=None`. Any other keyword is a TypeError, as Python's.
+pub(crate) fn timeout_kwarg<'py>(
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Option<Option<Bound<'py, PyAny>>>> {
+    let Some(kwargs) = kwargs else {
+        return Ok(None);
+    };
+    let mut timeout = None;
+    for (k, v) in kwargs.iter() {
+        let k: String = k.extract()?;
+        if k != "timeout" {
+            return Err(PyTypeError::new_err(format!(
+                "start_request() got an unexpected keyword argument '{k}'"
+            )));
+        }
+        timeout = Some((!v.is_none()).then_some(v));
+    }
+    Ok(timeout)
+}
+
+/// RFC 9110 §5.6.2 `tchar`: what a method and a header name are made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Checks the method and header fields as the engine will (it checks again), so that a
+/// bad one raises at once even when `start_request` must first wait for room.
+fn check_fields(
+    py: Python<'_>,
+    url: &str,
+    method: &str,
+    headers: &[(String, String)],
+) -> PyResult<()> {
+    let bad = if method.is_empty() || !method.bytes().all(is_tchar) {
+        Some("invalid request method")
+    } else if headers
+        .iter()
+        .any(|(n, _)| n.is_empty() || !n.bytes().all(is_tchar))
+    {
+        Some("invalid request header name")
+    } else if headers
+        .iter()
+        .any(|(_, v)| v.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)))
+    {
+        Some("invalid request header value")
+    } else {
+        None
+    };
+    match bad {
+        Some(msg) => Err(crate::errors::invalid_request(py, msg, url)),
+        None => Ok(()),
+    }
 }
 
 /// Builds the request for `url` from `args`, over the fetcher's defaults `kept`.
@@ -281,10 +349,13 @@ pub(crate) fn request(
     kept: Kept,
 ) -> PyResult<parafetch::Request> {
     let mut r = parafetch::Request::new(args.method, url);
-    if let Some(h) = args.headers.filter(|h| !h.is_none()) {
-        for (n, v) in header_pairs("headers", h)? {
-            r = r.header(n, v);
-        }
+    let headers = match args.headers.filter(|h| !h.is_none()) {
+        Some(h) => header_pairs("headers", h)?,
+        None => Vec::new(),
+    };
+    Python::attach(|py| check_fields(py, url, args.method, &headers))?;
+    for (n, v) in headers {
+        r = r.header(n, v);
     }
     if let Some(d) = args.data.filter(|d| !d.is_none()) {
         let body: Vec<u8> = if let Ok(s) = d.cast::<PyString>() {
@@ -298,8 +369,10 @@ pub(crate) fn request(
         };
         r = r.body(body);
     }
-    if let Some(t) = args.timeout.filter(|t| !t.is_none()) {
-        r = r.timeout(Some(seconds("timeout", t)?));
+    match args.timeout {
+        None => {}
+        Some(None) => r = r.timeout(None),
+        Some(Some(t)) => r = r.timeout(Some(seconds("timeout", t)?)),
     }
     if let Some(t) = args.connect_timeout.filter(|t| !t.is_none()) {
         r = r.connect_timeout(seconds("connect_timeout", t)?);

@@ -12,11 +12,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 /// Header fields whose values are credentials: never shown by a repr.
-const SECRET_HEADERS: [&str; 4] = [
+const SECRET_HEADERS: [&str; 6] = [
     "authorization",
     "proxy-authorization",
     "cookie",
     "set-cookie",
+    "x-api-key",
+    "x-auth-token",
 ];
 
 /// `url` with its password, if any, replaced by `***`.
@@ -210,9 +212,9 @@ pub struct Response {
     /// The phases' durations (a `Timings`).
     #[pyo3(get)]
     timings: Py<Timings>,
-    /// For https: `protocol_version`, `cipher_suite`, `alpn`, `resumed`; else None.
-    #[pyo3(get)]
-    tls: Option<Py<PyDict>>,
+    /// The TLS session, kept as Rust values: the getter makes a new dict each time, so
+    /// no mutable Python object hangs off a response (no reference cycle through it).
+    tls: Option<parafetch::TlsInfo>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -231,17 +233,6 @@ impl Response {
             first_byte: secs(t.first_byte),
             total: secs(t.total),
         };
-        let tls = match &r.tls {
-            Some(info) => {
-                let d = PyDict::new(py);
-                d.set_item("protocol_version", &info.protocol_version)?;
-                d.set_item("cipher_suite", &info.cipher_suite)?;
-                d.set_item("alpn", info.alpn.as_deref())?;
-                d.set_item("resumed", info.resumed)?;
-                Some(d.unbind())
-            }
-            None => None,
-        };
         let addr = (r.remote_addr.ip().to_string(), r.remote_addr.port());
         Ok(Response {
             status: r.status,
@@ -255,7 +246,7 @@ impl Response {
             reused_connection: r.reused_connection,
             remote_addr: addr.into_pyobject(py)?.unbind(),
             timings: Py::new(py, timings)?,
-            tls,
+            tls: r.tls,
         })
     }
 }
@@ -273,6 +264,21 @@ fn charset(content_type: &str) -> Option<&str> {
 
 #[pymethods]
 impl Response {
+    /// For https: a dict of `protocol_version`, `cipher_suite`, `alpn`, `resumed`; else
+    /// None.
+    #[getter]
+    fn tls<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(info) = &self.tls else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("protocol_version", &info.protocol_version)?;
+        d.set_item("cipher_suite", &info.cipher_suite)?;
+        d.set_item("alpn", info.alpn.as_deref())?;
+        d.set_item("resumed", info.resumed)?;
+        Ok(Some(d))
+    }
+
     /// Whether the status is 2xx.
     #[getter]
     fn ok(&self) -> bool {

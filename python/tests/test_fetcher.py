@@ -83,7 +83,7 @@ def test_context_manager_finishes_all(server, results):
             f.start_request(f"{server.base}/echo/{i}", results, i)
     assert len(results.calls) == 10
     assert repr(f) == "<parafetch.Fetcher closed>"
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(parafetch.ShutDown, match="closed"):
         f.start_request(server.base + "/echo", results)
     f.close()  # twice is fine
 
@@ -94,7 +94,7 @@ def test_close_finishes_then_releases(server, results):
         f.start_request(f"{server.base}/echo/{i}", results, i)
     f.close()
     assert len(results.calls) == 4
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(parafetch.ShutDown, match="closed"):
         f.pending
 
 
