@@ -1042,33 +1042,49 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Breaks a reference cycle (a callback that closes over its fetcher): first calls
-    /// back what is pending, as dropping it would, then lets go of the callbacks.
-    fn __clear__(slf: &Bound<'_, Self>) {
+    /// The finalizer, installed as `__del__` by [`install_finalizer`]: the garbage
+    /// collector calls it on a fetcher in a reference cycle (a callback that closes over
+    /// its fetcher) before it clears anything in the cycle, so the callbacks still find
+    /// what they refer to. Finishes what is pending, as dropping it would.
+    fn _finalize(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
+        if this.pid != std::process::id() || this.closed.load(SeqCst) || this.in_callback() {
+            return;
+        }
+        // Put aside an exception on its way: the calls below would clobber it.
         let pending = PyErr::take(py);
-        if this.pid == std::process::id() && !this.closed.load(SeqCst) {
-            if this.in_callback() || finalizing(py) {
-                this.abort_now(py, Then::Drop);
-            } else {
-                let _ = this.run_until_idle(py, false);
-                let _ = this.shut_down(py, false);
-            }
+        if finalizing(py) {
+            this.abort_now(py, Then::Drop);
+        } else {
+            let _ = this.shut_down(py, false);
         }
-        let (table, raised) = {
-            let mut st = this.state();
-            st.ready.clear();
-            (std::mem::take(&mut st.table), st.raised.take())
-        };
-        if let Some(e) = raised {
-            PyErr::from_value(e.into_bound(py).into_any()).write_unraisable(py, Some(slf.as_any()));
+        if let Err(e) = this.take_raised(py) {
+            e.write_unraisable(py, Some(slf.as_any()));
         }
-        drop(table);
         if let Some(e) = pending {
             e.restore(py);
         }
     }
+
+    /// Breaks a reference cycle: lets go of the callbacks and cookies (the finalizer has
+    /// called them back already, unless the fetcher is being torn down).
+    fn __clear__(&self) {
+        let (table, raised) = {
+            let mut st = self.state();
+            st.ready.clear();
+            (std::mem::take(&mut st.table), st.raised.take())
+        };
+        drop((table, raised));
+    }
+}
+
+/// Makes `Fetcher._finalize` the class's `__del__` (PyO3 has no `__del__`): CPython then
+/// gives the type a `tp_finalize`, which the garbage collector calls on objects in a
+/// cycle before it clears any of them (PEP 442). A plain drop goes through `Drop`.
+pub(crate) fn install_finalizer(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let class = m.getattr("Fetcher")?;
+    class.setattr("__del__", class.getattr("_finalize")?)
 }
 
 impl Drop for Fetcher {

@@ -28,6 +28,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<fetcher::Fetcher>()?;
+    fetcher::install_finalizer(m)?;
     m.add_class::<fetch_all::FetchAll>()?;
     m.add_function(wrap_pyfunction!(fetch_all::fetch_all, m)?)?;
     m.add_class::<response::Response>()?;

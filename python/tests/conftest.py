@@ -10,7 +10,14 @@ Routes:
   /setcookie          sets session=s3cret
   /robots.txt         disallows /private
   /hold               answers only once the server's `release` event is set (bounded)
+  /meet               answers once `meet` requests are in the server at once, or once
+                      `meet_total` have come (bounded): concurrency becomes a count
+  /flaky/KEY/N        503 for the first N requests of KEY, then 200
+  /secrets            X-Api-Key and X-Auth-Token response headers
   anything else       404
+
+The server counts requests (`hits`), requests inside it now (`active`) and the most at
+once (`most_active`).
 
 Nothing here sleeps to synchronise: /hold waits on an event that a test or the
 fixture's teardown sets, for at most HOLD_LIMIT seconds.
@@ -21,6 +28,7 @@ import gzip
 import http.server
 import json
 import socket
+import sys
 import threading
 
 import pytest
@@ -48,10 +56,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _route(self):
         server = self.server
+        with server.cond:
+            server.hits += 1
+            server.active += 1
+            server.most_active = max(server.most_active, server.active)
+            server.cond.notify_all()
+        try:
+            return self._route_counted()
+        finally:
+            with server.cond:
+                server.active -= 1
+                server.cond.notify_all()
+
+    def _route_counted(self):
+        server = self.server
         path = self.path
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        server.hits += 1
         if "/echo" in path:
             doc = {
                 "method": self.command,
@@ -100,6 +121,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/hold":
             released = server.release.wait(HOLD_LIMIT)
             return self._send(200 if released else 504, b"held")
+        if path == "/meet":
+            with server.cond:
+                server.met += 1
+                met = server.cond.wait_for(
+                    lambda: server.active >= server.meet or server.met >= server.meet_total,
+                    HOLD_LIMIT,
+                )
+            return self._send(200 if met else 504, b"met")
+        if path.startswith("/flaky/"):
+            _, _, key, n = path.split("/")
+            with server.cond:
+                seen = server.flaky[key] = server.flaky.get(key, 0) + 1
+            return self._send(503 if seen <= int(n) else 200, f"try {seen}".encode())
+        if path == "/secrets":
+            return self._send(
+                200, b"", [("X-Api-Key", "k-s3cret"), ("X-Auth-Token", "t-s3cret"), ("X-Plain", "1")]
+            )
         return self._send(404, b"not found")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _route
@@ -114,12 +152,48 @@ class Server(http.server.ThreadingHTTPServer):
     def __init__(self, host="127.0.0.1"):
         super().__init__((host, 0), Handler)
         self.release = threading.Event()
+        self.cond = threading.Condition()
         self.hits = 0
+        self.active = 0
+        self.most_active = 0
+        self.meet = 2
+        self.meet_total = 2
+        self.met = 0
+        self.flaky = {}
+
+    def wait_for(self, check, limit=HOLD_LIMIT):
+        """Waits (bounded) until check(self) holds, as requests come and go."""
+        with self.cond:
+            return self.cond.wait_for(lambda: check(self), limit)
+
+    def handle_error(self, request, client_address):
+        # A client that gave up (a timeout, an abort) breaks the pipe: expected here.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
     @property
     def base(self):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
+
+
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_environment(monkeypatch):
+    """The tests talk to 127.0.0.1 directly, whatever proxy the machine has set (a
+    fetcher reads these variables when it is made)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)

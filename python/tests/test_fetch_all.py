@@ -3,6 +3,7 @@
 import gc
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -83,9 +84,10 @@ def test_break_midway_ends(server):
     assert server.hits < 50
 
 
-def test_dropping_early_does_not_wait_for_requests_in_flight(server):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dropping_early_does_not_wait_for_requests_in_flight(server, threads):
     urls = [server.base + "/echo/first"] + [server.base + "/hold"] * 4
-    it = parafetch.fetch_all(urls, max_in_flight=5, threads=2)
+    it = parafetch.fetch_all(urls, max_in_flight=5, threads=threads)
     url, r = next(it)
     assert url.endswith("/echo/first") and r.status == 200
     started = time.monotonic()
@@ -103,3 +105,41 @@ def test_dropped_on_another_thread(server):
     t.start()
     t.join(30)
     assert len(got) == 20
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stops_taking_urls_once_a_result_is_ready(threads):
+    """Invalid URLs are results at once: the first is handed out before more are
+    taken, rather than the whole input."""
+    taken = []
+
+    def gen():
+        for i in range(1000):
+            taken.append(i)
+            yield f"not a url {i}"
+
+    it = parafetch.fetch_all(gen(), max_in_flight=5, threads=threads)
+    url, r = next(it)
+    assert isinstance(r, parafetch.InvalidUrl)
+    assert len(taken) == 1
+    assert sum(1 for _ in it) == 999
+
+
+class Box:
+    pass
+
+
+def test_a_generator_referring_to_its_iterator_is_collected(server):
+    box = Box()
+
+    def gen(box):
+        for i in range(3):
+            yield f"{server.base}/echo/{i}"
+        box.it  # the generator refers to the iterator: a cycle
+
+    box.it = parafetch.fetch_all(gen(box), max_in_flight=2)
+    url, r = next(box.it)
+    ref = weakref.ref(box)
+    del box
+    gc.collect()
+    assert ref() is None
