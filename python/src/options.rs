@@ -16,11 +16,18 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 pub(crate) const OPTIONS: &[&str] = &[
     "allow_https_downgrade",
     "auto_throttle",
+    "auto_throttle_delays",
     "backlog",
+    "capture_secrets",
+    "capture_wire",
     "connect_timeout",
     "cookies",
     "danger_accept_invalid_certs",
     "decompress",
+    "dns_cache_ttl",
+    "dns_search",
+    "dns_servers",
+    "dns_timeout",
     "follow_redirects",
     "headers",
     "host_backoff",
@@ -36,13 +43,25 @@ pub(crate) const OPTIONS: &[&str] = &[
     "no_proxy",
     "obey_robots",
     "per_host",
+    "politeness_key",
     "pool_idle_timeout",
+    "pool_max_idle",
     "proxy",
+    "proxy_danger_accept_invalid_certs",
+    "proxy_default_roots",
+    "proxy_from_env",
+    "proxy_roots_pem",
+    "proxy_rotation",
+    "proxy_tunnel",
     "rate",
+    "resolve",
     "retries",
     "retry_backoff",
+    "robots_cache_ttl",
+    "system_resolver",
     "threads",
     "timeout",
+    "tls_default_roots",
     "tls_roots_pem",
     "user_agent",
 ];
@@ -166,6 +185,8 @@ pub(crate) fn apply(
     let Some(options) = options else {
         return Ok((b, kept));
     };
+    let mut proxies: Option<Vec<String>> = None;
+    let mut rotation = parafetch::Rotation::RoundRobin;
     for (key, v) in options.iter() {
         let key: String = key.extract()?;
         let k = key.as_str();
@@ -173,6 +194,12 @@ pub(crate) fn apply(
         b = match k {
             "allow_https_downgrade" => b.allow_https_downgrade(boolean(k, v)?),
             "auto_throttle" => b.auto_throttle(number(k, v)?),
+            "auto_throttle_delays" => {
+                let (start, max) = seconds_pair(k, v)?;
+                b.auto_throttle_delays(start, max)
+            }
+            "capture_secrets" => b.capture_secrets(boolean(k, v)?),
+            "capture_wire" => b.capture_wire(boolean(k, v)?),
             "backlog" => {
                 kept.backlog = count(k, v)?;
                 b.backlog(kept.backlog)
@@ -181,6 +208,29 @@ pub(crate) fn apply(
             "cookies" => b.cookies(boolean(k, v)?),
             "danger_accept_invalid_certs" => b.danger_accept_invalid_certs(boolean(k, v)?),
             "decompress" => b.decompress(boolean(k, v)?),
+            "dns_cache_ttl" => {
+                let (floor, ceiling) = seconds_pair(k, v)?;
+                b.dns_cache_ttl(floor, ceiling)
+            }
+            "dns_search" => {
+                let (domains, ndots): (Vec<String>, u8) =
+                    extract(k, "a (list of str, ndots) pair", v)?;
+                let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+                b.dns_search(&domains, ndots)
+            }
+            "dns_servers" => {
+                let servers: Vec<String> = extract(k, "a list of addresses (str)", v)?;
+                let servers = servers
+                    .iter()
+                    .map(|a| socket_addr(k, a, 53))
+                    .collect::<PyResult<Vec<_>>>()?;
+                b.dns_servers(&servers)
+            }
+            "dns_timeout" => {
+                let (per_try, attempts): (Bound<'_, PyAny>, u8) =
+                    extract(k, "a (seconds, attempts) pair", v)?;
+                b.dns_timeout(seconds(k, &per_try)?, attempts)
+            }
             "follow_redirects" => {
                 kept.follow_redirects = boolean(k, v)?;
                 b.follow_redirects(kept.follow_redirects)
@@ -215,11 +265,85 @@ pub(crate) fn apply(
             "no_proxy" => b.no_proxy(&text(k, v)?),
             "obey_robots" => b.obey_robots(boolean(k, v)?),
             "per_host" => b.per_host(positive(k, v)?),
+            "politeness_key" => match text(k, v)?.as_str() {
+                "host" => b.politeness_key(parafetch::PolitenessKey::Host),
+                "domain" => b.politeness_key(parafetch::PolitenessKey::Domain),
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "option {k}: \"host\" or \"domain\", not {other:?}"
+                    )));
+                }
+            },
             "pool_idle_timeout" => b.pool_idle_timeout(seconds(k, v)?),
-            "proxy" => b.proxy(&text(k, v)?),
+            "pool_max_idle" => {
+                let (per_host, total): (usize, usize) =
+                    extract(k, "a (per_host, total) pair of ints", v)?;
+                b.pool_max_idle(per_host, total)
+            }
+            // One proxy (str), or several taken in turn (`proxy_rotation`).
+            "proxy" if v.is_instance_of::<PyString>() => {
+                proxies = Some(vec![text(k, v)?]);
+                b
+            }
+            "proxy" => {
+                proxies = Some(extract(k, "a proxy URL (str) or a list of them", v)?);
+                b
+            }
+            "proxy_danger_accept_invalid_certs" => {
+                b.proxy_danger_accept_invalid_certs(boolean(k, v)?)
+            }
+            "proxy_default_roots" => b.proxy_default_roots(boolean(k, v)?),
+            "proxy_from_env" => b.proxy_from_env(boolean(k, v)?),
+            "proxy_roots_pem" => b.proxy_roots_pem(&pem(k, v)?),
+            "proxy_rotation" => {
+                rotation = match text(k, v)?.as_str() {
+                    "round_robin" => parafetch::Rotation::RoundRobin,
+                    "sticky_per_host" => parafetch::Rotation::StickyPerHost,
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "option {k}: \"round_robin\" or \"sticky_per_host\", not {other:?}"
+                        )));
+                    }
+                };
+                b
+            }
+            "proxy_tunnel" => b.proxy_tunnel(boolean(k, v)?),
             "rate" => b.rate(number(k, v)?),
             "retries" => b.retries(count(k, v)?),
+            "resolve" => {
+                let expected = "a dict of \"host:port\" to an address or a list of them";
+                let d = v.cast::<PyDict>().map_err(|_| wrong_type(k, expected, v))?;
+                for (target, addrs) in d.iter() {
+                    let target = text(k, &target)?;
+                    let (host, port) = target
+                        .rsplit_once(':')
+                        .and_then(|(h, p)| {
+                            Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?))
+                        })
+                        .ok_or_else(|| {
+                            PyValueError::new_err(format!(
+                                "option {k}: {target:?} is not \"host:port\""
+                            ))
+                        })?;
+                    let addrs: Vec<String> = if addrs.is_instance_of::<PyString>() {
+                        vec![text(k, &addrs)?]
+                    } else {
+                        extract(k, expected, &addrs)?
+                    };
+                    let addrs = addrs
+                        .iter()
+                        .map(|a| socket_addr(k, a, port))
+                        .collect::<PyResult<Vec<_>>>()?;
+                    b = b.resolve(host, port, &addrs);
+                }
+                b
+            }
             "retry_backoff" => b.retry_backoff(seconds(k, v)?),
+            "robots_cache_ttl" => {
+                let (fetched, unreachable) = seconds_pair(k, v)?;
+                b.robots_cache_ttl(fetched, unreachable)
+            }
+            "system_resolver" => b.system_resolver(positive(k, v)?),
             // A count of loops, or "auto": one per core.
             "threads" if v.extract::<String>().is_ok_and(|s| s == "auto") => {
                 kept.one_loop = false;
@@ -238,16 +362,8 @@ pub(crate) fn apply(
             }
             "timeout" if v.is_none() => b.timeout(None),
             "timeout" => b.timeout(Some(seconds(k, v)?)),
-            "tls_roots_pem" => {
-                let pem: Vec<u8> = if let Ok(s) = v.cast::<PyString>() {
-                    s.to_cow()?.as_bytes().to_vec()
-                } else if let Ok(bytes) = v.cast::<PyBytes>() {
-                    bytes.as_bytes().to_vec()
-                } else {
-                    return Err(wrong_type(k, "PEM text (str or bytes)", v));
-                };
-                b.tls_roots_pem(&pem)
-            }
+            "tls_default_roots" => b.tls_default_roots(boolean(k, v)?),
+            "tls_roots_pem" => b.tls_roots_pem(&pem(k, v)?),
             "user_agent" => b.user_agent(text(k, v)?),
             _ => {
                 return Err(PyTypeError::new_err(format!(
@@ -257,7 +373,40 @@ pub(crate) fn apply(
             }
         };
     }
+    if let Some(list) = proxies {
+        b = b.proxies(list, rotation);
+    }
     Ok((b, kept))
+}
+
+/// PEM text, as str or bytes.
+fn pem(option: &str, value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(s) = value.cast::<PyString>() {
+        Ok(s.to_cow()?.as_bytes().to_vec())
+    } else if let Ok(bytes) = value.cast::<PyBytes>() {
+        Ok(bytes.as_bytes().to_vec())
+    } else {
+        Err(wrong_type(option, "PEM text (str or bytes)", value))
+    }
+}
+
+/// A pair of durations in seconds.
+fn seconds_pair(option: &str, value: &Bound<'_, PyAny>) -> PyResult<(Duration, Duration)> {
+    let (a, b): (Bound<'_, PyAny>, Bound<'_, PyAny>) = extract(option, "a pair of seconds", value)?;
+    Ok((seconds(option, &a)?, seconds(option, &b)?))
+}
+
+/// An IP address with an optional port (`10.0.0.1`, `10.0.0.1:5353`, `[::1]:53`).
+fn socket_addr(option: &str, text: &str, port: u16) -> PyResult<std::net::SocketAddr> {
+    if let Ok(a) = text.parse::<std::net::SocketAddr>() {
+        return Ok(a);
+    }
+    match text.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(std::net::SocketAddr::new(ip, port)),
+        Err(_) => Err(PyValueError::new_err(format!(
+            "option {option}: {text:?} is not an IP address"
+        ))),
+    }
 }
 
 /// A count that must be at least 1 (`max_in_flight`, `per_host`).

@@ -215,6 +215,8 @@ pub struct Response {
     /// The TLS session, kept as Rust values: the getter makes a new dict each time, so
     /// no mutable Python object hangs off a response (no reference cycle through it).
     tls: Option<parafetch::TlsInfo>,
+    /// The exchange as bytes (option `capture_wire`), for `wire`.
+    wire: Option<parafetch::Wire>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -247,6 +249,7 @@ impl Response {
             remote_addr: addr.into_pyobject(py)?.unbind(),
             timings: Py::new(py, timings)?,
             tls: r.tls,
+            wire: r.wire,
         })
     }
 }
@@ -276,6 +279,25 @@ impl Response {
         d.set_item("cipher_suite", &info.cipher_suite)?;
         d.set_item("alpn", info.alpn.as_deref())?;
         d.set_item("resumed", info.resumed)?;
+        Ok(Some(d))
+    }
+
+    /// With the `capture_wire` option: a dict of `request` (bytes as sent; credentials
+    /// read `<redacted>` unless `capture_secrets`), `response` (bytes exactly as
+    /// received, framing and content coding kept) and `sent_at` (Unix time); else None.
+    #[getter]
+    fn wire<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(w) = &self.wire else {
+            return Ok(None);
+        };
+        let sent_at = w
+            .sent_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let d = PyDict::new(py);
+        d.set_item("request", PyBytes::new(py, &w.request))?;
+        d.set_item("response", PyBytes::new(py, &w.response))?;
+        d.set_item("sent_at", sent_at)?;
         Ok(Some(d))
     }
 

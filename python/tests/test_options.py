@@ -125,6 +125,164 @@ def test_requests_go_through_the_proxy(server):
     assert doc["path"] == "http://example.invalid/echo/via-proxy"
 
 
-def test_reprs_never_show_a_proxy_password(server):
-    f = parafetch.Fetcher(proxy="http://user:hunter2@127.0.0.1:9")
+def test_a_proxy_password_never_shows_in_an_error(closed_port):
+    got = []
+    f = parafetch.Fetcher(proxy=f"http://user:hunter2@127.0.0.1:{closed_port}")
+    f.start_request("http://example.invalid/", lambda r, u, c: got.append(r))
+    f.finish_all_requests()
+    (e,) = got
+    assert isinstance(e, parafetch.Error), e
+    assert "hunter2" not in str(e) and "hunter2" not in repr(e)
     assert "hunter2" not in repr(f)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_per_host_caps_requests_at_the_server(server, threads):
+    """Six requests that each wait (at the server) for a second one: per_host=2 lets
+    exactly two in at once."""
+    server.meet, server.meet_total = 2, 6
+    got = []
+    f = parafetch.Fetcher(10, per_host=2, threads=threads)
+    for i in range(6):
+        f.start_request(server.base + "/meet", lambda r, u, c: got.append(r.status))
+    f.finish_all_requests()
+    assert got == [200] * 6
+    assert server.most_active == 2
+
+
+def test_max_in_flight_caps_requests_at_the_server(server):
+    server.meet, server.meet_total = 3, 9
+    f = parafetch.Fetcher(3)
+    for i in range(9):
+        f.start_request(server.base + "/meet", print)
+    f.finish_all_requests()
+    assert server.most_active == 3
+
+
+@pytest.mark.parametrize("option", [{"host_delay": 60.0}, {"rate": 1 / 60}])
+def test_host_delay_and_rate_hold_the_next_request_back(server, option):
+    """With a minute between starts, the second request never reaches the server before
+    the first one's callback aborts the fetcher."""
+    seen = []
+
+    def on_done(result, url, cookie):
+        seen.append((cookie, type(result), server.hits))
+        if cookie == 1:
+            f.abort()
+
+    f = parafetch.Fetcher(10, **option)
+    f.start_request(server.base + "/echo/1", on_done, 1)
+    f.start_request(server.base + "/echo/2", on_done, 2)
+    f.finish_all_requests()
+    assert seen == [(1, parafetch.Response, 1), (2, parafetch.ShutDown, 1)]
+    assert server.hits == 1
+
+
+def test_retries_retry_at_the_server(server):
+    got = {}
+    f = parafetch.Fetcher(retries=2, retry_backoff=0.001)
+    f.start_request(server.base + "/flaky/a/2", lambda r, u, c: got.update(a=r))
+    f.start_request(server.base + "/flaky/b/3", lambda r, u, c: got.update(b=r))
+    f.finish_all_requests()
+    assert (got["a"].status, got["a"].attempts) == (200, 3)
+    assert (got["b"].status, got["b"].attempts) == (503, 3)
+    assert server.flaky == {"a": 3, "b": 3}
+
+
+def test_proxy_from_env(server, closed_port, monkeypatch):
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{closed_port}")
+    got = []
+    f = parafetch.Fetcher(proxy_from_env=False)
+    f.start_request(server.base + "/echo", lambda r, u, c: got.append(r))
+    f.finish_all_requests()
+    g = parafetch.Fetcher()  # reads the environment by default
+    g.start_request(server.base + "/echo", lambda r, u, c: got.append(r))
+    g.finish_all_requests()
+    direct, proxied = got
+    assert direct.status == 200
+    assert isinstance(proxied, (parafetch.Proxy, parafetch.Connect)), proxied
+
+
+def test_resolve_pins_a_name(server):
+    port = server.server_address[1]
+    doc = echo(f"http://pinned.invalid:{port}/echo", resolve={f"pinned.invalid:{port}": "127.0.0.1"})
+    assert dict(doc["headers"])["Host"] == f"pinned.invalid:{port}"
+    with pytest.raises(ValueError, match="option resolve"):
+        parafetch.Fetcher(resolve={"no-port": "127.0.0.1"})
+    with pytest.raises(ValueError, match="option resolve"):
+        parafetch.Fetcher(resolve={"a:1": "not an ip"})
+
+
+def test_capture_wire_keeps_the_exchange_and_redacts(server):
+    got = []
+    f = parafetch.Fetcher(capture_wire=True)
+    f.start_request(server.base + "/echo", lambda r, u, c: got.append(r),
+                    headers={"Authorization": "Bearer tok-s3cret"})
+    f.finish_all_requests()
+    wire = got[0].wire
+    assert wire["request"].startswith(b"GET /echo HTTP/1.1\r\n")
+    assert b"tok-s3cret" not in wire["request"]
+    assert wire["response"].startswith(b"HTTP/1.1 200")
+    assert wire["sent_at"] > 0
+    plain = []
+    g = parafetch.Fetcher()
+    g.start_request(server.base + "/echo", lambda r, u, c: plain.append(r))
+    g.finish_all_requests()
+    assert plain[0].wire is None
+
+
+def test_the_jar_can_be_read_back(server):
+    f = parafetch.Fetcher(cookies=True)
+    assert f.cookies() == []
+    f.start_request(server.base + "/setcookie", print)
+    f.finish_all_requests()
+    assert f.cookies() == [("127.0.0.1", "/", "session", "s3cret")]
+    assert parafetch.Fetcher().cookies() == []
+
+
+def test_more_options_are_accepted():
+    parafetch.Fetcher(
+        politeness_key="domain",
+        proxy_from_env=False,
+        proxy_tunnel=True,
+        pool_max_idle=(4, 64),
+        robots_cache_ttl=(3600, 60),
+        dns_servers=["127.0.0.1", "127.0.0.1:5353", "[::1]:53"],
+        dns_search=(["example.com"], 1),
+        dns_timeout=(1.5, 2),
+        dns_cache_ttl=(1, 600),
+        tls_default_roots=True,
+        capture_secrets=False,
+        auto_throttle_delays=(1, 30),
+        proxy_default_roots=True,
+        proxy_danger_accept_invalid_certs=False,
+        system_resolver=1,
+    )
+    parafetch.Fetcher(proxy=["http://127.0.0.1:1", "http://127.0.0.1:2"],
+                      proxy_rotation="sticky_per_host")
+    with pytest.raises(ValueError, match="politeness_key"):
+        parafetch.Fetcher(politeness_key="street")
+    with pytest.raises(TypeError, match="pool_max_idle"):
+        parafetch.Fetcher(pool_max_idle=4)
+    with pytest.raises(ValueError, match="proxy_rotation"):
+        parafetch.Fetcher(proxy_rotation="random")
+
+
+def test_a_request_timeout_of_none_disables_the_fetchers(server):
+    """The fetcher's 0.2 s timeout ends the second request; its callback releases the
+    server, and the first (timeout=None) is answered."""
+    got = {}
+
+    def on_done(result, url, cookie):
+        got[cookie] = result
+        if cookie == "default":
+            server.release.set()
+
+    f = parafetch.Fetcher(timeout=0.2)
+    f.start_request(server.base + "/hold", on_done, "none", timeout=None)
+    f.start_request(server.base + "/hold", on_done, "default")
+    f.finish_all_requests()
+    assert isinstance(got["default"], parafetch.Timeout)
+    assert got["none"].status == 200
+    with pytest.raises(TypeError, match="unexpected keyword argument 'timeuot'"):
+        f.start_request(server.base, print, timeuot=1)

@@ -63,6 +63,13 @@ def test_reprs_hide_secrets(server):
     assert "***" in repr(r)
 
 
+def test_credential_headers_are_redacted(server):
+    h = fetch_one(server.base + "/secrets").headers
+    assert h["x-api-key"] == "k-s3cret"  # readable, never shown
+    assert "k-s3cret" not in repr(h) and "t-s3cret" not in repr(h)
+    assert "X-Plain" in repr(h)
+
+
 def test_text_follows_the_charset(server):
     r = fetch_one(server.base + "/latin1")
     assert r.text() == "café"
