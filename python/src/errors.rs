@@ -8,6 +8,7 @@
 use parafetch::ErrorKind;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 pyo3::create_exception!(
@@ -30,6 +31,8 @@ macro_rules! kinds {
         fn class_of<'py>(py: Python<'py>, kind: ErrorKind) -> Bound<'py, PyType> {
             match kind {
                 $(ErrorKind::$kind => py.get_type::<$name>(),)*
+                ErrorKind::Timeout => builtin_too(py, &TIMEOUT),
+                ErrorKind::Connect => builtin_too(py, &CONNECT),
                 _ => py.get_type::<Error>(),
             }
         }
@@ -39,12 +42,27 @@ macro_rules! kinds {
             let py = m.py();
             let base = py.get_type::<Error>();
             base.setattr("kind", py.None())?;
-            m.add("Error", base)?;
+            m.add("Error", &base)?;
             $(
                 let class = py.get_type::<$name>();
                 class.setattr("kind", ErrorKind::$kind.as_str())?;
                 m.add(stringify!($name), class)?;
             )*
+            let builtins = py.import("builtins")?;
+            for (cell, name, builtin, kind, doc) in [
+                (&TIMEOUT, "Timeout", "TimeoutError", ErrorKind::Timeout, TIMEOUT_DOC),
+                (&CONNECT, "Connect", "ConnectionError", ErrorKind::Connect, CONNECT_DOC),
+            ] {
+                let bases = (base.clone(), builtins.getattr(builtin)?);
+                let ns = pyo3::types::PyDict::new(py);
+                ns.set_item("__module__", "parafetch")?;
+                ns.set_item("__doc__", doc)?;
+                ns.set_item("kind", kind.as_str())?;
+                let class = builtins.getattr("type")?.call1((name, bases, ns))?;
+                let class = class.cast_into::<PyType>()?;
+                let _ = cell.set(py, class.clone().unbind());
+                m.add(name, class)?;
+            }
             Ok(())
         }
     };
@@ -55,9 +73,7 @@ kinds! {
     UnsupportedScheme => UnsupportedScheme, "The URL's scheme is not http or https.";
     InvalidRequest => InvalidRequest, "A bad method, header or option (caller's fault).";
     Dns => Dns, "The host name could not be resolved.";
-    Connect => Connect, "No connection could be made (refused, unreachable).";
     Tls => Tls, "The TLS handshake or record layer failed.";
-    Timeout => Timeout, "A deadline passed; `phase` says during which phase.";
     Malformed => Malformed, "The server sent bytes that are not valid HTTP/1.x.";
     Truncated => Truncated, "The connection ended before the response was complete.";
     EmptyReply => EmptyReply, "The connection ended before any response byte.";
@@ -69,6 +85,24 @@ kinds! {
     QueueFull => QueueFull, "Too many follow-ups queued from callbacks.";
     Robots => Robots, "robots.txt disallows the URL (with obey_robots=True).";
     ShutDown => ShutDown, "The fetcher is shutting down and takes no new requests.";
+}
+
+/// `parafetch.Timeout` and `parafetch.Connect`: subclasses of `parafetch.Error` and of
+/// the builtin `TimeoutError` and `ConnectionError`, so that code catching those catches
+/// them too. Made at module init (a class with two bases needs `type(...)`).
+static TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static CONNECT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+const TIMEOUT_DOC: &str =
+    "A deadline passed; `phase` says during which phase. Also a TimeoutError.";
+const CONNECT_DOC: &str =
+    "No connection could be made (refused, unreachable). Also a ConnectionError.";
+
+/// The class in `cell`, or `parafetch.Error` before module init made it.
+fn builtin_too<'py>(py: Python<'py>, cell: &PyOnceLock<Py<PyType>>) -> Bound<'py, PyType> {
+    match cell.get(py) {
+        Some(class) => class.bind(py).clone(),
+        None => py.get_type::<Error>(),
+    }
 }
 
 /// `e` as an instance of its exception class, with `kind`, `phase`, `message`, `url` and

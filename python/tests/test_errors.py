@@ -57,7 +57,7 @@ def test_other_scheme_raises_unsupported_scheme():
 
 
 def test_connection_refused_is_connect(closed_port, results):
-    f = parafetch.Fetcher()
+    f = parafetch.Fetcher(proxy_from_env=False)
     url = f"http://127.0.0.1:{closed_port}/x"
     f.start_request(url, results)
     f.finish_all_requests()
@@ -111,3 +111,50 @@ def test_an_http_404_is_a_response(server, results):
     r = results.calls[0][0]
     assert isinstance(r, parafetch.Response)
     assert r.status == 404 and not r.ok
+
+
+def test_timeout_and_connect_are_builtin_errors_too():
+    assert issubclass(parafetch.Timeout, TimeoutError)
+    assert issubclass(parafetch.Connect, ConnectionError)
+    assert parafetch.Timeout.__module__ == parafetch.Connect.__module__ == "parafetch"
+
+
+def test_errors_pickle_with_their_attributes(closed_port, results):
+    import pickle
+
+    f = parafetch.Fetcher()
+    f.start_request(f"http://127.0.0.1:{closed_port}/x", results)
+    f.finish_all_requests()
+    e = results.calls[0][0]
+    back = pickle.loads(pickle.dumps(e))
+    assert type(back) is parafetch.Connect
+    assert isinstance(back, ConnectionError)
+    assert (back.kind, back.phase, back.url, back.attempts, back.message) == (
+        e.kind, e.phase, e.url, e.attempts, e.message)
+    assert str(back) == str(e)
+
+
+def test_a_url_password_never_shows_in_an_error():
+    f = parafetch.Fetcher()
+    with pytest.raises(parafetch.InvalidUrl) as info:
+        f.start_request("http://user:pw-s3cret@", print)
+    e = info.value
+    assert "pw-s3cret" not in str(e) and "pw-s3cret" not in repr(e)
+    assert "pw-s3cret" not in e.url and "***" in e.url
+    with pytest.raises(parafetch.InvalidRequest) as info:
+        f.start_request("http://user:pw-s3cret@127.0.0.1:9/", print, method="BAD METHOD")
+    assert "pw-s3cret" not in info.value.url
+
+
+def test_a_bad_header_raises_before_waiting_for_room(server):
+    """The fetcher is full (a held request): a bad header still raises at once."""
+    f = parafetch.Fetcher(1)
+    f.start_request(server.base + "/hold", print)
+    with pytest.raises(parafetch.InvalidRequest, match="header name"):
+        f.start_request(server.base + "/echo", print, headers={"bad name": "x"})
+    with pytest.raises(parafetch.InvalidRequest, match="header value"):
+        f.start_request(server.base + "/echo", print, headers={"X-A": "a\r\nb"})
+    with pytest.raises(parafetch.InvalidUrl):
+        f.start_request("not a url", print)
+    assert f.pending == 1
+    f.abort()
