@@ -647,6 +647,18 @@ impl Fetcher {
         }
     }
 
+    /// Finishes every request where nobody can catch an exception (a drop, the garbage
+    /// collector). Ctrl-C still interrupts the wait: the rest is aborted (called back
+    /// with ShutDown errors) and the KeyboardInterrupt reported to
+    /// `sys.unraisablehook`, as any exception in a destructor is; so is a
+    /// KeyboardInterrupt or SystemExit from a callback, the rest aborted too.
+    fn finish_unattended(&self, py: Python<'_>) {
+        if let Err(e) = self.shut_down(py, true) {
+            self.abort_now(py, self.abort_mode(py));
+            e.write_unraisable(py, None);
+        }
+    }
+
     fn keep_raised(&self, py: Python<'_>, e: PyErr) {
         let mut st = self.state();
         if st.raised.is_none() {
@@ -1057,7 +1069,7 @@ impl Fetcher {
         if finalizing(py) {
             this.abort_now(py, Then::Drop);
         } else {
-            let _ = this.shut_down(py, false);
+            this.finish_unattended(py);
         }
         if let Err(e) = this.take_raised(py) {
             e.write_unraisable(py, Some(slf.as_any()));
@@ -1089,8 +1101,8 @@ pub(crate) fn install_finalizer(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 impl Drop for Fetcher {
     /// Finishes every pending request, as ParallelCurl's destructor does, on whatever
-    /// thread drops it (the GIL released while it waits), then ends the loop; what a
-    /// callback raised goes to `sys.unraisablehook`. During interpreter shutdown it aborts
+    /// thread drops it (the GIL released while it waits; Ctrl-C aborts the rest), then
+    /// ends the loop; what a callback raised goes to `sys.unraisablehook`. During interpreter shutdown it aborts
     /// instead, calling nothing back. In a forked child it lets go of the parent's loop
     /// without touching it.
     fn drop(&mut self) {
@@ -1112,7 +1124,7 @@ impl Drop for Fetcher {
                 self.abort_now(py, Then::Drop);
             } else {
                 // No exception can propagate from here: a signal is left for later.
-                let _ = self.shut_down(py, false);
+                self.finish_unattended(py);
                 if let Err(e) = self.take_raised(py) {
                     e.write_unraisable(py, None);
                 }

@@ -240,3 +240,33 @@ def test_the_gil_is_released_during_a_long_fetch(Fetcher, server):
     t.join()
     assert statuses == [200]
     assert len(progress) == 1000
+
+
+def test_ctrl_c_while_a_dropped_fetcher_drains_aborts_it(server, results, monkeypatch):
+    """Dropping a fetcher finishes its requests; Ctrl-C meanwhile aborts the rest, and
+    the KeyboardInterrupt is reported as unraisable (a destructor cannot raise)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.exc_type))
+
+    def interrupt():
+        if server.wait_for(lambda s: s.active == 1):
+            _thread.interrupt_main()
+
+    t = threading.Thread(target=interrupt)
+    f = parafetch.Fetcher()
+    f.start_request(server.base + "/hold", results, "held")
+    t.start()
+    del f
+    t.join()
+    (r,) = results.by_cookie().values()
+    assert isinstance(r, parafetch.ShutDown)
+    assert reported == [KeyboardInterrupt]
+
+
+def test_signatures_show_the_defaults():
+    import inspect
+
+    assert str(inspect.signature(parafetch.Fetcher)) == "(max_in_flight=10, **options)"
+    assert str(inspect.signature(parafetch.fetch_all)) == "(urls, max_in_flight=10, **options)"
