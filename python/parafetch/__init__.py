@@ -1,9 +1,10 @@
 """parafetch: fetch many URLs at once from one thread.
 
 The Rust heir of ParallelCurl / pyparallelcurl: "start this URL, call me back when it is
-done, never more than N at once", over mio event loops written in Rust that run on
-threads of their own (``threads=1`` by default). Callbacks run on the thread that calls
-``start_request`` / ``finish_all_requests``; the GIL is released while it waits.
+done, never more than N at once", over a mio event loop written in Rust. With
+``threads=1`` (the default) the loop runs on the thread that waits, the GIL released;
+with ``threads=N`` (or ``"auto"``), on N threads of its own. Either way callbacks run on
+the thread that calls ``start_request`` / ``finish_all_requests``.
 
     import parafetch
 
@@ -16,14 +17,22 @@ threads of their own (``threads=1`` by default). Callbacks run on the thread tha
     with parafetch.Fetcher(max_in_flight=10, timeout=30.0, per_host=2) as fetcher:
         for i, url in enumerate(urls):
             fetcher.start_request(url, on_done, i)  # returns at once while there is room
-    # leaving the block finishes every request, then raises what a callback raised
+    # leaving the block finishes every request, then raises what a callback raised;
+    # leaving it by an exception (Ctrl-C too) aborts: what is pending is called back
+    # with parafetch.ShutDown errors, unfetched
 
     for url, result in parafetch.fetch_all(urls, max_in_flight=20):
         ...
 
 Callbacks are called as ``callback(result, url, cookie)``: ``result`` is a ``Response``
 (any status, 404 and 500 included) or an instance of a ``parafetch.Error`` subclass (not
-raised), ``url`` the URL given to ``start_request``, ``cookie`` the caller's object.
+raised), ``url`` the URL given to ``start_request``, ``cookie`` the caller's object. An
+``Exception`` a callback raises is raised by ``finish_all_requests`` once the others are
+done; a ``KeyboardInterrupt`` or ``SystemExit`` is raised at once.
+
+A fetcher still open at exit is finished by an ``atexit`` hook, as one that is garbage
+collected is; during interpreter shutdown pending requests are dropped uncalled. A
+fetcher belongs to the process that made it: a forked child must make its own.
 """
 
 from parafetch._native import (

@@ -158,3 +158,15 @@ def test_a_bad_header_raises_before_waiting_for_room(server):
         f.start_request("not a url", print)
     assert f.pending == 1
     f.abort()
+
+
+def test_the_type_stubs_name_what_the_package_exports():
+    import ast
+    import pathlib
+
+    here = pathlib.Path(parafetch.__file__).parent
+    assert (here / "py.typed").exists()
+    tree = ast.parse((here / "_native.pyi").read_text())
+    stubbed = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    stubbed |= {t.id for n in tree.body if isinstance(n, ast.AnnAssign) for t in [n.target]}
+    assert set(parafetch.__all__) <= stubbed
