@@ -5,7 +5,7 @@
 Starts nginx (/usr/sbin/nginx, or $NGINX) on an ephemeral 127.0.0.1 port with a generated
 config (keep-alive, a 1 KiB file), then for each way of fetching runs the requests and
 prints the process's CPU (user + system, from getrusage(RUSAGE_SELF): the loop threads
-count too) per request, best of the rounds. nginx's own CPU is not counted (another
+count too) per request, best and median of the rounds. nginx's own CPU is not counted (another
 process). Quick, not rigorous: for "did this change make it cheaper", not for a paper.
 """
 
@@ -119,18 +119,18 @@ def main():
             ]
             run_fetcher(url, 200, args.in_flight, 1)  # warm up
             print(f"{args.requests} requests of 1 KiB, {args.in_flight} in flight, "
-                  f"best of {args.rounds}")
+                  f"{args.rounds} rounds")
             for name, run, threads in ways:
-                best = None
+                rounds = []
                 for _ in range(args.rounds):
                     c0, w0 = cpu(), time.perf_counter()
                     run(url, args.requests, args.in_flight, threads)
-                    c, w = cpu() - c0, time.perf_counter() - w0
-                    if best is None or c < best[0]:
-                        best = (c, w)
-                c, w = best
-                print(f"  {name:22} {c / args.requests * 1e6:6.1f} us CPU/request  "
-                      f"{args.requests / w:8.0f} requests/s")
+                    rounds.append((cpu() - c0, time.perf_counter() - w0))
+                rounds.sort()
+                (best, _), (median, wall) = rounds[0], rounds[len(rounds) // 2]
+                print(f"  {name:22} {best / args.requests * 1e6:6.1f} us CPU/request best, "
+                      f"{median / args.requests * 1e6:6.1f} median  "
+                      f"{args.requests / wall:8.0f} requests/s")
         finally:
             proc.terminate()
             proc.wait(10)
