@@ -790,7 +790,9 @@ impl Fetcher {
     /// method or header (`InvalidRequest`); `parafetch.ShutDown` once closed. Without room
     /// it first calls back finished requests until there is; from inside a callback it
     /// calls none back, and waits (GIL released) only if the loop holds all it may.
-    /// `timeout=None` (or not given) keeps the fetcher's timeout; `timeout=0` means none.
+    /// `timeout` (seconds) bounds this request; `timeout=None` means no timeout at all;
+    /// not given, the fetcher's applies. The other keywords likewise override the
+    /// fetcher's options for this request.
     #[pyo3(signature = (
         url, callback, cookie=None, *, method="GET", headers=None, data=None,
         connect_timeout=None, follow_redirects=None, max_redirects=None, max_body=None,
