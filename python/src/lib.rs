@@ -1,18 +1,20 @@
 //! `parafetch._native`: the extension module behind the `parafetch` Python package
-//! (python/parafetch/__init__.py re-exports it).
+//! (python/parafetch/__init__.py re-exports it; _native.pyi types it).
 //!
 //! A user of parafetch's public API only, as DESIGN.md asks of a binding. Modules:
-//! fetcher.rs (`Fetcher`: a `parafetch::Handle` whose loops run on threads of their own,
-//! results handed over a channel and called back on the caller's thread, GIL released
-//! while it waits), fetch_all.rs (`fetch_all`, the iterator form, on the same hand-over),
-//! options.rs (keyword options into a `Builder` or a `Request`), response.rs
+//! fetcher.rs (`Fetcher`: with `threads=1` a caller-driven `parafetch::Fetcher` from
+//! `Builder::build_send`, turned by the waiting thread with the GIL released; with more, a
+//! `parafetch::Handle` whose loops run on threads of their own; callbacks on the caller's
+//! thread either way), fetch_all.rs (`fetch_all`, the iterator form, on the same two
+//! drivers), options.rs (keyword options into a `Builder` or a `Request`), response.rs
 //! (`Response`, `Headers`, `Timings`), errors.rs (`parafetch.Error` and a subclass per
 //! kind). No `unsafe`: nothing but `Send` values crosses a release of the GIL.
 //!
-//! The loops never touch Python: a request's Rust callback sends its result, a plain Rust
-//! value, to whoever consumes it. An `AsyncFetcher` can take the same results and hand
-//! them to an asyncio loop with `call_soon_threadsafe`; results and errors are converted
-//! by plain functions of a `Python` token.
+//! The loops never touch Python: a request's Rust callback hands its result, a plain Rust
+//! value, to whoever consumes it (an inbox, a channel). An `AsyncFetcher` can take the
+//! same results from a `Handle` and hand them to an asyncio loop with
+//! `call_soon_threadsafe`; results and errors are converted by plain functions of a
+//! `Python` token.
 
 #![forbid(unsafe_code)]
 
