@@ -21,6 +21,11 @@ threads of their own (``threads=1`` by default). Callbacks run on the thread tha
     for url, result in parafetch.fetch_all(urls, max_in_flight=20):
         ...
 
+    async with parafetch.AsyncFetcher(max_in_flight=20) as f:  # asyncio
+        response = await f.fetch(url)
+        async for url, result in f.fetch_all(urls):
+            ...
+
 Callbacks are called as ``callback(result, url, cookie)``: ``result`` is a ``Response``
 (any status, 404 and 500 included) or an instance of a ``parafetch.Error`` subclass (not
 raised), ``url`` the URL given to ``start_request``, ``cookie`` the caller's object.
@@ -54,8 +59,10 @@ from parafetch._native import (
     __version__,
     fetch_all,
 )
+from parafetch._aio import AsyncFetcher
 
 __all__ = [
+    "AsyncFetcher",
     "BadRedirect",
     "Connect",
     "Dns",
