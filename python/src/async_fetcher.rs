@@ -375,7 +375,7 @@ fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 
 /// Gives `handle` to a thread that drops it (waiting for its loops to end), so that the
 /// caller never waits; without a thread to spare, drops it here with the GIL released.
-fn drop_elsewhere(py: Python<'_>, handle: Handle<u64>) {
+fn drop_elsewhere(handle: Handle<u64>) {
     // Through a channel, so that the handle is still ours if the OS refuses the thread
     // (a closure given to a failed spawn is dropped inside it).
     let (give, take) = mpsc::sync_channel::<Handle<u64>>(1);
@@ -389,7 +389,9 @@ fn drop_elsewhere(py: Python<'_>, handle: Handle<u64>) {
         },
         Err(_) => handle,
     };
-    py.detach(move || drop(handle));
+    let mut handle = Some(handle);
+    let _ = Python::try_attach(|py| py.detach(|| drop(handle.take())));
+    drop(handle); // interpreter shutting down: no GIL to let go of
 }
 
 /// Fetches many URLs at once for asyncio: `AsyncFetcher(max_in_flight=10, **options)`,
@@ -722,14 +724,15 @@ impl AsyncFetcher {
 
 impl Drop for AsyncFetcher {
     /// Aborts without waiting: pending futures get ShutDown through the event loop (if it
-    /// still runs), and the loops end on a thread of their own.
+    /// still runs), and the loops end on a thread of their own. During interpreter
+    /// shutdown too: the loops then drop their results (no GIL to take).
     fn drop(&mut self) {
-        let _ = Python::try_attach(|py| {
-            self.stop(py, true);
-            let handle = lock(&self.core.book).handle.take();
-            if let Some(handle) = handle {
-                drop_elsewhere(py, handle);
-            }
-        });
+        let _ = Python::try_attach(|py| self.stop(py, true));
+        self.core.closed.store(true, SeqCst);
+        let handle = lock(&self.core.book).handle.take();
+        if let Some(handle) = handle {
+            handle.abort();
+            drop_elsewhere(handle);
+        }
     }
 }
