@@ -662,14 +662,18 @@ impl AsyncFetcher {
         Ok(future)
     }
 
-    /// Changes the in-flight cap (at least 1), at once; requests waiting for room are
-    /// sent if it rose.
+    /// Changes the in-flight cap (at least 1), at once, from any thread; requests waiting
+    /// for room are sent (by the event loop) if it rose.
     fn set_max_requests(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
         let n = options::positive("max_requests", n)?;
         if let Some(h) = &lock(&self.core.book).handle {
             h.set_max_in_flight(n);
         }
-        self.core.admit(py);
+        // The drain sends what waits, on the event loop's thread (this may be another).
+        let first = !std::mem::replace(&mut lock(&self.core.mail).scheduled, true);
+        if first {
+            self.core.schedule(py);
+        }
         Ok(())
     }
 
