@@ -24,6 +24,11 @@ the thread that calls ``start_request`` / ``finish_all_requests``.
     for url, result in parafetch.fetch_all(urls, max_in_flight=20):
         ...
 
+    async with parafetch.AsyncFetcher(max_in_flight=20) as f:  # asyncio
+        response = await f.fetch(url)
+        async for url, result in f.fetch_all(urls):
+            ...
+
 Callbacks are called as ``callback(result, url, cookie)``: ``result`` is a ``Response``
 (any status, 404 and 500 included) or an instance of a ``parafetch.Error`` subclass (not
 raised), ``url`` the URL given to ``start_request``, ``cookie`` the caller's object. An
@@ -63,8 +68,10 @@ from parafetch._native import (
     __version__,
     fetch_all,
 )
+from parafetch._aio import AsyncFetcher
 
 __all__ = [
+    "AsyncFetcher",
     "BadRedirect",
     "Connect",
     "Dns",

@@ -820,7 +820,7 @@ impl Fetcher {
         if !callback.bind(py).is_callable() {
             return Err(PyTypeError::new_err("callback must be callable"));
         }
-        let timeout = options::timeout_kwarg(timeout)?;
+        let timeout = options::timeout_kwarg("start_request", timeout)?;
         let timeout = timeout.as_ref().map(|t| t.as_ref());
         let args = RequestArgs {
             method,

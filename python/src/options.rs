@@ -439,6 +439,7 @@ pub(crate) struct RequestArgs<'a, 'py> {
 /// timeout for this request) differs from not giving one (the fetcher's): `None` when not
 /// given, `Some(None)` for `timeout=None`. Any other keyword is a TypeError, as Python's.
 pub(crate) fn timeout_kwarg<'py>(
+    function: &str,
     kwargs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Option<Option<Bound<'py, PyAny>>>> {
     let Some(kwargs) = kwargs else {
@@ -449,7 +450,7 @@ pub(crate) fn timeout_kwarg<'py>(
         let k: String = k.extract()?;
         if k != "timeout" {
             return Err(PyTypeError::new_err(format!(
-                "start_request() got an unexpected keyword argument '{k}'"
+                "{function}() got an unexpected keyword argument '{k}'"
             )));
         }
         timeout = Some((!v.is_none()).then_some(v));

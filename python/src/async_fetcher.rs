@@ -1,0 +1,744 @@
+//! `parafetch.AsyncFetcher`'s native half: asyncio futures over a [`parafetch::Handle`]
+//! whose loops run on threads of their own. python/parafetch/_aio.py adds the parts that
+//! are coroutines (`aclose`, `async with`, `fetch_all`).
+//!
+//! Owns the hand-over from the loop threads to the event loop, and nothing else. A
+//! request's Rust callback pushes `(id, result)`, a plain Rust value, into the shared
+//! [`Mail`]; only the first push since the last drain takes the GIL, for one call:
+//! `loop.call_soon_threadsafe(drain)`. The drain runs on the event loop's thread: it
+//! converts each result there (the loop threads never build Python objects), resolves the
+//! futures still waiting, submits requests that were waiting for room and wakes `_idle`
+//! waiters. A burst of results costs the event loop one wake-up; nothing polls.
+//!
+//! Admission: `fetch` submits with `try_submit` only while fewer than `max_in_flight +
+//! backlog` requests are submitted and not drained; otherwise the request waits in a FIFO
+//! here (its future already returned) and the drain submits it when room frees. A future
+//! cancelled while waiting is dropped there, never submitted. The event loop's thread
+//! never waits on the handle.
+//!
+//! Locks: [`Book`] is only locked with the GIL held, and no Python code runs (nor is a
+//! Python object dropped) while either lock is held: a `__del__` might call back in.
+//!
+//! Never parses options (options.rs) nor converts results (response.rs, errors.rs), and
+//! uses nothing of fetcher.rs but `lock` and `Finished`.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+
+use parafetch::{Done, Handle, Rejected, Request, SendQueue, SubmitError};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+
+use crate::errors::{error_value, to_pyerr};
+use crate::fetcher::{Finished, TICK, lock};
+use crate::options::{self, Kept, RequestArgs};
+use crate::response::Response;
+
+/// Added to the handle's backlog. The handle counts a request until its Rust callback has
+/// returned; we count it until the drain took its result, which can come first: at most
+/// one such request per loop thread at any moment (a loop calls back one at a time). With
+/// this slack `try_submit` never finds the handle full while our own count has room,
+/// and the engine still never holds more than our count lets in.
+const SLACK: usize = 1024;
+
+/// Results on their way from the loop threads to the event loop.
+struct Mail {
+    results: Vec<Finished<u64>>,
+    /// A drain is scheduled and has not taken `results` yet.
+    scheduled: bool,
+    /// The bound event loop's `call_soon_threadsafe`.
+    wake: Option<Py<PyAny>>,
+}
+
+/// A request's Python side until it is resolved.
+struct Entry {
+    future: Py<PyAny>,
+    url: String,
+}
+
+/// A request `fetch` could not submit for lack of room.
+struct Waiting {
+    id: u64,
+    request: Request,
+    entry: Entry,
+}
+
+/// What the event loop's side keeps. Locked with the GIL held only.
+struct Book {
+    /// `None` once shut down (or given away by `Drop`).
+    handle: Option<Handle<u64>>,
+    /// Submitted, by id, until the drain resolves them.
+    table: HashMap<u64, Entry>,
+    /// Accepted by `fetch`, waiting for room, oldest first.
+    waiting: VecDeque<Waiting>,
+    next_id: u64,
+    /// `_idle()` futures, resolved when the table and `waiting` are empty.
+    idle: Vec<Py<PyAny>>,
+    /// The event loop the futures belong to (bound at the first `fetch`; rebound only
+    /// while nothing is pending).
+    event_loop: Option<Py<PyAny>>,
+}
+
+impl Book {
+    fn is_idle(&self) -> bool {
+        self.table.is_empty() && self.waiting.is_empty()
+    }
+}
+
+/// Shared by the fetcher, its drains and its requests' Rust callbacks.
+struct Core {
+    mail: Mutex<Mail>,
+    book: Mutex<Book>,
+    /// `fetch` refuses (ShutDown) once set.
+    closed: AtomicBool,
+    /// The `backlog` option: room is `max_in_flight + backlog`.
+    backlog: usize,
+}
+
+/// A ShutDown error, through the public API (`Error::new` is the library's own).
+fn shut_down() -> parafetch::Error {
+    let rejected = Rejected {
+        request: Request::new("GET", "http://127.0.0.1/"),
+        callback: (),
+        cookie: (),
+    };
+    SubmitError::ShutDown(Box::new(rejected)).into_error()
+}
+
+/// Whether an asyncio future is done (a cancelled one is).
+fn is_done(py: Python<'_>, future: &Py<PyAny>) -> bool {
+    future
+        .call_method0(py, intern!(py, "done"))
+        .and_then(|d| d.is_truthy(py))
+        .unwrap_or(true)
+}
+
+/// Resolves `future` with `result` unless it is done already (cancelled): the result is
+/// then dropped.
+fn settle(py: Python<'_>, entry: Entry, result: Result<parafetch::Response, parafetch::Error>) {
+    if is_done(py, &entry.future) {
+        return;
+    }
+    let (method, value) = match result {
+        Ok(r) => match Response::from_rust(py, r).and_then(|r| Py::new(py, r)) {
+            Ok(r) => (intern!(py, "set_result"), r.into_any()),
+            Err(e) => (intern!(py, "set_exception"), e.into_value(py).into_any()),
+        },
+        Err(e) => (
+            intern!(py, "set_exception"),
+            error_value(py, &e, Some(&entry.url)),
+        ),
+    };
+    let future = entry.future.bind(py);
+    if let Err(e) = future.call_method1(method, (value,)) {
+        e.write_unraisable(py, Some(future));
+    }
+}
+
+/// Sets a future's result to None unless it is done.
+fn set_none(py: Python<'_>, future: &Py<PyAny>) {
+    if !is_done(py, future) {
+        let future = future.bind(py);
+        if let Err(e) = future.call_method1(intern!(py, "set_result"), (py.None(),)) {
+            e.write_unraisable(py, Some(future));
+        }
+    }
+}
+
+impl Core {
+    /// On a loop thread, in a request's callback.
+    fn deliver(self: &Arc<Core>, finished: Finished<u64>) {
+        let first = {
+            let mut m = lock(&self.mail);
+            m.results.push(finished);
+            !std::mem::replace(&mut m.scheduled, true)
+        };
+        if first {
+            // The GIL for this one call. During interpreter shutdown there is none to
+            // take: the result stays unread.
+            let _ = Python::try_attach(|py| self.schedule(py));
+        }
+    }
+
+    /// Asks the event loop to drain (`scheduled` is set). If it cannot be asked (closed),
+    /// what waited for it is dropped: nobody can be told any more.
+    fn schedule(self: &Arc<Core>, py: Python<'_>) {
+        let wake = lock(&self.mail).wake.as_ref().map(|w| w.clone_ref(py));
+        let called = match wake {
+            Some(wake) => Py::new(
+                py,
+                Drain {
+                    core: Arc::clone(self),
+                },
+            )
+            .and_then(|drain| wake.call1(py, (drain,))),
+            None => Err(PyRuntimeError::new_err("no event loop")),
+        };
+        if called.is_err() {
+            self.undeliverable();
+        }
+    }
+
+    /// The event loop is gone (`call_soon_threadsafe` raised): drops the results, their
+    /// futures, the requests waiting for room and the idle waiters. Requests still in
+    /// flight are dropped the same way as they finish.
+    fn undeliverable(&self) {
+        let results = {
+            let mut m = lock(&self.mail);
+            m.scheduled = false;
+            std::mem::take(&mut m.results)
+        };
+        let dropped = {
+            let mut b = lock(&self.book);
+            let entries: Vec<Entry> = results
+                .iter()
+                .filter_map(|(id, _)| b.table.remove(id))
+                .collect();
+            let waiting = std::mem::take(&mut b.waiting);
+            let idle = std::mem::take(&mut b.idle);
+            (entries, waiting, idle)
+        };
+        drop((results, dropped));
+    }
+
+    /// The drain, on the event loop's thread.
+    fn drain(self: &Arc<Core>, py: Python<'_>) {
+        let results = {
+            let mut m = lock(&self.mail);
+            m.scheduled = false;
+            std::mem::take(&mut m.results)
+        };
+        let resolved: Vec<_> = {
+            let mut b = lock(&self.book);
+            results
+                .into_iter()
+                .filter_map(|(id, r)| b.table.remove(&id).map(|e| (e, r)))
+                .collect()
+        };
+        for (entry, result) in resolved {
+            settle(py, entry, result);
+        }
+        self.admit(py);
+        let idle = {
+            let mut b = lock(&self.book);
+            if b.is_idle() {
+                std::mem::take(&mut b.idle)
+            } else {
+                Vec::new()
+            }
+        };
+        for future in idle {
+            set_none(py, &future);
+        }
+    }
+
+    fn room(&self, b: &Book) -> bool {
+        match &b.handle {
+            Some(h) => b.table.len() < h.max_in_flight().saturating_add(self.backlog),
+            None => true, // submit refuses with ShutDown
+        }
+    }
+
+    /// Submits the requests waiting for room while there is room.
+    fn admit(self: &Arc<Core>, py: Python<'_>) {
+        loop {
+            let next = {
+                let mut b = lock(&self.book);
+                if !self.room(&b) {
+                    return;
+                }
+                b.waiting.pop_front()
+            };
+            let Some(w) = next else {
+                return;
+            };
+            if is_done(py, &w.entry.future) {
+                continue; // cancelled while waiting: never submitted
+            }
+            if let Err((entry, e)) = self.submit(py, w) {
+                settle(py, entry, Err(e));
+            }
+        }
+    }
+
+    /// Submits one request (the caller saw room); `Err` hands its entry back with why.
+    fn submit(
+        self: &Arc<Core>,
+        py: Python<'_>,
+        w: Waiting,
+    ) -> Result<(), (Entry, parafetch::Error)> {
+        let Waiting { id, request, entry } = w;
+        let core = Arc::clone(self);
+        let on_done = move |done: Done<u64>, _: &mut SendQueue<u64>| {
+            core.deliver((done.cookie, done.result));
+        };
+        let mut b = lock(&self.book);
+        let Some(handle) = &b.handle else {
+            return Err((entry, shut_down()));
+        };
+        let tried = match handle.try_submit(request, on_done, id) {
+            Err(SubmitError::Full(r)) => {
+                // Not expected (see SLACK). Wait for the handle's count to catch up, with
+                // the GIL and the book let go: a loop thread may need the GIL to finish
+                // the callback that holds the place.
+                let handle = handle.clone();
+                drop(b);
+                let tried = py.detach(move || {
+                    let mut r = *r;
+                    loop {
+                        match handle.submit_timeout(r.request, r.callback, r.cookie, TICK) {
+                            Err(SubmitError::Full(back)) => r = *back,
+                            other => break other,
+                        }
+                    }
+                    // `handle` dropped here, GIL released, should it be the last clone.
+                });
+                b = lock(&self.book);
+                tried
+            }
+            other => other,
+        };
+        match tried {
+            Ok(()) => {
+                b.table.insert(id, entry);
+                Ok(())
+            }
+            Err(e) => Err((entry, e.into_error())),
+        }
+    }
+
+    /// Requests waiting for room become ShutDown results, delivered by a drain.
+    fn refuse_waiting(self: &Arc<Core>, py: Python<'_>) {
+        let ids: Vec<u64> = {
+            let mut b = lock(&self.book);
+            let waiting = std::mem::take(&mut b.waiting);
+            waiting
+                .into_iter()
+                .map(|w| {
+                    b.table.insert(w.id, w.entry);
+                    w.id
+                })
+                .collect()
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let first = {
+            let mut m = lock(&self.mail);
+            m.results
+                .extend(ids.into_iter().map(|id| (id, Err(shut_down()))));
+            !std::mem::replace(&mut m.scheduled, true)
+        };
+        if first {
+            self.schedule(py);
+        }
+    }
+}
+
+/// The drain `call_soon_threadsafe` schedules (one per burst of results).
+#[pyclass(frozen, module = "parafetch._native")]
+struct Drain {
+    core: Arc<Core>,
+}
+
+#[pymethods]
+impl Drain {
+    fn __call__(&self, py: Python<'_>) {
+        self.core.drain(py);
+    }
+}
+
+/// Sets a future's result to None unless it is done: what the closing thread schedules.
+#[pyclass(frozen, module = "parafetch._native")]
+struct Resolve {
+    future: Py<PyAny>,
+}
+
+#[pymethods]
+impl Resolve {
+    fn __call__(&self, py: Python<'_>) {
+        set_none(py, &self.future);
+    }
+}
+
+/// The running event loop (RuntimeError outside one).
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    GET.import(py, "asyncio", "get_running_loop")?.call0()
+}
+
+/// Gives `handle` to a thread that drops it (waiting for its loops to end), so that the
+/// caller never waits; without a thread to spare, drops it here with the GIL released.
+fn drop_elsewhere(handle: Handle<u64>) {
+    // Through a channel, so that the handle is still ours if the OS refuses the thread
+    // (a closure given to a failed spawn is dropped inside it).
+    let (give, take) = mpsc::sync_channel::<Handle<u64>>(1);
+    let spawned = thread::Builder::new()
+        .name("parafetch-close".into())
+        .spawn(move || drop(take.recv()));
+    let handle = match spawned {
+        Ok(_) => match give.send(handle) {
+            Ok(()) => return,
+            Err(mpsc::SendError(back)) => back,
+        },
+        Err(_) => handle,
+    };
+    let mut handle = Some(handle);
+    let _ = Python::try_attach(|py| py.detach(|| drop(handle.take())));
+    drop(handle); // interpreter shutting down: no GIL to let go of
+}
+
+/// Fetches many URLs at once for asyncio: `AsyncFetcher(max_in_flight=10, **options)`,
+/// options as for `Fetcher`. The fetching runs on loops of its own threads; results come
+/// back to the event loop through `call_soon_threadsafe`, one wake-up per burst.
+///
+/// `fetch(url, *, method="GET", headers=None, data=None, timeout=None, ...)` (the
+/// per-request arguments of `Fetcher.start_request`) starts the request at once and
+/// returns an `asyncio.Future` resolving to a `Response` or raising a `parafetch.Error`
+/// subclass; a malformed URL or request raises at the call. Without room (`max_in_flight`
+/// plus `backlog` requests pending) the request waits for it, in order, without blocking
+/// the event loop; cancelled while it waits, it is never sent. Cancelling a future of a
+/// request already sent drops its result: the request still completes inside. All futures
+/// belong to the event loop of the first `fetch` (another loop may take over only while
+/// nothing is pending).
+///
+/// `abort()` stops at once: every pending future gets a `parafetch.ShutDown` error (via
+/// the event loop). Garbage collection of an open fetcher aborts too, without waiting.
+/// `pending`: requests accepted and not yet resolved. See `parafetch.AsyncFetcher` for
+/// `aclose()`, `async with` and `fetch_all`.
+#[pyclass(frozen, subclass, name = "_AsyncFetcher", module = "parafetch._native")]
+pub struct AsyncFetcher {
+    core: Arc<Core>,
+    kept: Kept,
+    threads: usize,
+}
+
+impl AsyncFetcher {
+    /// Binds the fetcher to `ev` if it is not bound to another loop with work pending.
+    fn bind(&self, py: Python<'_>, ev: &Bound<'_, PyAny>) -> PyResult<()> {
+        let busy = {
+            let b = lock(&self.core.book);
+            match &b.event_loop {
+                Some(l) if ev.is(l) => return Ok(()),
+                Some(l) if !b.is_idle() => Some(l.clone_ref(py)),
+                _ => None,
+            }
+        };
+        if let Some(old) = busy {
+            if !old
+                .call_method0(py, intern!(py, "is_closed"))?
+                .is_truthy(py)?
+            {
+                return Err(PyRuntimeError::new_err(
+                    "the AsyncFetcher is in use by another event loop",
+                ));
+            }
+            // Its loop is closed: nobody can await what it left. Its requests still
+            // running finish inside; their results find no entry.
+            let dropped = {
+                let mut b = lock(&self.core.book);
+                (
+                    std::mem::take(&mut b.table),
+                    std::mem::take(&mut b.waiting),
+                    std::mem::take(&mut b.idle),
+                )
+            };
+            drop(dropped);
+        }
+        let wake = ev.getattr(intern!(py, "call_soon_threadsafe"))?.unbind();
+        let old_loop = lock(&self.core.book)
+            .event_loop
+            .replace(ev.clone().unbind());
+        let old_wake = lock(&self.core.mail).wake.replace(wake);
+        drop((old_loop, old_wake));
+        Ok(())
+    }
+
+    fn open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.core.closed.load(SeqCst) {
+            return Err(to_pyerr(py, &shut_down(), None));
+        }
+        Ok(())
+    }
+
+    /// Closes and refuses what waits; `abort` also makes the loops call back with
+    /// ShutDown what they hold.
+    fn stop(&self, py: Python<'_>, abort: bool) {
+        self.core.closed.store(true, SeqCst);
+        if abort {
+            self.core.refuse_waiting(py);
+            if let Some(h) = &lock(&self.core.book).handle {
+                h.abort();
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl AsyncFetcher {
+    #[new]
+    #[pyo3(signature = (max_in_flight=None, **options))]
+    fn new(
+        py: Python<'_>,
+        max_in_flight: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<AsyncFetcher> {
+        let n = match max_in_flight {
+            Some(n) => options::positive("max_in_flight", n)?,
+            None => 10,
+        };
+        let (builder, kept) =
+            options::apply(parafetch::Fetcher::builder().max_in_flight(n), options)?;
+        let builder = builder.backlog(kept.backlog.saturating_add(SLACK));
+        let handle = py
+            .detach(|| builder.spawn::<u64>())
+            .map_err(|e| to_pyerr(py, &e, None))?;
+        let threads = handle.threads();
+        let core = Core {
+            mail: Mutex::new(Mail {
+                results: Vec::new(),
+                scheduled: false,
+                wake: None,
+            }),
+            book: Mutex::new(Book {
+                handle: Some(handle),
+                table: HashMap::new(),
+                waiting: VecDeque::new(),
+                next_id: 0,
+                idle: Vec::new(),
+                event_loop: None,
+            }),
+            closed: AtomicBool::new(false),
+            backlog: kept.backlog,
+        };
+        Ok(AsyncFetcher {
+            core: Arc::new(core),
+            kept,
+            threads,
+        })
+    }
+
+    /// Starts fetching `url` and returns an `asyncio.Future` of its `Response` (any
+    /// status) or `parafetch.Error`. Raises at once, starting nothing, for a malformed
+    /// URL (`InvalidUrl`), another scheme (`UnsupportedScheme`), a bad method or header
+    /// (`InvalidRequest`), a closed fetcher (`ShutDown`), or outside a running event loop
+    /// (RuntimeError).
+    #[pyo3(signature = (
+        url, *, method="GET", headers=None, data=None, connect_timeout=None,
+        follow_redirects=None, max_redirects=None, max_body=None, retries=None,
+        decompress=None, **timeout
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        url: &str,
+        method: &str,
+        headers: Option<&Bound<'py, PyAny>>,
+        data: Option<&Bound<'py, PyAny>>,
+        connect_timeout: Option<&Bound<'py, PyAny>>,
+        follow_redirects: Option<bool>,
+        max_redirects: Option<&Bound<'py, PyAny>>,
+        max_body: Option<&Bound<'py, PyAny>>,
+        retries: Option<&Bound<'py, PyAny>>,
+        decompress: Option<bool>,
+        timeout: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = options::timeout_kwarg("fetch", timeout)?;
+        let timeout = timeout.as_ref().map(|t| t.as_ref());
+        let args = RequestArgs {
+            method,
+            headers,
+            data,
+            timeout,
+            connect_timeout,
+            follow_redirects,
+            max_redirects,
+            max_body,
+            retries,
+            decompress,
+        };
+        let request = options::request(url, &args, self.kept)?;
+        self.open(py)?;
+        let ev = running_loop(py)?;
+        self.bind(py, &ev)?;
+        let future = ev.call_method0(intern!(py, "create_future"))?;
+        let entry = Entry {
+            future: future.clone().unbind(),
+            url: url.to_owned(),
+        };
+        let (id, now) = {
+            let mut b = lock(&self.core.book);
+            let id = b.next_id;
+            b.next_id += 1;
+            (id, b.waiting.is_empty() && self.core.room(&b))
+        };
+        let w = Waiting { id, request, entry };
+        if now {
+            if let Err((entry, e)) = self.core.submit(py, w) {
+                drop(entry);
+                return Err(to_pyerr(py, &e, Some(url)));
+            }
+        } else {
+            // Refused before any wait, as the handle would refuse it.
+            options::check_url(url).map_err(|e| to_pyerr(py, &e, Some(url)))?;
+            lock(&self.core.book).waiting.push_back(w);
+        }
+        Ok(future)
+    }
+
+    /// Stops at once: no new `fetch` (ShutDown), every pending future gets a
+    /// `parafetch.ShutDown` error through the event loop (requests waiting for room are
+    /// never sent; running ones are cut off), and the loops end on their own.
+    fn abort(&self, py: Python<'_>) {
+        self.stop(py, true);
+    }
+
+    /// Refuses new `fetch` calls (ShutDown); what is pending goes on.
+    fn _stop(&self, py: Python<'_>) {
+        self.stop(py, false);
+    }
+
+    /// A future of the running loop resolved (None) once nothing is pending.
+    fn _idle<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let ev = running_loop(py)?;
+        let future = ev.call_method0(intern!(py, "create_future"))?;
+        if lock(&self.core.book).is_idle() {
+            future.call_method1(intern!(py, "set_result"), (py.None(),))?;
+            return Ok(future);
+        }
+        self.bind(py, &ev)?;
+        lock(&self.core.book).idle.push(future.clone().unbind());
+        Ok(future)
+    }
+
+    /// Closes, ends the loops on a thread of their own and returns a future of the
+    /// running loop resolved (None) once they have ended. Pending requests are not
+    /// waited for: await `_idle()` first.
+    fn _shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let ev = running_loop(py)?;
+        let future = ev.call_method0(intern!(py, "create_future"))?;
+        self.core.closed.store(true, SeqCst);
+        let handle = lock(&self.core.book).handle.take();
+        let Some(handle) = handle else {
+            future.call_method1(intern!(py, "set_result"), (py.None(),))?;
+            return Ok(future);
+        };
+        let wake = ev.getattr(intern!(py, "call_soon_threadsafe"))?.unbind();
+        let done = Py::new(
+            py,
+            Resolve {
+                future: future.clone().unbind(),
+            },
+        )?;
+        let (give, take) = mpsc::sync_channel::<Handle<u64>>(1);
+        let spawned = thread::Builder::new()
+            .name("parafetch-close".into())
+            .spawn(move || {
+                if let Ok(handle) = take.recv() {
+                    // Our callbacks do not panic; if one did, there is nobody to tell.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(|| handle.shutdown()));
+                    drop(handle);
+                    // A closed event loop raises: nobody is waiting then.
+                    let _ = Python::try_attach(move |py| {
+                        let _ = wake.call1(py, (done,));
+                    });
+                }
+            });
+        let handle = match spawned {
+            Ok(_) => match give.send(handle) {
+                Ok(()) => return Ok(future),
+                Err(mpsc::SendError(back)) => back,
+            },
+            Err(_) => handle,
+        };
+        // No thread to spare: here, GIL released (nothing is held, so it is quick).
+        py.detach(move || drop(handle));
+        future.call_method1(intern!(py, "set_result"), (py.None(),))?;
+        Ok(future)
+    }
+
+    /// Changes the in-flight cap (at least 1), at once, from any thread; requests waiting
+    /// for room are sent (by the event loop) if it rose.
+    fn set_max_requests(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+        let n = options::positive("max_requests", n)?;
+        if let Some(h) = &lock(&self.core.book).handle {
+            h.set_max_in_flight(n);
+        }
+        // The drain sends what waits, on the event loop's thread (this may be another).
+        let first = !std::mem::replace(&mut lock(&self.core.mail).scheduled, true);
+        if first {
+            self.core.schedule(py);
+        }
+        Ok(())
+    }
+
+    /// The in-flight cap.
+    #[getter]
+    fn max_requests(&self) -> usize {
+        lock(&self.core.book)
+            .handle
+            .as_ref()
+            .map_or(0, |h| h.max_in_flight())
+    }
+
+    /// How many requests may be pending before `fetch` makes them wait:
+    /// `max_in_flight + backlog`.
+    #[getter]
+    fn _room(&self) -> usize {
+        self.max_requests().saturating_add(self.core.backlog)
+    }
+
+    /// Requests accepted and not yet resolved: running, or waiting for room (a cancelled
+    /// one counts until its result arrived or it left the wait).
+    #[getter]
+    fn pending(&self) -> usize {
+        let b = lock(&self.core.book);
+        b.table.len() + b.waiting.len()
+    }
+
+    /// Whether `fetch` refuses (after `aclose`, `abort`, or leaving `async with`).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.closed.load(SeqCst)
+    }
+
+    /// How many loops (threads) fetch.
+    #[getter]
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn __repr__(&self) -> String {
+        if self.core.closed.load(SeqCst) {
+            return "<parafetch.AsyncFetcher closed>".to_owned();
+        }
+        format!(
+            "<parafetch.AsyncFetcher max_requests={} pending={} threads={}>",
+            self.max_requests(),
+            self.pending(),
+            self.threads
+        )
+    }
+}
+
+impl Drop for AsyncFetcher {
+    /// Aborts without waiting: pending futures get ShutDown through the event loop (if it
+    /// still runs), and the loops end on a thread of their own. During interpreter
+    /// shutdown too: the loops then drop their results (no GIL to take).
+    fn drop(&mut self) {
+        let _ = Python::try_attach(|py| self.stop(py, true));
+        self.core.closed.store(true, SeqCst);
+        let handle = lock(&self.core.book).handle.take();
+        if let Some(handle) = handle {
+            handle.abort();
+            drop_elsewhere(handle);
+        }
+    }
+}
