@@ -166,7 +166,10 @@ def test_the_type_stubs_name_what_the_package_exports():
 
     here = pathlib.Path(parafetch.__file__).parent
     assert (here / "py.typed").exists()
-    tree = ast.parse((here / "_native.pyi").read_text())
-    stubbed = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
-    stubbed |= {t.id for n in tree.body if isinstance(n, ast.AnnAssign) for t in [n.target]}
+    stubbed = set()
+    for stub in ("_native.pyi", "_aio.pyi"):
+        tree = ast.parse((here / stub).read_text())
+        kinds = (ast.ClassDef, ast.FunctionDef)
+        stubbed |= {n.name for n in tree.body if isinstance(n, kinds)}
+        stubbed |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
     assert set(parafetch.__all__) <= stubbed
