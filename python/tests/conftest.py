@@ -9,7 +9,9 @@ Routes:
   /big                100,000 bytes
   /setcookie          sets session=s3cret
   /robots.txt         disallows /private
-  /hold               answers only once the server's `release` event is set (bounded)
+  /hold               answers only once the server's `release` event is set (bounded);
+                      `holding` counts the requests held now, `most_holding` the most at
+                      once, and `hold_changed` (a Condition) is notified as they change
   /meet               answers once `meet` requests are in the server at once, or once
                       `meet_total` have come (bounded): concurrency becomes a count
   /flaky/KEY/N        503 for the first N requests of KEY, then 200
@@ -119,7 +121,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/robots.txt":
             return self._send(200, b"User-agent: *\nDisallow: /private\n")
         if path == "/hold":
-            released = server.release.wait(HOLD_LIMIT)
+            with server.hold_changed:
+                server.holding += 1
+                server.most_holding = max(server.most_holding, server.holding)
+                server.hold_changed.notify_all()
+            try:
+                released = server.release.wait(HOLD_LIMIT)
+            finally:
+                with server.hold_changed:
+                    server.holding -= 1
+                    server.hold_changed.notify_all()
             return self._send(200 if released else 504, b"held")
         if path == "/meet":
             with server.cond:
@@ -154,6 +165,9 @@ class Server(http.server.ThreadingHTTPServer):
         self.release = threading.Event()
         self.cond = threading.Condition()
         self.hits = 0
+        self.hold_changed = threading.Condition()
+        self.holding = 0
+        self.most_holding = 0
         self.active = 0
         self.most_active = 0
         self.meet = 2
@@ -170,6 +184,11 @@ class Server(http.server.ThreadingHTTPServer):
         # A client that gave up (a timeout, an abort) breaks the pipe: expected here.
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             super().handle_error(request, client_address)
+
+    def wait_holding(self, n, timeout=HOLD_LIMIT):
+        """Waits (bounded) until `n` requests are held at /hold; whether they were."""
+        with self.hold_changed:
+            return self.hold_changed.wait_for(lambda: self.holding >= n, timeout)
 
     @property
     def base(self):
