@@ -2,6 +2,7 @@
 each checked at a local server; and pyparallelcurl's example script run against a stand-in
 of the search API it queried."""
 
+import ast
 import base64
 import collections
 import json
@@ -18,10 +19,11 @@ import pytest
 
 import parafetch
 import parafetch.compat as pycurl
-from conftest import Server, stop
+from conftest import SEARCH_RESULTS, Server, stop
 from parafetch.compat import ParallelCurl
 
 HERE = pathlib.Path(__file__).parent
+EXAMPLE = HERE.parent / "examples" / "pyparallelcurl_test.py"
 DATA = HERE / "data"
 
 PROXY_VARIABLES = [
@@ -711,3 +713,48 @@ def test_setoptions_of_a_fetcher_wide_option_finishes_outstanding_requests(serve
     pc.setoptions({pycurl.COOKIEFILE: ""})  # the fetcher's: the first request finishes
     assert [ud for *_, ud in calls.calls] == [1]
     pc.finishallrequests()
+
+
+# -- pyparallelcurl's example ------------------------------------------------------------
+
+
+def test_example_script_against_a_stand_in_of_the_search_api(server):
+    tree = ast.parse(EXAMPLE.read_text())
+    terms = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and node.targets[0].id == "TERMS"
+    )
+    failing = terms[3]
+    server.failing_terms = {failing}
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE), "5"],
+        capture_output=True, text=True, timeout=60,
+        env=clean_env(SEARCH_API_BASE=server.base),
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "max_requests=5"
+
+    # Blocks of "********", '"TERM is a":', "********", then the titles, in any order.
+    blocks, errors, i = {}, [], 0
+    body = lines[:-1]
+    while i < len(body):
+        if body[i] == "********":
+            assert body[i + 2] == "********"
+            search = body[i + 1]
+            assert search.endswith(":") and search not in blocks
+            blocks[search] = body[i + 3 : i + 3 + SEARCH_RESULTS]
+            i += 3 + SEARCH_RESULTS
+        else:
+            errors.append(body[i])
+            i += 1
+    ok_terms = [t for t in terms if t != failing]
+    assert blocks == {
+        f'"{t} is a":': [f"{t} result {n}" for n in range(1, SEARCH_RESULTS + 1)]
+        for t in ok_terms
+    }
+    assert len(errors) == 1 and errors[0].startswith("Fetch error 503 for '")
+    assert "q=" + failing in errors[0]
+    # Every term was asked for once, with the script's USERAGENT option.
+    assert sorted(server.searches) == sorted((t, "Parallel Curl test script") for t in terms)
