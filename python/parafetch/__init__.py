@@ -38,6 +38,10 @@ done; a ``KeyboardInterrupt`` or ``SystemExit`` is raised at once.
 A fetcher still open at exit is finished by an ``atexit`` hook, as one that is garbage
 collected is; during interpreter shutdown pending requests are dropped uncalled. A
 fetcher belongs to the process that made it: a forked child must make its own.
+
+``parafetch.compat`` is pyparallelcurl's ``ParallelCurl`` (with pycurl's option and info
+constants) over ``Fetcher``, for scripts written for it. ``python -m parafetch demo`` runs
+the offline demo: one local server with a delay, 1 then 20 requests in flight.
 """
 
 from parafetch._native import (
