@@ -243,9 +243,10 @@ def test_exit_finishes_a_parallelcurl_kept_alive_by_a_cycle(server):
         env=clean_env(), cwd=str(HERE.parent.parent),
     )
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines[0] == "end of script"
-    assert sorted(lines[1:]) == [f"done {i} 200 10" for i in range(3)]
+    # (A collector that could see the cycle may run the callbacks before the last print.)
+    assert sorted(out.stdout.splitlines()) == [f"done {i} 200 10" for i in range(3)] + [
+        "end of script"
+    ]
 
 
 def test_a_callbacks_exception_is_raised_by_the_call_it_ran_in(server):
