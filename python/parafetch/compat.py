@@ -97,9 +97,10 @@ NOSIGNAL, NOPROGRESS (1), URL       accepted, no effect (startrequest's URL wins
 ==================================  ===========================================================
 
 Any other option raises ``ValueError: parafetch.compat: pycurl option VERBOSE (41) is not
-supported`` (COOKIEJAR, WRITEFUNCTION, HEADER, UPLOAD, HTTPAUTH, ... included). Values are
-checked when the options are given, not when a request starts; error messages name the
-option, never its value.
+supported`` (COOKIEJAR, WRITEFUNCTION, HEADER, UPLOAD, HTTPAUTH, ... included). Options
+are read and checked when given (constructor, ``setoptions``), not when a request starts:
+changing the dict afterwards changes nothing (pyparallelcurl re-read it per request).
+Error messages name the option, never its value.
 
 Info codes for ``ch.getinfo``: HTTP_CODE / RESPONSE_CODE (0 after a failure), EFFECTIVE_URL,
 REDIRECT_COUNT, REDIRECT_URL (the Location not followed), CONTENT_TYPE, PRIMARY_IP,
@@ -111,8 +112,10 @@ of the final request after redirects, not the sum over them; after a failure the
 Others (HEADER_SIZE, REQUEST_SIZE, REDIRECT_TIME, NUM_CONNECTS, LOCAL_IP, ...) raise
 ValueError naming the code.
 
-Other differences from pyparallelcurl: no SIGPIPE handler is installed (parafetch does not
-need one), and the requests are not pycurl handles, so nothing else of pycurl's API exists.
+Other differences from pyparallelcurl and curl: a response silent for 30 s fails
+(parafetch's idle timeout; curl waits unless told otherwise); no SIGPIPE handler is
+installed (parafetch needs none); the handles are not pycurl handles, so nothing else of
+pycurl's API exists on them.
 """
 
 import atexit
