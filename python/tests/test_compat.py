@@ -189,9 +189,19 @@ def test_zero_max_requests_means_no_limit(server):
     pc = ParallelCurl(0)
     for i in range(12):
         pc.startrequest(server.base + "/hold", calls, i)  # none waits
-    assert server.wait_holding(12)
-    server.release.set()
+    assert server.holding == 0, "the loop runs only inside ParallelCurl's calls"
+    # The loop runs in finishallrequests: the server sees all twelve at once.
+    seen = []
+
+    def release_when_all_held():
+        seen.append(server.wait_holding(12))
+        server.release.set()
+
+    watcher = threading.Thread(target=release_when_all_held)
+    watcher.start()
     pc.finishallrequests()
+    watcher.join()
+    assert seen == [True]
     assert len(calls.calls) == 12
 
 
