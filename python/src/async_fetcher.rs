@@ -54,6 +54,10 @@ struct Mail {
     scheduled: bool,
     /// The bound event loop's `call_soon_threadsafe`.
     wake: Option<Py<PyAny>>,
+    /// Bumped when another event loop takes over. A drain carries the generation it was
+    /// scheduled for and does nothing if it is stale: the old loop may run it late (or
+    /// never, if it is closed with the drain queued, which is why `bind` reschedules).
+    generation: u64,
 }
 
 /// A request's Python side until it is resolved.
@@ -169,28 +173,36 @@ impl Core {
     /// Asks the event loop to drain (`scheduled` is set). If it cannot be asked (closed),
     /// what waited for it is dropped: nobody can be told any more.
     fn schedule(self: &Arc<Core>, py: Python<'_>) {
-        let wake = lock(&self.mail).wake.as_ref().map(|w| w.clone_ref(py));
+        let (wake, generation) = {
+            let m = lock(&self.mail);
+            (m.wake.as_ref().map(|w| w.clone_ref(py)), m.generation)
+        };
         let called = match wake {
             Some(wake) => Py::new(
                 py,
                 Drain {
                     core: Arc::clone(self),
+                    generation,
                 },
             )
             .and_then(|drain| wake.call1(py, (drain,))),
             None => Err(PyRuntimeError::new_err("no event loop")),
         };
         if called.is_err() {
-            self.undeliverable();
+            self.undeliverable(generation);
         }
     }
 
     /// The event loop is gone (`call_soon_threadsafe` raised): drops the results, their
     /// futures, the requests waiting for room and the idle waiters. Requests still in
-    /// flight are dropped the same way as they finish.
-    fn undeliverable(&self) {
+    /// flight are dropped the same way as they finish. Nothing is dropped if another loop
+    /// took over meanwhile (`generation` is stale): what waits is that loop's now.
+    fn undeliverable(&self, generation: u64) {
         let results = {
             let mut m = lock(&self.mail);
+            if m.generation != generation {
+                return;
+            }
             m.scheduled = false;
             std::mem::take(&mut m.results)
         };
@@ -207,10 +219,14 @@ impl Core {
         drop((results, dropped));
     }
 
-    /// The drain, on the event loop's thread.
-    fn drain(self: &Arc<Core>, py: Python<'_>) {
+    /// The drain, on the event loop's thread; one scheduled for a loop that has since
+    /// been replaced does nothing.
+    fn drain(self: &Arc<Core>, py: Python<'_>, generation: u64) {
         let results = {
             let mut m = lock(&self.mail);
+            if m.generation != generation {
+                return;
+            }
             m.scheduled = false;
             std::mem::take(&mut m.results)
         };
@@ -345,12 +361,14 @@ impl Core {
 #[pyclass(frozen, module = "parafetch._native")]
 struct Drain {
     core: Arc<Core>,
+    /// `Mail::generation` when it was scheduled.
+    generation: u64,
 }
 
 #[pymethods]
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
-        self.core.drain(py);
+        self.core.drain(py, self.generation);
     }
 }
 
@@ -455,8 +473,20 @@ impl AsyncFetcher {
         let old_loop = lock(&self.core.book)
             .event_loop
             .replace(ev.clone().unbind());
-        let old_wake = lock(&self.core.mail).wake.replace(wake);
+        // A drain scheduled on the old loop may never run (a closed loop discards its
+        // queue), and `scheduled` would then stay set for good: no later result would
+        // wake anyone. Drains of the old generation become no-ops, and results already
+        // here get a drain on this loop.
+        let (old_wake, again) = {
+            let mut m = lock(&self.core.mail);
+            m.generation = m.generation.wrapping_add(1);
+            m.scheduled = !m.results.is_empty();
+            (m.wake.replace(wake), m.scheduled)
+        };
         drop((old_loop, old_wake));
+        if again {
+            self.core.schedule(py);
+        }
         Ok(())
     }
 
@@ -505,6 +535,7 @@ impl AsyncFetcher {
                 results: Vec::new(),
                 scheduled: false,
                 wake: None,
+                generation: 0,
             }),
             book: Mutex::new(Book {
                 handle: Some(handle),

@@ -398,6 +398,42 @@ def test_a_new_loop_takes_over_from_a_closed_one(server, gate):
     run(again(f))
 
 
+def test_a_new_loop_takes_over_after_a_drain_was_queued_on_the_closed_one(server):
+    """The result arrives while the first loop is stopped, so its drain waits in that
+    loop's queue; closing the loop discards it. The next loop must still get results."""
+
+    class Loop(asyncio.SelectorEventLoop):
+        drain_queued = threading.Event()
+
+        def call_soon_threadsafe(self, callback, *args, **kwargs):
+            handle = super().call_soon_threadsafe(callback, *args, **kwargs)
+            if type(callback).__name__ == "Drain":
+                self.drain_queued.set()
+            return handle
+
+    f = parafetch.AsyncFetcher()
+    loop1 = Loop()
+
+    async def leave_one_running():
+        fut = f.fetch(server.base + "/hold")
+        assert await asyncio.get_running_loop().run_in_executor(None, server.wait_holding, 1)
+        return fut
+
+    fut = loop1.run_until_complete(asyncio.wait_for(leave_one_running(), 10))
+    server.release.set()
+    assert Loop.drain_queued.wait(10)  # the result is here, its drain queued on loop1
+    loop1.close()  # and discarded, unrun
+    assert not fut.done()
+
+    async def again():
+        r = await f.fetch(server.base + "/echo/again")
+        assert r.status == 200
+        await f.aclose()
+
+    run(again())
+    assert f.pending == 0
+
+
 def test_another_running_loop_is_refused(server, gate):
     f = parafetch.AsyncFetcher()
 
