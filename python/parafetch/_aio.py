@@ -42,7 +42,8 @@ class AsyncFetcher(_AsyncFetcher):
     cancellation calls ``abort()`` instead: every pending fetch gets ``parafetch.ShutDown``
     at once. An open fetcher that is garbage-collected aborts the same way, without
     waiting. ``pending``, ``max_requests``, ``set_max_requests(n)``, ``threads`` and
-    ``closed`` as for ``Fetcher``.
+    ``closed`` as for ``Fetcher``. In a process forked after it was made, its methods
+    raise RuntimeError (its loops are the parent's threads): make a new one there.
 
     All futures belong to the event loop of the first ``fetch``; another loop (a later
     ``asyncio.run``) may take the fetcher over while nothing is pending.

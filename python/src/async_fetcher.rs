@@ -20,7 +20,7 @@
 //! Python object dropped) while either lock is held: a `__del__` might call back in.
 //!
 //! Never parses options (options.rs) nor converts results (response.rs, errors.rs), and
-//! uses nothing of fetcher.rs but `lock` and `Finished`.
+//! uses nothing of fetcher.rs but `lock`, `Finished`, `TICK` and `forked_error`.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{self, AssertUnwindSafe};
@@ -36,7 +36,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 
 use crate::errors::{error_value, to_pyerr};
-use crate::fetcher::{Finished, TICK, lock};
+use crate::fetcher::{Finished, TICK, forked_error, lock};
 use crate::options::{self, Kept, RequestArgs};
 use crate::response::Response;
 
@@ -429,12 +429,16 @@ fn drop_elsewhere(handle: Handle<u64>) {
 /// `abort()` stops at once: every pending future gets a `parafetch.ShutDown` error (via
 /// the event loop). Garbage collection of an open fetcher aborts too, without waiting.
 /// `pending`: requests accepted and not yet resolved. See `parafetch.AsyncFetcher` for
-/// `aclose()`, `async with` and `fetch_all`.
+/// `aclose()`, `async with` and `fetch_all`. In a process forked after it was made, its
+/// methods raise RuntimeError: its loops are the parent's threads.
 #[pyclass(frozen, subclass, name = "_AsyncFetcher", module = "parafetch._native")]
 pub struct AsyncFetcher {
     core: Arc<Core>,
     kept: Kept,
     threads: usize,
+    /// The process that made it: a forked child must not touch its loops (they are the
+    /// parent's threads; nothing would ever resolve its futures).
+    pid: u32,
 }
 
 impl AsyncFetcher {
@@ -490,7 +494,15 @@ impl AsyncFetcher {
         Ok(())
     }
 
+    fn same_process(&self) -> PyResult<()> {
+        if self.pid != std::process::id() {
+            return Err(forked_error("AsyncFetcher", self.pid));
+        }
+        Ok(())
+    }
+
     fn open(&self, py: Python<'_>) -> PyResult<()> {
+        self.same_process()?;
         if self.core.closed.load(SeqCst) {
             return Err(to_pyerr(py, &shut_down(), None));
         }
@@ -552,6 +564,7 @@ impl AsyncFetcher {
             core: Arc::new(core),
             kept,
             threads,
+            pid: std::process::id(),
         })
     }
 
@@ -627,17 +640,22 @@ impl AsyncFetcher {
     /// Stops at once: no new `fetch` (ShutDown), every pending future gets a
     /// `parafetch.ShutDown` error through the event loop (requests waiting for room are
     /// never sent; running ones are cut off), and the loops end on their own.
-    fn abort(&self, py: Python<'_>) {
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        self.same_process()?;
         self.stop(py, true);
+        Ok(())
     }
 
     /// Refuses new `fetch` calls (ShutDown); what is pending goes on.
-    fn _stop(&self, py: Python<'_>) {
+    fn _stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.same_process()?;
         self.stop(py, false);
+        Ok(())
     }
 
     /// A future of the running loop resolved (None) once nothing is pending.
     fn _idle<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.same_process()?;
         let ev = running_loop(py)?;
         let future = ev.call_method0(intern!(py, "create_future"))?;
         if lock(&self.core.book).is_idle() {
@@ -653,6 +671,7 @@ impl AsyncFetcher {
     /// running loop resolved (None) once they have ended. Pending requests are not
     /// waited for: await `_idle()` first.
     fn _shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.same_process()?;
         let ev = running_loop(py)?;
         let future = ev.call_method0(intern!(py, "create_future"))?;
         self.core.closed.store(true, SeqCst);
@@ -698,6 +717,7 @@ impl AsyncFetcher {
     /// Changes the in-flight cap (at least 1), at once, from any thread; requests waiting
     /// for room are sent (by the event loop) if it rose.
     fn set_max_requests(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.same_process()?;
         let n = options::positive("max_requests", n)?;
         if let Some(h) = &lock(&self.core.book).handle {
             h.set_max_in_flight(n);
@@ -762,8 +782,14 @@ impl AsyncFetcher {
 impl Drop for AsyncFetcher {
     /// Aborts without waiting: pending futures get ShutDown through the event loop (if it
     /// still runs), and the loops end on a thread of their own. During interpreter
-    /// shutdown too: the loops then drop their results (no GIL to take).
+    /// shutdown too: the loops then drop their results (no GIL to take). In a forked
+    /// child it lets go of the parent's loops without touching them.
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            let mut b = lock(&self.core.book);
+            std::mem::forget(b.handle.take());
+            return;
+        }
         let _ = Python::try_attach(|py| self.stop(py, true));
         self.core.closed.store(true, SeqCst);
         let handle = lock(&self.core.book).handle.take();

@@ -7,6 +7,7 @@ requests /hold holds at once and tells the event loop when that changes.
 
 import asyncio
 import gc
+import os
 import subprocess
 import sys
 import threading
@@ -512,3 +513,47 @@ print("left")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"left\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_gets_a_clear_error(server):
+    f = parafetch.AsyncFetcher()
+
+    async def fetch():
+        return (await f.fetch(server.base + "/echo")).status
+
+    assert run(fetch()) == 200
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        try:
+            messages = []
+            for call in (
+                lambda: asyncio.run(asyncio.wait_for(fetch(), 5)),
+                lambda: f.set_max_requests(2),
+                lambda: asyncio.run(asyncio.wait_for(f.aclose(), 5)),
+                f.abort,
+            ):
+                try:
+                    call()
+                    messages.append("no error")
+                except RuntimeError as e:
+                    messages.append(str(e))
+                except BaseException as e:  # a fetch accepted and never resolved, say
+                    messages.append(repr(e))
+            del f  # lets go of the parent's loops without touching them
+            gc.collect()
+            report = "\n".join(messages)
+        except BaseException as e:
+            report = repr(e)
+        os.write(write, report.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as r:
+        report = r.read()
+    os.waitpid(pid, 0)
+    messages = report.split("\n")
+    assert len(messages) == 4, report
+    assert all("forked child" in m for m in messages), report
+    assert run(fetch()) == 200  # the parent's is fine
+    run(f.aclose())
