@@ -957,10 +957,11 @@ impl Fetcher {
         self.max_in_flight()
     }
 
-    /// Requests accepted and not yet called back (0 after `finish_all_requests`).
+    /// Requests accepted and not yet called back (0 after `finish_all_requests`, and
+    /// after `close()` or a `with` block).
     #[getter]
     fn pending(&self) -> PyResult<usize> {
-        self.open()?;
+        self.same_process()?;
         Ok(self.state().table.len())
     }
 
