@@ -59,7 +59,9 @@ Callbacks are called exactly once per request, as ``callback(content, url, ch, u
 An exception raised by a callback is raised by the ``startrequest`` or
 ``finishallrequests`` call during which it ran (every other request still completes and is
 called back); when several callbacks raised, the first is raised (Python 3.11+ notes how
-many more). pyparallelcurl let it escape from the middle of its bookkeeping.
+many more). A callback's own ``startrequest`` calls never raise it: it is raised by the
+outermost call, once the callback returned. pyparallelcurl let it escape from the middle
+of its bookkeeping.
 
 Options (pycurl constants are libcurl's CURLOPT_* numbers, exported here):
 
@@ -121,6 +123,7 @@ pycurl's API exists on them.
 import atexit
 import base64
 import sys
+import threading
 import urllib.parse
 import weakref
 
@@ -777,25 +780,35 @@ class _Pending:
 
 
 class _Delivery:
-    """Calls the pyparallelcurl callbacks and keeps what they raise until the ParallelCurl
-    call they ran in ends. Holds no reference to the ParallelCurl or its Fetcher, so a
-    ParallelCurl is freed (and finishes its requests) as soon as its last user lets go."""
+    """Calls the pyparallelcurl callbacks and keeps what they raise until the outermost
+    ParallelCurl call they ran in ends: a callback's own ``startrequest`` (a crawler's
+    follow-up) must not raise another callback's exception into it. Holds no reference to
+    the ParallelCurl or its Fetcher, so a ParallelCurl is freed (and finishes its
+    requests) as soon as its last user lets go."""
 
     def __init__(self):
         self.raised = None
         self.more = 0
+        self._local = threading.local()  # .depth: callbacks running on this thread
 
     def __call__(self, result, url, pending):
         handle = Handle(result, url, pending.fail_on_error)
+        local = self._local
+        local.depth = getattr(local, "depth", 0) + 1
         try:
             pending.callback(handle.content, pending.url, handle, pending.user_data)
-        except BaseException as e:  # noqa: B036 -- raised again by the ParallelCurl call
+        except BaseException as e:  # noqa: B036 -- raised again by the outermost call
             if self.raised is None:
                 self.raised = e
             else:
                 self.more += 1
+        finally:
+            local.depth -= 1
 
     def raise_kept(self):
+        """Raises the first kept exception, unless called from inside a callback."""
+        if getattr(self._local, "depth", 0):
+            return
         e, more = self.raised, self.more
         self.raised, self.more = None, 0
         if e is None:

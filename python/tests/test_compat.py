@@ -297,6 +297,28 @@ def test_callbacks_can_start_follow_ups(server):
     assert seen == [0, 1, 2, 3]
 
 
+def test_a_callbacks_exception_is_not_raised_into_another_callbacks_follow_ups(server):
+    follow_ups = Calls()
+    started = []
+
+    def on_done(content, url, ch, n):
+        if n == 0:
+            server.release.set()  # only now may request 1 finish: its callback runs later
+            raise ValueError("callback 0 failed")
+        for j in range(5):
+            pc.startrequest(f"{server.base}/echo/f{j}", follow_ups, j)
+            started.append(j)
+
+    pc = ParallelCurl(10)
+    pc.startrequest(server.base + "/echo/0", on_done, 0)
+    pc.startrequest(server.base + "/hold", on_done, 1)
+    with pytest.raises(ValueError, match="callback 0 failed"):
+        pc.finishallrequests()  # the outermost call raises it, once callback 1 returned
+    assert started == [0, 1, 2, 3, 4]
+    pc.finishallrequests()  # raised once only
+    assert sorted(ud for *_, ud in follow_ups.calls) == [0, 1, 2, 3, 4]
+
+
 # -- failures -------------------------------------------------------------------------------
 
 
