@@ -61,7 +61,10 @@ An exception raised by a callback is raised by the ``startrequest`` or
 called back); when several callbacks raised, the first is raised (Python 3.11+ notes how
 many more). A callback's own ``startrequest`` calls never raise it: it is raised by the
 outermost call, once the callback returned. pyparallelcurl let it escape from the middle
-of its bookkeeping.
+of its bookkeeping. KeyboardInterrupt, SystemExit and other exceptions that are not
+``Exception`` subclasses are not kept: raised by a callback, they stop the callbacks at once
+and propagate from the ParallelCurl call; the requests not yet called back stay pending
+(``finishallrequests()``, ``with``, ``del`` or exit calls them back later).
 
 Options (pycurl constants are libcurl's CURLOPT_* numbers, exported here):
 
@@ -782,9 +785,11 @@ class _Pending:
 class _Delivery:
     """Calls the pyparallelcurl callbacks and keeps what they raise until the outermost
     ParallelCurl call they ran in ends: a callback's own ``startrequest`` (a crawler's
-    follow-up) must not raise another callback's exception into it. Holds no reference to
-    the ParallelCurl or its Fetcher, so a ParallelCurl is freed (and finishes its
-    requests) as soon as its last user lets go."""
+    follow-up) must not raise another callback's exception into it. A KeyboardInterrupt,
+    SystemExit or other non-``Exception`` is not kept: it goes through the Fetcher, which
+    stops calling back and raises it at once. Holds no reference to the ParallelCurl or its
+    Fetcher, so a ParallelCurl is freed (and finishes its requests) as soon as its last
+    user lets go."""
 
     def __init__(self):
         self.raised = None
@@ -797,7 +802,7 @@ class _Delivery:
         local.depth = getattr(local, "depth", 0) + 1
         try:
             pending.callback(handle.content, pending.url, handle, pending.user_data)
-        except BaseException as e:  # noqa: B036 -- raised again by the outermost call
+        except Exception as e:  # raised again by the outermost ParallelCurl call
             if self.raised is None:
                 self.raised = e
             else:

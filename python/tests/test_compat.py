@@ -319,6 +319,25 @@ def test_a_callbacks_exception_is_not_raised_into_another_callbacks_follow_ups(s
     assert sorted(ud for *_, ud in follow_ups.calls) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_ctrl_c_in_a_callback_stops_the_callbacks_at_once(server, raised):
+    calls = Calls()
+
+    def stop(content, url, ch, user_data):
+        calls(content, url, ch, user_data)
+        if len(calls.calls) == 1:
+            raise raised()
+
+    pc = ParallelCurl(10)
+    for i in range(10):
+        pc.startrequest(f"{server.base}/echo/{i}", stop, i)
+    with pytest.raises(raised):
+        pc.finishallrequests()
+    assert len(calls.calls) == 1  # not kept until every other callback ran
+    pc.finishallrequests()  # the others stayed pending; nothing is raised again
+    assert sorted(ud for *_, ud in calls.calls) == list(range(10))
+
+
 # -- failures -------------------------------------------------------------------------------
 
 
