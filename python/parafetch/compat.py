@@ -899,9 +899,12 @@ class ParallelCurl:
         fetcher-wide option (proxy, TLS, cookie jar) first finishes outstanding requests."""
         plan = _Plan(in_options)
         if self._fetcher is not None and plan.fetcher != self._fetcher_options:
-            self._close()
+            self._close_fetcher()
         self._plan = plan
         self._options = {} if in_options is None else in_options
+        # After the options are set: what a callback raised while closing is that
+        # callback's failure, not this call's.
+        self._delivery.raise_kept()
 
     def startrequest(self, url, callback, user_data=_FRESH, post_fields=None):
         """Starts fetching `url`; `callback(content, url, ch, user_data)` is called once
@@ -940,7 +943,12 @@ class ParallelCurl:
         return self._fetcher
 
     def _close(self):
-        """Finishes every request and lets the Fetcher's loop threads end."""
+        """Finishes every request and lets the Fetcher's loop threads end; raises what a
+        callback raised."""
+        self._close_fetcher()
+        self._delivery.raise_kept()
+
+    def _close_fetcher(self):
         fetcher = self._fetcher
         if fetcher is not None:
             # Interrupted (Ctrl-C), it stays: its requests are still pending, and
@@ -948,7 +956,6 @@ class ParallelCurl:
             fetcher.close()
             self._fetcher = None
             self._fetcher_options = None
-        self._delivery.raise_kept()
 
     def __enter__(self):
         return self

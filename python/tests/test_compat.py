@@ -767,6 +767,24 @@ def test_setoptions_of_a_fetcher_wide_option_finishes_outstanding_requests(serve
     pc.finishallrequests()
 
 
+def test_setoptions_keeps_its_options_when_closing_raises_a_callbacks_exception(server):
+    calls = Calls()
+
+    def boom(content, url, ch, user_data):
+        raise ValueError("callback failed")
+
+    pc = ParallelCurl(4)
+    pc.startrequest(server.base + "/echo/1", boom)
+    new = {pycurl.USERAGENT: "new-agent", pycurl.COOKIEFILE: ""}  # closes the Fetcher
+    with pytest.raises(ValueError, match="callback failed"):
+        pc.setoptions(new)
+    assert pc.options == new
+    pc.startrequest(server.base + "/echo/2", calls, 2)
+    pc.finishallrequests()
+    [(content, *_)] = calls.calls
+    assert dict(json.loads(content)["headers"])["User-Agent"] == "new-agent"
+
+
 # -- pyparallelcurl's example ------------------------------------------------------------
 
 
