@@ -11,6 +11,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
+use crate::response::{redact_url, scrub};
+
 pyo3::create_exception!(
     parafetch,
     Error,
@@ -116,11 +118,15 @@ pub(crate) fn error_value(py: Python<'_>, e: &parafetch::Error, url: Option<&str
 }
 
 fn build(py: Python<'_>, e: &parafetch::Error, url: Option<&str>) -> PyResult<Py<PyAny>> {
-    let value = class_of(py, e.kind()).call1((format!("{e:#}"),))?;
+    let (text, message) = match url {
+        Some(url) => (scrub(&format!("{e:#}"), url), scrub(e.message(), url)),
+        None => (format!("{e:#}"), e.message().to_owned()),
+    };
+    let value = class_of(py, e.kind()).call1((text,))?;
     value.setattr("kind", e.kind().as_str())?;
     value.setattr("phase", e.phase().as_str())?;
-    value.setattr("message", e.message())?;
-    value.setattr("url", url.map(hide_password))?;
+    value.setattr("message", message)?;
+    value.setattr("url", url.map(hide_credentials))?;
     value.setattr("attempts", e.attempts())?;
     Ok(value.unbind())
 }
@@ -135,7 +141,7 @@ pub(crate) fn invalid_request(py: Python<'_>, message: &str, url: &str) -> PyErr
         value.setattr("kind", ErrorKind::InvalidRequest.as_str())?;
         value.setattr("phase", "prepare")?;
         value.setattr("message", message)?;
-        value.setattr("url", hide_password(url))?;
+        value.setattr("url", hide_credentials(url))?;
         value.setattr("attempts", 0)?;
         Ok(value)
     })();
@@ -145,15 +151,18 @@ pub(crate) fn invalid_request(py: Python<'_>, message: &str, url: &str) -> PyErr
     }
 }
 
-/// `url` as given, unless it holds a password: then with `***` for it (an error's `url`
-/// gets logged).
-pub(crate) fn hide_password(url: &str) -> std::borrow::Cow<'_, str> {
-    match url::Url::parse(url) {
-        Ok(u) if u.password().is_none() => url.into(),
-        Ok(_) => crate::response::redact_url(url).into(),
-        // Not a URL: anything before an `@` may be a password.
-        Err(_) if url.contains('@') => crate::response::redact_url(url).into(),
-        Err(_) => url.into(),
+/// `url` as given, unless it holds a user name or password: then redacted by
+/// [`redact_url`] (an error's `url` gets logged).
+pub(crate) fn hide_credentials(url: &str) -> std::borrow::Cow<'_, str> {
+    let secret = match url::Url::parse(url) {
+        Ok(u) => u.password().is_some() || !u.username().is_empty(),
+        // Not a URL: anything before an `@` may be a secret.
+        Err(_) => url.contains('@'),
+    };
+    if secret {
+        redact_url(url).into()
+    } else {
+        url.into()
     }
 }
 

@@ -146,6 +146,33 @@ def test_a_url_password_never_shows_in_an_error():
     assert "pw-s3cret" not in info.value.url
 
 
+def test_an_unparsable_urls_redaction_is_the_messages():
+    """`url` keeps the scheme and user the message shows, only the password hidden."""
+    with pytest.raises(parafetch.InvalidUrl) as info:
+        parafetch.Fetcher().start_request("http://u:pw-s3cret@exa mple.com/", print)
+    e = info.value
+    assert e.url == "http://u:***@exa mple.com/"
+    assert f'"{e.url}" is not a valid url' in str(e)
+
+
+def test_a_token_as_the_user_name_never_shows(closed_port, results):
+    token = "ghp_TOKENabc"
+    f = parafetch.Fetcher()
+    with pytest.raises(parafetch.InvalidUrl) as info:  # does not parse
+        f.start_request(f"http://{token}@exa mple.com/", print)
+    e = info.value
+    assert e.url == "http://***@exa mple.com/"
+    for shown in (str(e), repr(e), e.message, e.url):
+        assert token not in shown, shown
+    f.start_request(f"http://{token}@127.0.0.1:{closed_port}/", results)  # parses
+    f.finish_all_requests()
+    [(e, _, _)] = results.calls
+    assert isinstance(e, parafetch.Connect)
+    assert e.url == f"http://***@127.0.0.1:{closed_port}/"
+    for shown in (str(e), repr(e), e.message, e.url):
+        assert token not in shown, shown
+
+
 def test_a_bad_header_raises_before_waiting_for_room(server):
     """The fetcher is full (a held request): a bad header still raises at once."""
     f = parafetch.Fetcher(1)

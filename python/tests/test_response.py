@@ -61,6 +61,10 @@ def test_reprs_hide_secrets(server):
     r = fetch_one(f"http://user:pw-secret@127.0.0.1:{server.server_address[1]}/echo")
     assert "pw-secret" not in repr(r)
     assert "***" in repr(r)
+    # Nor a user name without a password: often a token.
+    r = fetch_one(f"http://ghp_TOKENabc@127.0.0.1:{server.server_address[1]}/echo")
+    assert "ghp_TOKENabc" not in repr(r)
+    assert f"http://***@127.0.0.1:{server.server_address[1]}/echo" in repr(r)
 
 
 def test_credential_headers_are_redacted(server):
