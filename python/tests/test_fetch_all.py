@@ -80,8 +80,9 @@ def test_break_midway_ends(server):
     for n, (url, r) in enumerate(parafetch.fetch_all(urls, max_in_flight=5)):
         if n == 3:
             break
-    # Dropping the iterator waits only for the few requests already started.
-    assert server.hits < 50
+    # URLs are taken only while no result waits and fewer than 5 are in flight: when the
+    # fourth result is handed out, at most 3 handed before it + 5 in flight were started.
+    assert 4 <= server.hits <= 8
 
 
 @pytest.mark.parametrize("threads", [1, 2])
