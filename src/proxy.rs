@@ -214,12 +214,17 @@ pub(crate) fn redact(url: &str) -> String {
     let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
-    let user = rest[..at].split([':', '/', '?', '#']).next().unwrap_or("");
+    let userinfo = &rest[..at];
     let scheme = if scheme.is_empty() {
         String::new()
     } else {
         format!("{scheme}://")
     };
+    if !userinfo.contains(':') {
+        // A user name alone is often a token (`https://TOKEN@host/`): hidden whole.
+        return format!("{scheme}***@{}", &rest[at + 1..]);
+    }
+    let user = userinfo.split([':', '/', '?', '#']).next().unwrap_or("");
     format!("{scheme}{user}:***@{}", &rest[at + 1..])
 }
 

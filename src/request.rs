@@ -69,11 +69,14 @@ impl Request {
 }
 
 impl Target {
-    /// The URL with its password, if any, replaced by `***`: for Debug output.
+    /// The URL with its password, if any, replaced by `***` (or its user name, when it
+    /// has one and no password: a user name alone is often a token): for Debug output.
     pub(crate) fn redacted(&self) -> String {
         let hide = |mut u: Url| {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));
+            } else if !u.username().is_empty() {
+                let _ = u.set_username("***");
             }
             u.to_string()
         };

@@ -281,6 +281,15 @@ fn bad_urls_are_refused_at_once() {
         !shown.contains("s3cret") && shown.contains("user:***@"),
         "{shown}"
     );
+    // A user name alone is often a token: hidden whole.
+    let e = f
+        .start_request("http://ghp_t0ken@exa mple.com/", |_, _| panic!(), ())
+        .unwrap_err();
+    let shown = format!("{e:#} {e:?}");
+    assert!(
+        !shown.contains("t0ken") && shown.contains("http://***@exa mple.com/"),
+        "{shown}"
+    );
     let e = f
         .start_request(
             Request::get("http://127.0.0.1:1/").header("Bad Name", "v"),

@@ -640,6 +640,14 @@ fn debug_output_hides_a_password_in_the_url() {
         !shown.contains("hunter2") && shown.contains("user:***@"),
         "{shown}"
     );
+    let e = handle
+        .try_submit("http://ghp_t0ken@127.0.0.1:9/", |_, _| {}, ())
+        .unwrap_err();
+    let shown = format!("{e:?}");
+    assert!(
+        !shown.contains("t0ken") && shown.contains("http://***@127.0.0.1:9/"),
+        "{shown}"
+    );
 }
 
 #[test]
