@@ -28,6 +28,9 @@ once (`most_active`).
 
 Nothing here sleeps to synchronise: /hold waits on an event that a test or the
 fixture's teardown sets, for at most HOLD_LIMIT seconds.
+
+Also `nginx`: the system nginx serving NGINX_FILES (nginx.py), for the session; and, for
+every test, no proxy variables in the environment.
 """
 
 import gc
@@ -40,6 +43,8 @@ import threading
 import urllib.parse
 
 import pytest
+
+import nginx as nginx_server
 
 HOLD_LIMIT = 20.0
 SEARCH_RESULTS = 3
@@ -311,3 +316,28 @@ class Results:
 @pytest.fixture
 def results():
     return Results()
+
+
+# What the session's nginx serves: small and mid-sized files, and text that gzip shrinks.
+NGINX_FILES = {
+    "/1k": nginx_server.file_bytes(1024),
+    "/64k": nginx_server.file_bytes(64 * 1024),
+    "/text.txt": b"parafetch gzip test line\n" * 400,
+}
+
+
+@pytest.fixture(scope="session")
+def nginx():
+    """The system nginx on loopback (see nginx.py) with an access log naming each request's
+    connection, and gzip for text/plain. Missing or not starting: the test fails when `CI`
+    is set (CI installs nginx, so a missing one is a broken CI), and is skipped otherwise."""
+    try:
+        server = nginx_server.start(NGINX_FILES, access_log=True, gzip=True)
+    except nginx_server.Unavailable as why:
+        if nginx_server.in_ci():
+            pytest.fail(f"{why}: CI is set, so this test fails instead of skipping", pytrace=False)
+        pytest.skip(f"{why}")
+    try:
+        yield server
+    finally:
+        server.stop()
