@@ -340,10 +340,39 @@ def child_env():
     return env
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def busy_seconds():
+    """CPU time the whole machine spent busy so far (all CPUs, /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+def process_seconds(pid):
+    """CPU time (user + sys) of process `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def own_seconds():
+    """This process's CPU time and that of its waited-for children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_child(client, url, cell, server):
     before = server.accepts()
     cmd = [sys.executable, os.path.abspath(__file__), "--child", client, url]
     cmd += [str(cell["n"]), str(cell["count"])]
+    # What else ran meanwhile: the machine's busy time less ours (this process, the
+    # child's whole life) and nginx's. A build or another benchmark shows up here.
+    machine0, own0, nginx0 = busy_seconds(), own_seconds(), process_seconds(server.proc.pid)
+    wall0 = time.monotonic()
     try:
         p = subprocess.run(
             cmd, capture_output=True, text=True, env=child_env(), timeout=CHILD_LIMIT
@@ -354,6 +383,12 @@ def run_child(client, url, cell, server):
         s = json.loads(out[-1])
     except (subprocess.TimeoutExpired, RuntimeError, ValueError) as e:
         s = {"crashed": str(e)[:500], "ok": 0, "failed": cell["count"]}
+    wall = time.monotonic() - wall0
+    nginx_cpu = process_seconds(server.proc.pid) - nginx0
+    other = busy_seconds() - machine0 - (own_seconds() - own0) - nginx_cpu
+    # As a share of one CPU over the child's life; /proc/stat counts in 1/TICK s steps.
+    s["other_cpu_share"] = max(0.0, other) / wall
+    s["nginx_cpu_s"] = nginx_cpu
     s["conns"] = server.opened_since(before)
     if s.get("ok", 0) + s.get("failed", 0) != cell["count"] and "crashed" not in s:
         s["failed"] = cell["count"] - s["ok"]
@@ -364,6 +399,9 @@ def run_child(client, url, cell, server):
         s["cpu_us_per_req"] = (s["user"] + s["sys"]) * 1e6 / requests
         s["user_us_per_req"] = s["user"] * 1e6 / requests
         s["sys_us_per_req"] = s["sys"] * 1e6 / requests
+        # nginx's CPU over the child's whole life (connections opened before the timed
+        # phase are few), per request: the server's side of the bargain.
+        s["nginx_us_per_req"] = nginx_cpu * 1e6 / requests
     return s
 
 
@@ -390,6 +428,8 @@ def summarize(samples):
         "peak_rss_kib",
         "conns",
         "elapsed",
+        "nginx_us_per_req",
+        "other_cpu_share",
     ):
         vals = [s[k] for s in good]
         out[k] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
@@ -413,14 +453,14 @@ def report(result):
     lines = []
     lines.append(
         "| cell | client | req/s | CPU µs/req | user + sys µs/req | peak RSS MiB | conns "
-        "| failed |"
+        "| nginx µs/req | other CPU | failed |"
     )
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cell in result["cells"]:
         for client, s in cell["clients"].items():
             if "req_per_s" not in s:
                 lines.append(
-                    f"| {cell['name']} | {client} | FAILED | — | — | — | — "
+                    f"| {cell['name']} | {client} | FAILED | — | — | — | — | — | — "
                     f"| {s['failed']} of {s['runs'] * cell['count']}: {s['first_error']} |"
                 )
                 continue
@@ -429,7 +469,9 @@ def report(result):
                 f"| {cell['name']} | {client} | {fmt(s['req_per_s'])} "
                 f"| {fmt(s['cpu_us_per_req'], 1)} "
                 f"| {s['user_us_per_req']['median']:.1f} + {s['sys_us_per_req']['median']:.1f} "
-                f"| {rss['median']:.1f} | {s['conns']['median']:.0f} | 0 |"
+                f"| {rss['median']:.1f} | {s['conns']['median']:.0f} "
+                f"| {s['nginx_us_per_req']['median']:.1f} "
+                f"| {s['other_cpu_share']['max']:.0%} | 0 |"
             )
     lines.append("")
     lines.append(
@@ -481,7 +523,7 @@ def orchestrate(args):
                     samples[client].append(s)
                     shown = (
                         f"{s['req_per_s']:9,.0f} req/s {s['cpu_us_per_req']:7.1f} µs/req "
-                        f"conns {s['conns']}"
+                        f"conns {s['conns']} other CPU {s['other_cpu_share']:.0%}"
                         if "req_per_s" in s
                         else f"FAILED {s.get('failed')}: {s.get('first_error') or s.get('crashed')}"
                     )
