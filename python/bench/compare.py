@@ -38,12 +38,16 @@ CHILD_LIMIT = 600.0  # seconds one child may take before it is killed and counte
 CLIENTS = {
     "parafetch": "parafetch.Fetcher, start_request + callback",
     "parafetch fetch_all": "parafetch.fetch_all iterator",
+    "parafetch backlog": "parafetch.Fetcher(backlog=N): start_request returns at once "
+    "until 2N are pending, so requests and results cross threads in batches",
     "pycurl": "pycurl CurlMulti, N easy handles reused, select + perform",
     "aiohttp": "aiohttp ClientSession, TCPConnector(limit=N), N worker tasks",
     "httpx": "httpx AsyncClient, Limits(max_connections=N), N worker tasks",
     "requests": "requests, ThreadPoolExecutor(N), a Session per thread",
 }
-PARAFETCH = ("parafetch", "parafetch fetch_all")
+PARAFETCH = ("parafetch", "parafetch fetch_all", "parafetch backlog")
+# Run unless --clients names them: the clients the issue's targets are about and the peers.
+DEFAULT_CLIENTS = ["parafetch", "parafetch fetch_all", "pycurl", "aiohttp", "httpx", "requests"]
 PROXY_VARIABLES = (
     "http_proxy",
     "https_proxy",
@@ -103,7 +107,7 @@ class Tally:
             self.first_error = str(what)[:300]
 
 
-def run_parafetch(url, n, count, clock, t):
+def run_parafetch(url, n, count, clock, t, **options):
     import parafetch
 
     Response = parafetch.Response
@@ -114,7 +118,7 @@ def run_parafetch(url, n, count, clock, t):
         else:
             t.fail(repr(result))
 
-    f = parafetch.Fetcher(max_in_flight=n)
+    f = parafetch.Fetcher(max_in_flight=n, **options)
     clock.start()
     for _ in range(count):
         f.start_request(url, on_done)
@@ -122,6 +126,10 @@ def run_parafetch(url, n, count, clock, t):
     clock.stop()
     f.close()
     return f"parafetch {parafetch.__version__}"
+
+
+def run_parafetch_backlog(url, n, count, clock, t):
+    return run_parafetch(url, n, count, clock, t, backlog=n)
 
 
 def run_parafetch_fetch_all(url, n, count, clock, t):
@@ -289,6 +297,7 @@ def run_requests(url, n, count, clock, t):
 RUNNERS = {
     "parafetch": run_parafetch,
     "parafetch fetch_all": run_parafetch_fetch_all,
+    "parafetch backlog": run_parafetch_backlog,
     "pycurl": run_pycurl,
     "aiohttp": run_aiohttp,
     "httpx": run_httpx,
@@ -510,7 +519,7 @@ def orchestrate(args):
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
     import nginx as nginx_server  # python/tests/nginx.py, shared with the tests' fixture
 
-    clients = args.clients or list(CLIENTS)
+    clients = args.clients or DEFAULT_CLIENTS
     for c in clients:
         if c not in CLIENTS:
             sys.exit(f"unknown client {c!r}; clients: {', '.join(CLIENTS)}")
