@@ -84,6 +84,9 @@ class Clock:
         c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.user = (r1.ru_utime - self.r0.ru_utime) + (c1.ru_utime - self.c0.ru_utime)
         self.sys = (r1.ru_stime - self.r0.ru_stime) + (c1.ru_stime - self.c0.ru_stime)
+        # Context switches of all this process's threads: a thread that waits and is
+        # woken (voluntary), or is preempted (involuntary).
+        self.switches = (r1.ru_nvcsw - self.r0.ru_nvcsw) + (r1.ru_nivcsw - self.r0.ru_nivcsw)
 
 
 class Tally:
@@ -314,6 +317,7 @@ def child(client, url, n, count):
                 "elapsed": clock.elapsed,
                 "user": clock.user,
                 "sys": clock.sys,
+                "switches": clock.switches,
                 "ok": t.ok,
                 "failed": t.failed,
                 "first_error": t.first_error,
@@ -427,6 +431,7 @@ def run_child(client, url, cell, server):
         s["cpu_us_per_req"] = (s["user"] + s["sys"]) * 1e6 / requests
         s["user_us_per_req"] = s["user"] * 1e6 / requests
         s["sys_us_per_req"] = s["sys"] * 1e6 / requests
+        s["switches_per_req"] = s["switches"] / requests
         # nginx's CPU over the child's whole life (connections opened before the timed
         # phase are few), per request: the server's side of the bargain.
         s["nginx_us_per_req"] = nginx_cpu * 1e6 / requests
@@ -459,6 +464,7 @@ def summarize(samples):
         "nginx_us_per_req",
         "other_cpu_share",
         "steal_share",
+        "switches_per_req",
     ):
         vals = [s[k] for s in good]
         out[k] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
@@ -481,15 +487,15 @@ def ratio(a, b, key):
 def report(result):
     lines = []
     lines.append(
-        "| cell | client | req/s | CPU µs/req | user + sys µs/req | peak RSS MiB | conns "
-        "| nginx µs/req | other CPU | steal | failed |"
+        "| cell | client | req/s | CPU µs/req | user + sys µs/req | switches/req "
+        "| peak RSS MiB | conns | nginx µs/req | other CPU | steal | failed |"
     )
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cell in result["cells"]:
         for client, s in cell["clients"].items():
             if "req_per_s" not in s:
                 lines.append(
-                    f"| {cell['name']} | {client} | FAILED | — | — | — | — | — | — | — "
+                    f"| {cell['name']} | {client} | FAILED | — | — | — | — | — | — | — | — "
                     f"| {s['failed']} of {s['runs'] * cell['count']}: {s['first_error']} |"
                 )
                 continue
@@ -498,6 +504,7 @@ def report(result):
                 f"| {cell['name']} | {client} | {fmt(s['req_per_s'])} "
                 f"| {fmt(s['cpu_us_per_req'], 1)} "
                 f"| {s['user_us_per_req']['median']:.1f} + {s['sys_us_per_req']['median']:.1f} "
+                f"| {s['switches_per_req']['median']:.2f} "
                 f"| {rss['median']:.1f} | {s['conns']['median']:.0f} "
                 f"| {s['nginx_us_per_req']['median']:.1f} "
                 f"| {s['other_cpu_share']['max']:.0%} | {s['steal_share']['max']:.0%} | 0 |"
