@@ -1,6 +1,8 @@
 """Flat memory: 10,000 requests through Fetcher and through fetch_all against nginx
 (keep-alive, 1 KiB bodies, 20 in flight) must not grow the process once warm, must call
-back every request exactly once, and must leave no loop thread behind.
+back every request exactly once, and must leave no thread behind. Each runs with the
+default `threads=1` (where the loop runs is the binding's business) and with
+`threads=2`, whose loops are threads of their own: seen while it runs, gone after.
 
 The bound: RSS may grow by less than LEAK_BOUND from the 2,000th request to the end.
 Warm, a run holds 20 requests' buffers, 20 connections and the interpreter's free lists,
@@ -14,6 +16,8 @@ itself: a preallocated bytearray counts callbacks.
 
 import os
 import time
+
+import pytest
 
 import parafetch
 
@@ -55,7 +59,8 @@ def check_flat(samples):
     assert growth < LEAK_BOUND, f"RSS grew {growth // 1024} KiB after warm-up (KiB: {shown})"
 
 
-def test_fetcher_memory_is_flat_and_every_request_is_called_back_once(nginx):
+@pytest.mark.parametrize("loops", [1, 2])
+def test_fetcher_memory_is_flat_and_every_request_is_called_back_once(nginx, loops):
     url = nginx.url("/1k")
     body = nginx.files["/1k"]
     calls = bytearray(REQUESTS)  # callbacks per request (a 2nd call makes it 2)
@@ -67,13 +72,13 @@ def test_fetcher_memory_is_flat_and_every_request_is_called_back_once(nginx):
             wrong[i] = 1
 
     before = threads()
-    fetcher = parafetch.Fetcher(max_in_flight=IN_FLIGHT)
-    assert threads() > before, "the fetcher's loop runs on a thread of its own"
+    fetcher = parafetch.Fetcher(max_in_flight=IN_FLIGHT, threads=loops)
     samples = {}
     for i in range(REQUESTS):
         if i % SAMPLE_EVERY == 0:
             samples[i] = rss()
         fetcher.start_request(url, on_done, i)
+    during = threads()
     fetcher.finish_all_requests()
     samples["end"] = rss()
     fetcher.close()
@@ -81,10 +86,13 @@ def test_fetcher_memory_is_flat_and_every_request_is_called_back_once(nginx):
     assert calls == bytearray([1]) * REQUESTS
     assert wrong == bytearray(REQUESTS)
     check_flat(samples)
+    if loops > 1:
+        assert during >= before + loops
     assert threads_back_to(before) == before
 
 
-def test_fetch_all_memory_is_flat_and_every_url_is_yielded_once(nginx):
+@pytest.mark.parametrize("loops", [1, 2])
+def test_fetch_all_memory_is_flat_and_every_url_is_yielded_once(nginx, loops):
     # One URL per request, so each result can be told apart; made lazily (a list of
     # 10,000 URLs would be memory the test itself holds).
     base = nginx.url("/1k?memory=")
@@ -93,13 +101,14 @@ def test_fetch_all_memory_is_flat_and_every_url_is_yielded_once(nginx):
     wrong = bytearray(REQUESTS)
 
     before = threads()
-    results = parafetch.fetch_all((f"{base}{i}" for i in range(REQUESTS)), IN_FLIGHT)
+    urls = (f"{base}{i}" for i in range(REQUESTS))
+    results = parafetch.fetch_all(urls, IN_FLIGHT, threads=loops)
     samples = {}
     for n, (url, result) in enumerate(results):
         if n % SAMPLE_EVERY == 0:
             samples[n] = rss()
-        if n == 0:
-            assert threads() > before, "fetch_all's loop runs on a thread of its own"
+        if n == REQUESTS // 2:
+            during = threads()
         i = int(url[len(base) :])
         seen[i] += 1
         if not isinstance(result, parafetch.Response) or result.body != body:
@@ -110,4 +119,6 @@ def test_fetch_all_memory_is_flat_and_every_url_is_yielded_once(nginx):
     assert seen == bytearray([1]) * REQUESTS
     assert wrong == bytearray(REQUESTS)
     check_flat(samples)
+    if loops > 1:
+        assert during >= before + loops
     assert threads_back_to(before) == before
