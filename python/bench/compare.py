@@ -110,6 +110,15 @@ class Tally:
             self.first_error = str(what)[:300]
 
 
+def parafetch_version(parafetch):
+    """The version and a hash of the extension module: builds of one version differ."""
+    import hashlib
+
+    with open(parafetch._native.__file__, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return f"parafetch {parafetch.__version__} (_native sha256 {digest[:12]})"
+
+
 def run_parafetch(url, n, count, clock, t, **options):
     import parafetch
 
@@ -128,7 +137,7 @@ def run_parafetch(url, n, count, clock, t, **options):
     f.finish_all_requests()
     clock.stop()
     f.close()
-    return f"parafetch {parafetch.__version__}"
+    return parafetch_version(parafetch)
 
 
 def run_parafetch_backlog(url, n, count, clock, t):
@@ -148,7 +157,7 @@ def run_parafetch_fetch_all(url, n, count, clock, t):
         else:
             t.fail(repr(result))
     clock.stop()
-    return f"parafetch {parafetch.__version__}"
+    return parafetch_version(parafetch)
 
 
 def run_pycurl(url, n, count, clock, t):
@@ -610,6 +619,14 @@ def orchestrate(args):
     result["targets"] = targets
     print("\n".join(f"- {t}" for t in targets))
     load = result["machine"]
+    versions = {
+        c: s["version"]
+        for cell in result["cells"]
+        for c, s in cell["clients"].items()
+        if s.get("version")
+    }
+    result["versions"] = versions
+    print("\n" + "; ".join(f"{c}: {v}" for c, v in versions.items()))
     print(
         f"\n{args.runs} runs, {result['seconds']:.0f} s; load average before "
         f"{load['load_before'][0]:.2f}, after {load['load_after'][0]:.2f}; {server.version}"
