@@ -4,7 +4,7 @@ same loopback nginx, reported as requests per second and CPU per request, with r
 measured in the same run.
 
     python/bench/run.sh [--quick] [--runs N] [--scale F] [--clients a,b] [--cells TEXT]
-                        [--json FILE]
+                        [--json FILE] [--quiet-wait S] [--max-other SHARE]
 
 run.sh makes the virtualenv; this file runs in it. Without `--child` it orchestrates: it
 starts nginx (python/tests/nginx.py, as the tests do; access log off), then runs every
@@ -114,8 +114,12 @@ def parafetch_version(parafetch):
     """The version and a hash of the extension module: builds of one version differ."""
     import hashlib
 
+    # In chunks: reading the 7 MB file at once would show in the child's peak RSS.
+    h = hashlib.sha256()
     with open(parafetch._native.__file__, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+        while chunk := f.read(1 << 16):
+            h.update(chunk)
+    digest = h.hexdigest()
     return f"parafetch {parafetch.__version__} (_native sha256 {digest[:12]})"
 
 
@@ -591,9 +595,10 @@ def orchestrate(args):
             ratios = {}
             for c in clients:
                 if c in PARAFETCH:
+                    aiohttp, pycurl = summary.get("aiohttp", {}), summary.get("pycurl", {})
                     ratios[c] = {
-                        "req_per_s_vs_aiohttp": ratio(summary[c], summary.get("aiohttp", {}), "req_per_s"),
-                        "cpu_vs_pycurl": ratio(summary[c], summary.get("pycurl", {}), "cpu_us_per_req"),
+                        "req_per_s_vs_aiohttp": ratio(summary[c], aiohttp, "req_per_s"),
+                        "cpu_vs_pycurl": ratio(summary[c], pycurl, "cpu_us_per_req"),
                     }
             result["cells"].append(
                 {**cell, "url": url, "clients": summary, "ratios": ratios, "samples": samples}
