@@ -495,7 +495,7 @@ impl AsyncFetcher {
     }
 
     fn same_process(&self) -> PyResult<()> {
-        if self.pid != std::process::id() {
+        if self.pid != crate::fetcher::current_pid() {
             return Err(forked_error("AsyncFetcher", self.pid));
         }
         Ok(())
@@ -564,7 +564,7 @@ impl AsyncFetcher {
             core: Arc::new(core),
             kept,
             threads,
-            pid: std::process::id(),
+            pid: crate::fetcher::current_pid(),
         })
     }
 
@@ -785,7 +785,7 @@ impl Drop for AsyncFetcher {
     /// shutdown too: the loops then drop their results (no GIL to take). In a forked
     /// child it lets go of the parent's loops without touching them.
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        if self.pid != crate::fetcher::current_pid() {
             let mut b = lock(&self.core.book);
             std::mem::forget(b.handle.take());
             return;

@@ -146,7 +146,7 @@ impl FetchAll {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
-        if self.pid != std::process::id() {
+        if self.pid != crate::fetcher::current_pid() {
             return Err(fetcher::forked_error("fetch_all iterator", self.pid));
         }
         let mut it = match self.iter.try_lock() {
@@ -216,7 +216,7 @@ impl FetchAll {
 /// Aborts `driver` and ends it, the GIL released if held; in a forked child, lets go of
 /// the parent's loops without touching them.
 fn end_quickly(pid: u32, driver: Driver) {
-    if pid != std::process::id() {
+    if pid != crate::fetcher::current_pid() {
         std::mem::forget(driver);
         return;
     }
@@ -282,6 +282,6 @@ pub fn fetch_all(
             outstanding: 0,
         }),
         backlog: kept.backlog,
-        pid: std::process::id(),
+        pid: crate::fetcher::current_pid(),
     })
 }

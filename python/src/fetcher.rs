@@ -29,7 +29,7 @@
 //! user_data)` without the curl handle, whose answers the `Response` carries.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::{self, ThreadId};
@@ -219,6 +219,39 @@ pub(crate) fn closed_error() -> PyErr {
     ShutDown::new_err("the fetcher is closed: it takes no more requests")
 }
 
+/// This process's id as of the last `os.fork` (see [`install_fork_hook`]): checked on
+/// every request, and an atomic load where `getpid` is a system call (a third of all the
+/// system calls a keep-alive request made).
+static CURRENT_PID: AtomicU32 = AtomicU32::new(0);
+
+/// The id of this process, as Python last saw it fork. A fork made outside Python (by C
+/// code, without `os.fork`'s hooks) goes unseen: a fetcher used in such a child is not
+/// refused.
+pub(crate) fn current_pid() -> u32 {
+    match CURRENT_PID.load(SeqCst) {
+        0 => std::process::id(),
+        pid => pid,
+    }
+}
+
+/// `os.register_at_fork`'s child hook: the child learns its id once.
+#[pyfunction]
+fn _after_fork_in_child() {
+    CURRENT_PID.store(std::process::id(), SeqCst);
+}
+
+/// Records this process's id and registers [`_after_fork_in_child`] (module init).
+pub(crate) fn install_fork_hook(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    CURRENT_PID.store(std::process::id(), SeqCst);
+    let hook = wrap_pyfunction!(_after_fork_in_child, m)?;
+    let kwargs = PyDict::new(m.py());
+    kwargs.set_item("after_in_child", hook)?;
+    m.py()
+        .import("os")?
+        .call_method("register_at_fork", (), Some(&kwargs))?;
+    Ok(())
+}
+
 /// The error of a fetcher used in a process forked after it was made.
 pub(crate) fn forked_error(what: &str, pid: u32) -> PyErr {
     PyRuntimeError::new_err(format!(
@@ -337,7 +370,7 @@ fn finish_at_exit(py: Python<'_>) -> PyResult<()> {
     let mut interrupted = None;
     for f in &fetchers {
         let f = f.get();
-        if f.pid != std::process::id() || f.closed.load(SeqCst) {
+        if f.pid != current_pid() || f.closed.load(SeqCst) {
             continue;
         }
         if interrupted.is_some() {
@@ -383,7 +416,7 @@ impl Fetcher {
     }
 
     fn same_process(&self) -> PyResult<()> {
-        if self.pid != std::process::id() {
+        if self.pid != current_pid() {
             return Err(forked_error("Fetcher", self.pid));
         }
         Ok(())
@@ -779,7 +812,7 @@ impl Fetcher {
             state: Mutex::default(),
             closed: AtomicBool::new(false),
             kept,
-            pid: std::process::id(),
+            pid: current_pid(),
             registered: AtomicBool::new(false),
         })
     }
@@ -1064,7 +1097,7 @@ impl Fetcher {
     fn _finalize(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        if this.pid != std::process::id() || this.closed.load(SeqCst) || this.in_callback() {
+        if this.pid != current_pid() || this.closed.load(SeqCst) || this.in_callback() {
             return;
         }
         // Put aside an exception on its way: the calls below would clobber it.
@@ -1109,7 +1142,7 @@ impl Drop for Fetcher {
     /// instead, calling nothing back. In a forked child it lets go of the parent's loop
     /// without touching it.
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        if self.pid != current_pid() {
             match &mut self.driver {
                 Driver::Caller { rust, .. } => {
                     let rust = rust.get_mut().unwrap_or_else(|p| p.into_inner());

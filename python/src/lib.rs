@@ -32,6 +32,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<fetcher::Fetcher>()?;
     fetcher::install_finalizer(m)?;
+    fetcher::install_fork_hook(m)?;
     m.add_class::<async_fetcher::AsyncFetcher>()?;
     m.add_class::<fetch_all::FetchAll>()?;
     m.add_function(wrap_pyfunction!(fetch_all::fetch_all, m)?)?;

@@ -270,3 +270,16 @@ def test_signatures_show_the_defaults():
 
     assert str(inspect.signature(parafetch.Fetcher)) == "(max_in_flight=10, **options)"
     assert str(inspect.signature(parafetch.fetch_all)) == "(urls, max_in_flight=10, **options)"
+
+
+def test_import_leaves_asyncio_until_asyncfetcher_is_used(tmp_path):
+    code = (
+        "import sys, parafetch\n"
+        "before = 'asyncio' in sys.modules\n"
+        "from parafetch import *\n"
+        "print(before, AsyncFetcher.__name__, 'asyncio' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["False", "AsyncFetcher", "True"], out.stderr
