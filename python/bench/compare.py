@@ -40,14 +40,23 @@ CLIENTS = {
     "parafetch fetch_all": "parafetch.fetch_all iterator",
     "parafetch backlog": "parafetch.Fetcher(backlog=N): start_request returns at once "
     "until 2N are pending, so requests and results cross threads in batches",
+    "parafetch async": "parafetch.AsyncFetcher(max_in_flight=N), N worker tasks awaiting fetch",
     "pycurl": "pycurl CurlMulti, N easy handles reused, select + perform",
     "aiohttp": "aiohttp ClientSession, TCPConnector(limit=N), N worker tasks",
     "httpx": "httpx AsyncClient, Limits(max_connections=N), N worker tasks",
     "requests": "requests, ThreadPoolExecutor(N), a Session per thread",
 }
-PARAFETCH = ("parafetch", "parafetch fetch_all", "parafetch backlog")
+PARAFETCH = ("parafetch", "parafetch fetch_all", "parafetch async", "parafetch backlog")
 # Run unless --clients names them: the clients the targets are about and the peers.
-DEFAULT_CLIENTS = ["parafetch", "parafetch fetch_all", "pycurl", "aiohttp", "httpx", "requests"]
+DEFAULT_CLIENTS = [
+    "parafetch",
+    "parafetch fetch_all",
+    "parafetch async",
+    "pycurl",
+    "aiohttp",
+    "httpx",
+    "requests",
+]
 PROXY_VARIABLES = (
     "http_proxy",
     "https_proxy",
@@ -161,6 +170,33 @@ def run_parafetch_fetch_all(url, n, count, clock, t):
         else:
             t.fail(repr(result))
     clock.stop()
+    return parafetch_version(parafetch)
+
+
+def run_parafetch_async(url, n, count, clock, t):
+    import asyncio
+
+    import parafetch
+
+    async def main():
+        async with parafetch.AsyncFetcher(max_in_flight=n) as f:
+            left = count
+
+            async def worker():
+                nonlocal left
+                while left > 0:
+                    left -= 1
+                    try:
+                        r = await f.fetch(url)
+                        t.check(r.status, r.body)
+                    except parafetch.Error as e:
+                        t.fail(repr(e))
+
+            clock.start()
+            await asyncio.gather(*(worker() for _ in range(n)))
+            clock.stop()
+
+    asyncio.run(main())
     return parafetch_version(parafetch)
 
 
@@ -314,6 +350,7 @@ RUNNERS = {
     "parafetch": run_parafetch,
     "parafetch fetch_all": run_parafetch_fetch_all,
     "parafetch backlog": run_parafetch_backlog,
+    "parafetch async": run_parafetch_async,
     "pycurl": run_pycurl,
     "aiohttp": run_aiohttp,
     "httpx": run_httpx,
