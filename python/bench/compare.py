@@ -676,6 +676,15 @@ def orchestrate(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    failed = [
+        f"{cell['name']}: {client}"
+        for cell in result["cells"]
+        for client, s in cell["clients"].items()
+        if "req_per_s" not in s
+    ]
+    if failed:
+        # A client that lost requests is no measurement: CI's quick pass fails on it.
+        sys.exit("compare: requests failed in " + "; ".join(failed))
 
 
 def main():
