@@ -15,6 +15,8 @@
 //! - [`nginx`]: nginx on loopback with a generated config;
 //! - [`python`]: Python's `http.server` on loopback;
 //! - [`proxies`]: real proxies (tinyproxy, squid, dante, microsocks) on loopback;
+//! - [`redis`]: redis-server on loopback (persistence off, restartable), and a small RESP
+//!   client to look into it;
 //! - [`fake_proxy`]: the scriptable fake proxy (HTTP and SOCKS) for the failures real ones
 //!   do not produce on demand, with a relay for the successes;
 //! - [`tools`]: finding external programs, and failing (under `CI`) or skipping without them.
@@ -36,6 +38,7 @@ pub mod pki;
 pub mod process;
 pub mod proxies;
 pub mod python;
+pub mod redis;
 pub mod tools;
 pub mod warcio;
 mod watched;

@@ -1,5 +1,5 @@
-//! External programs some tests need (nginx, python3, the proxies, the WARC tools): where to find them, and
-//! what a test does when one is missing.
+//! External programs some tests need (nginx, python3, the proxies, redis-server, the WARC
+//! tools): where to find them, and what a test does when one is missing.
 //!
 //! Owns the rule: when the `CI` environment variable is set (CI services set `CI=true`, and
 //! `.ci/run` installs every tool), a missing tool fails the test with a panic that names it;
@@ -116,6 +116,14 @@ pub const CDXJ_INDEXER: Tool = Tool {
     name: "cdxj-indexer",
     paths: &[],
     install: "pip install -r .ci/requirements-test.txt (cdxj-indexer) into a virtualenv on PATH",
+};
+
+/// redis-server: the Redis the queue commands (`parafetch enqueue`, `worker`, `results`)
+/// are tested against, started per test on loopback with persistence off.
+pub const REDIS_SERVER: Tool = Tool {
+    name: "redis-server",
+    paths: &["/usr/bin/redis-server", "/usr/local/bin/redis-server"],
+    install: "apt-get install redis-server",
 };
 
 /// wget: the reference recursive crawl (`wget -r --no-parent`) of the crawler tests and
