@@ -561,7 +561,7 @@ impl<C: 'static> Shared<C> {
         if self.shards.len() == 1 {
             return 0;
         }
-        spread(&self.key.of(url), self.shards.len())
+        crate::polite::shard_of(&self.key.of(url), self.shards.len())
     }
 
     /// Puts a message in shard `to`'s inbox and wakes its loop if no wake is pending.
@@ -1004,17 +1004,9 @@ impl<C: Send + 'static> fmt::Debug for Handle<C> {
     }
 }
 
-/// Which of `n` loops a politeness key belongs to: FNV-1a (as sticky proxies pick), then
-/// its halves folded, so that keys differing in one character (127.0.0.1, 127.0.0.2)
-/// spread too. Stable across runs and platforms.
-fn spread(key: &str, n: usize) -> usize {
-    let h = crate::proxy::fnv1a(key.as_bytes());
-    ((h ^ (h >> 32)) % n as u64) as usize
-}
-
 #[cfg(test)]
 mod tests {
-    use super::spread;
+    use crate::polite::shard_of as spread;
 
     #[test]
     fn keys_spread_evenly_over_the_loops() {

@@ -92,7 +92,7 @@ pub use options::{
     DEFAULT_POOL_MAX_IDLE, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RETRY_BACKOFF,
     DEFAULT_THROTTLE_MAX, DEFAULT_THROTTLE_START, DEFAULT_TIMEOUT, MAX_RETRY_AFTER,
 };
-pub use polite::{MAX_CRAWL_DELAY, MAX_HOST_PAUSE, PoliteStats, PolitenessKey};
+pub use polite::{MAX_CRAWL_DELAY, MAX_HOST_PAUSE, PoliteStats, PolitenessKey, shard_of};
 pub use proto::{Headers, HttpVersion};
 pub use proxy::{Proxy, ProxyKind, Rotation};
 pub use queue::{Done, Local, Mode, Queue, SendQueue, Sendable};

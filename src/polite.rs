@@ -59,8 +59,9 @@ pub enum PolitenessKey {
 }
 
 impl PolitenessKey {
-    /// The key of `url`'s requests (lowercase).
-    pub(crate) fn of(self, url: &Url) -> String {
+    /// The key of `url`'s requests (lowercase): the string per-host caps, delays and
+    /// rates are kept by, and that [`shard_of`] hashes to route them.
+    pub fn of(self, url: &Url) -> String {
         let host = url.host_str().unwrap_or("").to_ascii_lowercase();
         match self {
             PolitenessKey::Host => host,
@@ -68,6 +69,31 @@ impl PolitenessKey {
             PolitenessKey::Domain => registrable(url, host),
         }
     }
+}
+
+/// Which of `n` shards (`n` ≥ 1) a politeness key belongs to: FNV-1a, then its halves
+/// folded, so that keys differing in one character (127.0.0.1, 127.0.0.2) spread too.
+///
+/// A [`Handle`](crate::Handle) routes requests to its loops by it. It is stable across
+/// runs, machines and parafetch versions, so that it can also route jobs stored outside a
+/// process (a queue's shards in Redis, written by one program and read by another): a
+/// change of its values is a breaking change.
+///
+/// # Panics
+/// When `n` is 0.
+///
+/// # Examples
+/// ```
+/// use parafetch::{PolitenessKey, shard_of};
+/// let url = url::Url::parse("http://Example.com/a").unwrap();
+/// let key = PolitenessKey::Host.of(&url);
+/// assert_eq!(key, "example.com");
+/// assert!(shard_of(&key, 16) < 16);
+/// ```
+pub fn shard_of(key: &str, n: usize) -> usize {
+    assert!(n > 0, "shard_of: no shards");
+    let h = crate::proxy::fnv1a(key.as_bytes());
+    ((h ^ (h >> 32)) % n as u64) as usize
 }
 
 #[cfg(feature = "psl")]
@@ -473,6 +499,20 @@ mod tests {
         // The ceiling holds.
         p.answered(&r, ans(200, None, Duration::from_secs(3600)), t0, t0);
         assert_eq!(p.throttle.unwrap(), Duration::from_secs(60));
+    }
+
+    /// Pinned values (computed apart, by FNV-1a's definition): queues stored in Redis are
+    /// routed by these, by programs of different versions.
+    #[test]
+    fn shard_of_is_pinned() {
+        for (key, of16, of7) in [("example.com", 5, 5), ("127.0.0.1", 15, 2), ("", 1, 6)] {
+            assert_eq!(
+                (shard_of(key, 16), shard_of(key, 7)),
+                (of16, of7),
+                "{key:?}"
+            );
+        }
+        assert_eq!(shard_of("anything", 1), 0);
     }
 
     #[test]

@@ -266,6 +266,31 @@ impl Request {
     pub fn headers(&self) -> &Headers {
         &self.headers
     }
+
+    /// The checks `start_request` and `Handle::submit` make before they accept a request
+    /// (the URL parses, is `http` or `https` and has a host; the method and header fields
+    /// are valid; a per-request proxy URL parses), without starting it: for a caller that
+    /// stores requests to start elsewhere, later (a job queue). The parsed URL.
+    ///
+    /// # Errors
+    /// The error `start_request` would return, in phase `prepare`.
+    ///
+    /// # Examples
+    /// ```
+    /// use parafetch::Request;
+    /// assert!(Request::get("http://example.com/").check().is_ok());
+    /// let e = Request::get("ftp://example.com/").check().unwrap_err();
+    /// assert_eq!(e.kind().as_str(), "unsupported_scheme");
+    /// ```
+    pub fn check(&self) -> Result<Url, Error> {
+        let url = check_url(self.target.clone())?;
+        crate::proto::validate(&self.method, &self.headers)
+            .map_err(|e| Error::proto(Phase::Prepare, e))?;
+        if let Some(RequestProxy::Via(Err(e))) = &self.proxy {
+            return Err(e.clone());
+        }
+        Ok(url)
+    }
 }
 
 impl fmt::Debug for Request {
@@ -375,6 +400,26 @@ pub(crate) fn check_parsed(url: Url) -> Result<Url, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_refuses_what_start_request_refuses() {
+        let kind = |r: Request| r.check().map(|u| u.to_string()).map_err(|e| e.kind());
+        assert_eq!(
+            kind(Request::get(" http://A.example/x ")),
+            Ok("http://a.example/x".into())
+        );
+        assert_eq!(kind(Request::get("http://")), Err(ErrorKind::InvalidUrl));
+        assert_eq!(
+            kind(Request::get("file:///etc/passwd")),
+            Err(ErrorKind::UnsupportedScheme)
+        );
+        let bad_method = Request::new("GE T", "http://a/");
+        assert_eq!(kind(bad_method), Err(ErrorKind::InvalidRequest));
+        let bad_header = Request::get("http://a/").header("X", "a\r\nInjected: 1");
+        assert_eq!(kind(bad_header), Err(ErrorKind::InvalidRequest));
+        let bad_proxy = Request::get("http://a/").proxy("gopher://p:1");
+        assert!(kind(bad_proxy).is_err());
+    }
 
     #[test]
     fn url_checks() {
