@@ -42,6 +42,93 @@ pub enum Command {
     /// option applies. Ctrl-C stops gently and saves the state (--state); a second Ctrl-C
     /// abandons the pages in flight (they stay queued).
     Crawl(Box<CrawlArgs>),
+    /// Add jobs to a queue on Redis Streams: one per URL, sharded by politeness key
+    /// (docs/queue.md). An input line may also be a JSON job:
+    /// {"url": ..., "method": ..., "headers": {...} or [[name, value], ...], "body": ...}.
+    /// Every job is checked first: one bad job and nothing is enqueued (exit 2).
+    #[cfg(feature = "queue")]
+    Enqueue(EnqueueArgs),
+    /// Print a queue's result records as JSON lines (the --jsonl record plus the job).
+    #[cfg(feature = "queue")]
+    Results(ResultsArgs),
+}
+
+/// Where a queue lives: shared by the queue commands.
+#[cfg(feature = "queue")]
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The Redis server: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or
+    /// redis+unix:///PATH. Never printed with its password.
+    #[arg(long, value_name = "URL")]
+    pub redis: String,
+    /// The queue's name; its keys are NAME:meta, NAME:{0}, NAME:{1}, ... and NAME:results.
+    #[arg(long, value_name = "NAME", value_parser = queue_name)]
+    pub queue: String,
+}
+
+/// Options of `parafetch enqueue`.
+#[cfg(feature = "queue")]
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// Redis and the queue.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// URLs (or JSON jobs) to enqueue; they come before those of --input.
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Read jobs from FILE, one per line ('-' for stdin): a URL, or a JSON job; blank lines
+    /// and lines starting with '#' are skipped.
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// How many shard streams the queue has. Fixed by the queue's first enqueue (default
+    /// 16); later ones must agree or leave it out.
+    #[arg(long, value_name = "N", value_parser = shard_count)]
+    pub shards: Option<usize>,
+    /// What jobs are sharded by, so one host's (or domain's) jobs share a shard. Fixed by
+    /// the queue's first enqueue (default host); later ones must agree or leave it out.
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub politeness_key: Option<KeyArg>,
+}
+
+/// Options of `parafetch results`.
+#[cfg(feature = "queue")]
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// Redis and the queue.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Keep printing records as they arrive, until SIGINT or SIGTERM.
+    #[arg(long)]
+    pub follow: bool,
+    /// Delete the records printed (once they were written out): a second reader then
+    /// does not see them.
+    #[arg(long)]
+    pub trim: bool,
+}
+
+/// A queue name: not empty, printable ASCII without spaces or braces (braces are the shard
+/// keys' own).
+#[cfg(feature = "queue")]
+fn queue_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 200 {
+        return Err("a queue name is 1 to 200 characters".into());
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+    {
+        return Err("a queue name is printable ASCII without spaces or braces".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// A shard count: 1 to 1024.
+#[cfg(feature = "queue")]
+fn shard_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?}: a shard count is 1 to 1024")),
+    }
 }
 
 /// Options of `parafetch crawl`: the seeds and fetch options of a fetch run, and the

@@ -18,6 +18,8 @@ mod crawl;
 mod demo;
 mod input;
 mod output;
+#[cfg(feature = "queue")]
+mod redis_queue;
 mod server;
 
 use std::fs::File;
@@ -42,21 +44,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Demo(args)) => demo::run(&args),
-        Some(Command::Crawl(args)) => match crawl::run(*args) {
-            Ok(code) => code,
-            Err(Usage(msg)) => {
-                eprintln!("parafetch: error: {msg}\n\nFor more information, try '--help'.");
-                ExitCode::from(USAGE)
-            }
-        },
-        None => match fetch(cli.fetch) {
-            Ok(code) => code,
-            Err(Usage(msg)) => {
-                eprintln!("parafetch: error: {msg}\n\nFor more information, try '--help'.");
-                ExitCode::from(USAGE)
-            }
-        },
+        Some(Command::Crawl(args)) => usage_or(crawl::run(*args)),
+        #[cfg(feature = "queue")]
+        Some(Command::Enqueue(args)) => usage_or(redis_queue::enqueue(args)),
+        #[cfg(feature = "queue")]
+        Some(Command::Results(args)) => usage_or(redis_queue::results(args)),
+        None => usage_or(fetch(cli.fetch)),
     }
+}
+
+/// A command's exit status, or its usage error reported (exit status 2).
+fn usage_or(done: Result<ExitCode, Usage>) -> ExitCode {
+    done.unwrap_or_else(|Usage(msg)| {
+        eprintln!("parafetch: error: {msg}\n\nFor more information, try '--help'.");
+        ExitCode::from(USAGE)
+    })
 }
 
 /// A usage error: reported before anything is fetched, exit status 2.
