@@ -96,7 +96,7 @@ pub use polite::{MAX_CRAWL_DELAY, MAX_HOST_PAUSE, PoliteStats, PolitenessKey, sh
 pub use proto::{Headers, HttpVersion};
 pub use proxy::{Proxy, ProxyKind, Rotation};
 pub use queue::{Done, Local, Mode, Queue, SendQueue, Sendable};
-pub use request::{IntoRequest, Request};
+pub use request::{IntoRequest, Request, redact_url};
 pub use response::{Response, Timings, TlsInfo, Wire};
 /// The TLS library parafetch uses, at the exact version it links, for
 /// [`Builder::tls_config`]. A semver-incompatible rustls upgrade is a breaking change of

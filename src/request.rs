@@ -68,25 +68,40 @@ impl Request {
     }
 }
 
+/// `url` as parafetch shows it in Debug output and error messages: a password reads `***`
+/// (`http://user:***@host/`), and so does a user name given without one, often a token
+/// (`http://***@host/`). Text that does not parse as a URL is cut at its last `@`, since
+/// a password may hold an unencoded `/`, `?` or `#`. For a binding or a program that
+/// logs URLs the way parafetch does.
+///
+/// # Examples
+/// ```
+/// assert_eq!(parafetch::redact_url("http://me:s3cret@host/a"), "http://me:***@host/a");
+/// assert_eq!(parafetch::redact_url("https://t0ken@host/"), "https://***@host/");
+/// assert_eq!(parafetch::redact_url("http://me:s3cret@bad host/"), "http://me:***@bad host/");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url.trim()) {
+        Ok(u) => hide_userinfo(u),
+        Err(_) => crate::proxy::redact(url),
+    }
+}
+
+fn hide_userinfo(mut u: Url) -> String {
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    } else if !u.username().is_empty() {
+        let _ = u.set_username("***");
+    }
+    u.to_string()
+}
+
 impl Target {
-    /// The URL with its password, if any, replaced by `***` (or its user name, when it
-    /// has one and no password: a user name alone is often a token): for Debug output.
+    /// The URL as [`redact_url`] shows it: for Debug output.
     pub(crate) fn redacted(&self) -> String {
-        let hide = |mut u: Url| {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            } else if !u.username().is_empty() {
-                let _ = u.set_username("***");
-            }
-            u.to_string()
-        };
         match self {
-            Target::Url(u) => hide(u.clone()),
-            Target::Text(t) => match Url::parse(t.trim()) {
-                Ok(u) => hide(u),
-                // Not a URL: cut at its last `@`, as for a proxy URL that does not parse.
-                Err(_) => crate::proxy::redact(t),
-            },
+            Target::Url(u) => hide_userinfo(u.clone()),
+            Target::Text(t) => redact_url(t),
         }
     }
 

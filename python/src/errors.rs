@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-use crate::response::{redact_url, scrub};
+use crate::response::redact_url;
 
 pyo3::create_exception!(
     parafetch,
@@ -118,10 +118,7 @@ pub(crate) fn error_value(py: Python<'_>, e: &parafetch::Error, url: Option<&str
 }
 
 fn build(py: Python<'_>, e: &parafetch::Error, url: Option<&str>) -> PyResult<Py<PyAny>> {
-    let (text, message) = match url {
-        Some(url) => (scrub(&format!("{e:#}"), url), scrub(e.message(), url)),
-        None => (format!("{e:#}"), e.message().to_owned()),
-    };
+    let (text, message) = (format!("{e:#}"), e.message().to_owned());
     let value = class_of(py, e.kind()).call1((text,))?;
     value.setattr("kind", e.kind().as_str())?;
     value.setattr("phase", e.phase().as_str())?;

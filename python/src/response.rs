@@ -21,69 +21,9 @@ const SECRET_HEADERS: [&str; 6] = [
     "x-auth-token",
 ];
 
-/// `url` with its userinfo hidden, for reprs and an error's `url`: a password reads `***`
-/// (`http://user:***@host/`), and so does a user name without a password, often a token
-/// (`http://***@host/`). Text that does not parse is cut at its last `@` as parafetch's own
-/// `invalid_url` messages cut it (`http://user:***@...`), or to `***@` when no `:` before
-/// it says a password follows the user name.
-pub(crate) fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            } else if !u.username().is_empty() {
-                let _ = u.set_username("***");
-            }
-            u.to_string()
-        }
-        Err(_) => {
-            let (scheme, rest) = split_scheme(url);
-            match rest.rfind('@') {
-                Some(at) if !rest[..at].contains(':') => {
-                    format!("{scheme}***@{}", &rest[at + 1..])
-                }
-                Some(_) => library_redact(url),
-                None => url.to_owned(),
-            }
-        }
-    }
-}
-
-/// `("http://", rest)` of `http://rest`, `("", url)` without a `://`.
-fn split_scheme(url: &str) -> (&str, &str) {
-    match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
-    }
-}
-
-/// What parafetch's `invalid_url` message quotes for text that does not parse: its
-/// `proxy::redact`, mirrored here (it is not public). Cuts at the last `@`, since a
-/// password may hold an unencoded `/`, `?` or `#`, and always writes `user:***@`.
-fn library_redact(url: &str) -> String {
-    let (scheme, rest) = split_scheme(url);
-    let Some(at) = rest.rfind('@') else {
-        return url.to_owned();
-    };
-    let user = rest[..at].split([':', '/', '?', '#']).next().unwrap_or("");
-    format!("{scheme}{user}:***@{}", &rest[at + 1..])
-}
-
-/// `text` (an error's text or message about `url`) with parafetch's own redaction of `url`
-/// replaced by ours where they differ: it shows a user name without a password in full.
-pub(crate) fn scrub(text: &str, url: &str) -> String {
-    if url::Url::parse(url).is_ok() {
-        return text.to_owned(); // parafetch's messages quote only text that does not parse
-    }
-    let (theirs, ours) = (library_redact(url), redact_url(url));
-    if theirs == ours {
-        return text.to_owned();
-    }
-    // The message quotes it with `{:?}`: escaped as a Rust string literal.
-    let quoted = |s: &str| format!("{s:?}");
-    text.replace(&quoted(&theirs), &quoted(&ours))
-        .replace(&theirs, &ours)
-}
+/// `url` with its userinfo hidden, for reprs and an error's `url`, as parafetch's own
+/// messages show it ([`parafetch::redact_url`]).
+pub(crate) use parafetch::redact_url;
 
 /// Header fields as received: in order, repeats kept, names matched case-insensitively.
 ///
