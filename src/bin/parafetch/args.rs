@@ -51,6 +51,37 @@ pub enum Command {
     /// Print a queue's result records as JSON lines (the --jsonl record plus the job).
     #[cfg(feature = "queue")]
     Results(ResultsArgs),
+    /// Fetch a queue's jobs until SIGTERM or SIGINT, writing each result to NAME:results
+    /// and acknowledging its job in one transaction. Workers share the shards by leases,
+    /// so per-host caps, delays and rates hold across the fleet. Every fetch option
+    /// applies (but the politeness key is the queue's). The first signal stops reading
+    /// and finishes the jobs held; a second abandons them (they stay pending).
+    #[cfg(feature = "queue")]
+    Worker(Box<WorkerArgs>),
+}
+
+/// Options of `parafetch worker`.
+#[cfg(feature = "queue")]
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Redis and the queue.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Every fetch option (no URLs: the jobs come from the queue).
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Take over jobs another worker has left pending this long (it died, or lost its
+    /// shard). Must exceed the longest fetch, retries included, or a slow job may be
+    /// fetched twice.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "300", help_heading = "Queue")]
+    pub claim_after: Duration,
+    /// How long a shard lease lasts unrenewed (renewed every third of it): a dead
+    /// worker's shards pass to others after this.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "10", help_heading = "Queue")]
+    pub lease: Duration,
+    /// This worker's consumer name (default HOST-PID-RANDOM, new at each start).
+    #[arg(long, value_name = "NAME", value_parser = queue_name, help_heading = "Queue")]
+    pub name: Option<String>,
 }
 
 /// Where a queue lives: shared by the queue commands.

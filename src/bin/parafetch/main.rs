@@ -21,6 +21,8 @@ mod output;
 #[cfg(feature = "queue")]
 mod redis_queue;
 mod server;
+#[cfg(feature = "queue")]
+mod worker;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -49,6 +51,8 @@ fn main() -> ExitCode {
         Some(Command::Enqueue(args)) => usage_or(redis_queue::enqueue(args)),
         #[cfg(feature = "queue")]
         Some(Command::Results(args)) => usage_or(redis_queue::results(args)),
+        #[cfg(feature = "queue")]
+        Some(Command::Worker(args)) => usage_or(worker::run(*args)),
         None => usage_or(fetch(cli.fetch)),
     }
 }

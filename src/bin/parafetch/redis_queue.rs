@@ -42,6 +42,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const FOLLOW_BLOCK_MS: usize = 500;
 
 /// A queue's keys.
+#[derive(Clone)]
 pub struct Layout {
     name: String,
 }
@@ -67,6 +68,16 @@ impl Layout {
     /// The stream of result records.
     pub fn results(&self) -> String {
         format!("{}:results", self.name)
+    }
+
+    /// The lease on shard `k`: the name of the worker reading it, with an expiry.
+    pub fn lease(&self, k: usize) -> String {
+        format!("{}:lease:{{{k}}}", self.name)
+    }
+
+    /// The live workers, scored by their last heartbeat (Redis's clock, milliseconds).
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.name)
     }
 }
 
@@ -99,9 +110,10 @@ pub fn redacted(url: &str) -> String {
 }
 
 /// Something went wrong with Redis: the message names Redis without its password.
-pub struct Failed(String);
+pub struct Failed(pub String);
 
-fn failed(args: &QueueArgs, what: &str, e: &RedisError) -> Failed {
+/// A [`Failed`] for `what` on the Redis of `args`.
+pub fn failed(args: &QueueArgs, what: &str, e: &RedisError) -> Failed {
     Failed(format!(
         "Redis at {}: {what}: {}",
         redacted(&args.redis),
@@ -110,7 +122,7 @@ fn failed(args: &QueueArgs, what: &str, e: &RedisError) -> Failed {
 }
 
 /// A Redis error in words; its text never holds the URL (redis-rs's errors do not).
-fn describe(e: &RedisError) -> String {
+pub fn describe(e: &RedisError) -> String {
     if e.is_connection_refusal() {
         return format!("connection refused ({e})");
     }
@@ -120,23 +132,29 @@ fn describe(e: &RedisError) -> String {
     e.to_string()
 }
 
-/// Connects (bounded by [`IO_TIMEOUT`]), authenticating and selecting the database as
-/// the URL says. A URL redis-rs refuses is a usage error.
-fn connect(args: &QueueArgs) -> Result<Result<Connection, Failed>, Usage> {
-    let client = redis::Client::open(args.redis.as_str()).map_err(|e| {
+/// The client for `--redis`; a URL redis-rs refuses is a usage error.
+pub fn client(args: &QueueArgs) -> Result<redis::Client, Usage> {
+    redis::Client::open(args.redis.as_str()).map_err(|e| {
         Usage(format!(
             "--redis {}: not a Redis URL ({e}); expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]",
             redacted(&args.redis)
         ))
-    })?;
-    Ok(client
-        .get_connection_with_timeout(IO_TIMEOUT)
-        .and_then(|c| {
-            c.set_read_timeout(Some(IO_TIMEOUT))?;
-            c.set_write_timeout(Some(IO_TIMEOUT))?;
-            Ok(c)
-        })
-        .map_err(|e| failed(args, "cannot connect", &e)))
+    })
+}
+
+/// A connection (bounded by [`IO_TIMEOUT`]), authenticated and on the database the URL
+/// says, whose replies may take at most `IO_TIMEOUT` too.
+pub fn open(client: &redis::Client) -> Result<Connection, RedisError> {
+    let c = client.get_connection_with_timeout(IO_TIMEOUT)?;
+    c.set_read_timeout(Some(IO_TIMEOUT))?;
+    c.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(c)
+}
+
+/// Connects, or says why not (a malformed URL is a usage error).
+fn connect(args: &QueueArgs) -> Result<Result<Connection, Failed>, Usage> {
+    let client = client(args)?;
+    Ok(open(&client).map_err(|e| failed(args, "cannot connect", &e)))
 }
 
 /// One job: what a worker turns into a request.
@@ -249,9 +267,29 @@ impl Job {
         }
         f
     }
+
+    /// The job a stream entry's fields describe (what [`Job::fields`] wrote).
+    ///
+    /// # Errors
+    /// What is wrong with them, in words.
+    pub fn from_fields(get: impl Fn(&str) -> Option<String>) -> Result<Job, String> {
+        let url = get("url").ok_or("the job has no \"url\" field")?;
+        let headers = match get("headers") {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str::<Vec<(String, String)>>(&text)
+                .map_err(|e| format!("the job's \"headers\" are not [[name, value], ...]: {e}"))?,
+        };
+        Ok(Job {
+            url,
+            method: get("method"),
+            headers,
+            body: get("body"),
+        })
+    }
 }
 
-fn key_name(k: PolitenessKey) -> &'static str {
+/// How `NAME:meta` and messages name a politeness key.
+pub fn key_name(k: PolitenessKey) -> &'static str {
     match k {
         PolitenessKey::Domain => "domain",
         _ => "host",
@@ -262,6 +300,22 @@ fn key_arg(k: KeyArg) -> PolitenessKey {
     match k {
         KeyArg::Host => PolitenessKey::Host,
         KeyArg::Domain => PolitenessKey::Domain,
+    }
+}
+
+/// Creates shard `k`'s consumer group, reading from the start (a worker may come after
+/// the jobs), and the stream if need be; one that exists is left as it is.
+pub fn create_group(con: &mut Connection, layout: &Layout, k: usize) -> Result<(), RedisError> {
+    let created: Result<(), RedisError> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(layout.shard(k))
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(con);
+    match created {
+        Err(e) if e.code() != Some("BUSYGROUP") => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -327,20 +381,9 @@ fn ensure_meta(
             key_name(want_key)
         ))));
     }
-    // Every shard's group, reading from the start: a worker may come after the jobs.
     for k in 0..meta.shards {
-        let created: Result<(), RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(layout.shard(k))
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query(con);
-        match created {
-            Ok(()) => {}
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            Err(e) => return Err(failed(args, "cannot create a consumer group", &e)),
-        }
+        create_group(con, &layout, k)
+            .map_err(|e| failed(args, "cannot create a consumer group", &e))?;
     }
     Ok(Ok(meta))
 }
@@ -438,7 +481,8 @@ pub fn enqueue(args: EnqueueArgs) -> Result<ExitCode, Usage> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(f: Failed) -> ExitCode {
+/// Prints the failure; exit status 1.
+pub fn report(f: Failed) -> ExitCode {
     eprintln!("parafetch: error: {}", f.0);
     ExitCode::FAILURE
 }
