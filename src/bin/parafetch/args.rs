@@ -88,10 +88,23 @@ pub struct WorkerArgs {
 #[cfg(feature = "queue")]
 #[derive(Debug, Args)]
 pub struct QueueArgs {
-    /// The Redis server: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or
-    /// redis+unix:///PATH. Never printed with its password.
-    #[arg(long, value_name = "URL")]
+    /// The Redis server: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://... for TLS
+    /// (certificates checked against the system's roots and the built-in ones), or
+    /// redis+unix:///PATH. Never printed with its password. From the environment variable
+    /// PARAFETCH_REDIS when not given: other local users can read a command line (`ps`),
+    /// not the environment.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PARAFETCH_REDIS",
+        hide_env_values = true
+    )]
     pub redis: String,
+    /// For rediss:// (Redis over TLS): trust the CA certificates in this PEM file instead
+    /// of the system's and the built-in roots (a private CA, as managed Redis services and
+    /// self-run ones use).
+    #[arg(long, value_name = "FILE")]
+    pub redis_cacert: Option<PathBuf>,
     /// The queue's name; its keys are NAME:meta, NAME:{0}, NAME:{1}, ... and NAME:results.
     #[arg(long, value_name = "NAME", value_parser = queue_name)]
     pub queue: String,
@@ -119,6 +132,16 @@ pub struct EnqueueArgs {
     /// the queue's first enqueue (default host); later ones must agree or leave it out.
     #[arg(long, value_enum, value_name = "KEY")]
     pub politeness_key: Option<KeyArg>,
+    /// The method of every job that does not give its own (default: the worker's).
+    #[arg(short = 'X', long, value_name = "METHOD", value_parser = method)]
+    pub request: Option<String>,
+    /// A header field for every job, before the job's own, "Name: value" (repeatable).
+    #[arg(short = 'H', long, value_name = "NAME: VALUE", value_parser = header)]
+    pub header: Vec<(String, String)>,
+    /// The body of every job that does not give its own ('@FILE': read from FILE); such a
+    /// job is a POST unless -X or the job says otherwise.
+    #[arg(short = 'd', long, value_name = "DATA")]
+    pub data: Option<String>,
 }
 
 /// Options of `parafetch results`.

@@ -134,10 +134,33 @@ pub fn describe(e: &RedisError) -> String {
 
 /// The client for `--redis`; a URL redis-rs refuses is a usage error.
 pub fn client(args: &QueueArgs) -> Result<redis::Client, Usage> {
-    redis::Client::open(args.redis.as_str()).map_err(|e| {
+    let bad = |e: RedisError| {
         Usage(format!(
-            "--redis {}: not a Redis URL ({e}); expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]",
+            "--redis {}: not a Redis URL ({e}); expected redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]",
             redacted(&args.redis)
+        ))
+    };
+    let Some(path) = &args.redis_cacert else {
+        return redis::Client::open(args.redis.as_str()).map_err(bad);
+    };
+    if !args.redis.starts_with("rediss://") {
+        return Err(Usage("--redis-cacert is for a rediss:// (TLS) URL".into()));
+    }
+    let pem = std::fs::read(path).map_err(|e| {
+        Usage(format!(
+            "cannot read --redis-cacert {}: {e}",
+            path.display()
+        ))
+    })?;
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    redis::Client::build_with_tls(args.redis.as_str(), certs).map_err(|e| {
+        Usage(format!(
+            "--redis {} with --redis-cacert {}: {e}",
+            redacted(&args.redis),
+            path.display()
         ))
     })
 }
@@ -228,6 +251,30 @@ impl Job {
             headers,
             body: text("body")?,
         })
+    }
+
+    /// The job with the enqueue's `-X`, `-H` and `-d` where it gives none of its own (its
+    /// own header fields come after the enqueue's); a body without a method is a POST.
+    #[must_use]
+    pub fn with_defaults(
+        mut self,
+        method: &Option<String>,
+        headers: &[(String, String)],
+        body: &Option<String>,
+    ) -> Job {
+        if self.body.is_none() {
+            self.body.clone_from(body);
+        }
+        if self.method.is_none() {
+            self.method = method
+                .clone()
+                .or_else(|| self.body.as_ref().map(|_| "POST".to_owned()));
+        }
+        if !headers.is_empty() {
+            let own = std::mem::take(&mut self.headers);
+            self.headers = headers.iter().cloned().chain(own).collect();
+        }
+        self
     }
 
     /// The request it describes, checked as `start_request` would check it; its URL.
@@ -422,12 +469,21 @@ pub fn enqueue(args: EnqueueArgs) -> Result<ExitCode, Usage> {
         let name = args.input.as_deref().unwrap_or(Path::new("-")).display();
         Usage(format!("cannot read the job list {name}: {e}"))
     })?;
+    let data = match args.data.as_deref() {
+        Some(d) => Some(match d.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| Usage(format!("cannot read --data file {path}: {e}")))?,
+            None => d.to_owned(),
+        }),
+        None => None,
+    };
     // Every job is checked before any is added: a list with a typo is fixed and enqueued
     // again whole, without duplicating the jobs before it.
     let mut jobs = Vec::with_capacity(entries.len());
     let mut bad = 0;
     for Entry { url, origin } in &entries {
-        match Job::parse(url).and_then(|j| j.check().map(|u| (j, u))) {
+        let job = Job::parse(url).map(|j| j.with_defaults(&args.request, &args.header, &data));
+        match job.and_then(|j| j.check().map(|u| (j, u))) {
             Ok(ok) => jobs.push(ok),
             Err(why) => {
                 bad += 1;
@@ -641,6 +697,29 @@ mod tests {
         ] {
             assert!(Job::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn enqueue_defaults_fill_in_what_a_job_leaves_out() {
+        let h = vec![("X-Run".to_owned(), "7".to_owned())];
+        let post = Some("POST".to_owned());
+        let plain = Job::parse("http://a/")
+            .unwrap()
+            .with_defaults(&None, &h, &Some("b=1".into()));
+        assert_eq!(plain.method.as_deref(), Some("POST"));
+        assert_eq!(plain.body.as_deref(), Some("b=1"));
+        assert_eq!(plain.headers, h);
+        let own =
+            Job::parse(r#"{"url":"http://a/","method":"PUT","headers":{"A":"1"},"body":"x"}"#)
+                .unwrap()
+                .with_defaults(&post, &h, &Some("b=1".into()));
+        assert_eq!(own.method.as_deref(), Some("PUT"));
+        assert_eq!(own.body.as_deref(), Some("x"));
+        assert_eq!(own.headers, [h[0].clone(), ("A".into(), "1".into())]);
+        let none = Job::parse("http://a/")
+            .unwrap()
+            .with_defaults(&None, &[], &None);
+        assert_eq!(none.fields(), [("url", String::from("http://a/"))]);
     }
 
     #[test]

@@ -247,6 +247,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
         capacity,
         leases: BTreeMap::new(),
         cursor: 0,
+        empty_reads: 0,
         claimed: 0,
     };
     reader.work();
@@ -334,7 +335,14 @@ fn find_queue(
         let (mut con, fields) = match got {
             Ok(ok) => ok,
             Err(e) => {
-                trouble(&mut outage, shared, redis, "worker", "cannot read the queue", &e);
+                trouble(
+                    &mut outage,
+                    shared,
+                    redis,
+                    "worker",
+                    "cannot read the queue",
+                    &e,
+                );
                 continue;
             }
         };
@@ -398,6 +406,8 @@ struct Reader {
     leases: BTreeMap<usize, Lease>,
     /// Which readable shard a read starts with, so each gets its turn.
     cursor: usize,
+    /// Shards read without a job since a read last found one (reading a few at a time).
+    empty_reads: usize,
     claimed: u64,
 }
 
@@ -425,17 +435,37 @@ impl Reader {
             let until = next_round.min(next_claim);
             let room = self.room();
             let readable = self.readable();
-            if room == 0 || readable.is_empty() {
+            // Read in batches: wait for room for a job per shard (or an eighth of what it
+            // may hold), so that a read covers every shard and may block until any has a
+            // job; reading a few shards at a time would block on empty ones.
+            let batch = readable
+                .len()
+                .max(self.capacity / 8)
+                .min(self.capacity)
+                .max(1);
+            if room < batch || readable.is_empty() {
                 self.shared
                     .pause(until.saturating_duration_since(Instant::now()).min(TICK));
                 continue;
             }
-            let block = until
-                .saturating_duration_since(Instant::now())
-                .min(TICK)
-                .max(Duration::from_millis(1));
+            // Fewer jobs may be held than there are shards: then a few shards at a time,
+            // without blocking, in turn; after a whole round of them found nothing, a
+            // short pause.
+            let block = (room >= readable.len()).then(|| {
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(TICK)
+                    .max(Duration::from_millis(1))
+            });
             match self.read(&readable, room, block) {
-                Ok(()) => {}
+                Ok(0) if block.is_none() => {
+                    self.empty_reads += room;
+                    if self.empty_reads >= readable.len() {
+                        self.empty_reads = 0;
+                        self.shared.pause(TICK / 5);
+                    }
+                }
+                Ok(_) => self.empty_reads = 0,
                 Err(e) if e.code() == Some("NOGROUP") => {
                     // Redis lost the groups (a restart without persistence): make them
                     // again, from the start of what is there.
@@ -530,8 +560,7 @@ impl Reader {
 
     /// How many more jobs it may hold.
     fn room(&self) -> usize {
-        self.capacity
-            .saturating_sub(self.shared.books().held.len())
+        self.capacity.saturating_sub(self.shared.books().held.len())
     }
 
     /// Shards it may start jobs of: held, not draining, and valid for at least a third of
@@ -671,31 +700,42 @@ impl Reader {
         Ok(())
     }
 
-    /// One `XREADGROUP` over (some of) the readable shards, for at most `room` jobs.
-    fn read(&mut self, readable: &[usize], room: usize, block: Duration) -> Result<(), RedisError> {
+    /// One `XREADGROUP` over (some of) the readable shards, for at most `room` jobs;
+    /// `block`: how long it may wait for one (`None`: not at all). How many it got.
+    fn read(
+        &mut self,
+        readable: &[usize],
+        room: usize,
+        block: Option<Duration>,
+    ) -> Result<usize, RedisError> {
         // At most `room` streams, COUNT room/streams each: never more than room jobs.
         let n = readable.len().min(room);
         let first = self.cursor % readable.len();
-        self.cursor = self.cursor.wrapping_add(1);
+        self.cursor = self.cursor.wrapping_add(n);
         let shards: Vec<usize> = (0..n)
             .map(|i| readable[(first + i) % readable.len()])
             .collect();
         let keys: Vec<String> = shards.iter().map(|&k| self.layout.shard(k)).collect();
         let ids = vec![">"; n];
-        let opts = StreamReadOptions::default()
+        let mut opts = StreamReadOptions::default()
             .group(GROUP, &self.name)
-            .count(room / n)
-            .block(usize::try_from(block.as_millis()).unwrap_or(usize::MAX));
-        let reply: Option<StreamReadReply> = self.connection()?.xread_options(&keys, &ids, &opts)?;
+            .count(room / n);
+        if let Some(b) = block {
+            opts = opts.block(usize::try_from(b.as_millis()).unwrap_or(usize::MAX));
+        }
+        let reply: Option<StreamReadReply> =
+            self.connection()?.xread_options(&keys, &ids, &opts)?;
+        let mut got = 0;
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(i) = keys.iter().position(|k| *k == stream.key) else {
                 continue;
             };
             for entry in stream.ids {
+                got += 1;
                 self.start(shards[i], entry);
             }
         }
-        Ok(())
+        Ok(got)
     }
 
     /// `XAUTOCLAIM` on each readable shard: jobs pending longer than `--claim-after` for
