@@ -1,24 +1,35 @@
 //! redis-server on loopback, for the queue tests: a generated config in a temp dir (bound
-//! to 127.0.0.1, an ephemeral port, persistence off: `save ""`, `appendonly no`), an
-//! optional password, and a [`Redis::restart`] on the same port (for "Redis restarted
-//! mid-run"). Also [`Conn`], a small RESP2 client of its own, so tests can look into Redis
-//! without going through the client parafetch uses.
+//! to 127.0.0.1, an ephemeral port), an optional password, and a [`Redis::restart`] on the
+//! same port (for "Redis restarted mid-run"). Also [`Conn`], a small RESP2 client of its
+//! own, so tests can look into Redis without going through the client parafetch uses.
 //!
-//! Owns: the redis-server process (SIGKILL on stop and drop: with persistence off there is
-//! nothing to save, and a kill is what a crash looks like) and its temp dir.
+//! Two kinds, by persistence:
+//! - [`Redis::start_for_test`]: persistence off (`save ""`, `appendonly no`), so a restart
+//!   comes back empty, as a Redis run without persistence does after a crash;
+//! - [`Redis::start_durable_for_test`]: the append-only file on and synced before each
+//!   reply (`appendonly yes`, `appendfsync always`; still no RDB snapshots), so a restart,
+//!   even after SIGKILL, comes back with every write it acknowledged. This is how a queue's
+//!   Redis should run in production (docs/queue.md).
+//!
+//! Owns: the redis-server process (SIGKILL on stop and drop: a kill is what a crash looks
+//! like, and a durable one has nothing unsynced to lose by it) and its temp dir (where a
+//! durable one keeps its append-only file across restarts).
 //! Must not: touch a system Redis or its config, bind fixed ports, or decide whether a
 //! missing redis-server skips or fails a test: [`crate::tools`] does.
 //!
 //! Readiness is not polled: redis-server logs to its stdout, which a thread reads, and
-//! the launch waits (bounded) for its "Ready to accept connections" line, then checks
-//! that it answers `PING`.
+//! the launch waits (bounded) for its "Ready to accept connections" line (logged after a
+//! durable one has loaded its append-only file), then checks that it answers `PING`.
 //!
 //! ```no_run
 //! use parafetch_test_support::redis::Redis;
 //!
-//! let Some(redis) = Redis::start_for_test(None) else { return }; // skipped
+//! let Some(mut redis) = Redis::start_durable_for_test(None) else { return }; // skipped
 //! let mut conn = redis.connect();
-//! assert_eq!(conn.cmd(&["PING"]).unwrap().text(), Some("PONG"));
+//! assert_eq!(conn.cmd(&["SET", "k", "v"]).unwrap().text(), Some("OK"));
+//! redis.restart().unwrap(); // SIGKILL, then the same port again
+//! let mut conn = redis.connect();
+//! assert_eq!(conn.cmd(&["GET", "k"]).unwrap().text(), Some("v"));
 //! ```
 
 use std::io::{self, BufRead, BufReader, Write};
@@ -43,6 +54,9 @@ pub struct Redis {
     pub addr: SocketAddr,
     /// `redis-server --version`'s line, e.g. `Redis server v=7.0.15 sha=...`.
     pub version: String,
+    /// Whether it persists every write (append-only file, synced before each reply), so a
+    /// restart comes back with its data.
+    pub durable: bool,
     password: Option<String>,
     bin: PathBuf,
     dir: PathBuf,
@@ -63,8 +77,19 @@ impl Redis {
     /// or unusable redis-server goes through [`tools`]: the test fails when `CI` is set,
     /// and may skip (`None`) otherwise.
     pub fn start_for_test(password: Option<&str>) -> Option<Redis> {
+        Redis::start_kind_for_test(password, false)
+    }
+
+    /// Like [`Redis::start_for_test`], but durable: `appendonly yes` with `appendfsync
+    /// always`, so [`Redis::restart`] (SIGKILL, then start again) comes back with every
+    /// write it acknowledged.
+    pub fn start_durable_for_test(password: Option<&str>) -> Option<Redis> {
+        Redis::start_kind_for_test(password, true)
+    }
+
+    fn start_kind_for_test(password: Option<&str>, durable: bool) -> Option<Redis> {
         let bin = tools::require(&tools::REDIS_SERVER)?;
-        match Redis::launch(&bin, password) {
+        match Redis::launch_with(&bin, password, durable) {
             Ok(redis) => Some(redis),
             Err(why) => tools::unavailable(&why),
         }
@@ -77,6 +102,14 @@ impl Redis {
     /// When its temp dir or config cannot be written, it does not start, or it does not
     /// answer `PING` within [`START_TIMEOUT`].
     pub fn launch(bin: &Path, password: Option<&str>) -> Result<Redis, String> {
+        Redis::launch_with(bin, password, false)
+    }
+
+    /// Like [`Redis::launch`], durable or not (see [`Redis::start_durable_for_test`]).
+    ///
+    /// # Errors
+    /// As [`Redis::launch`].
+    pub fn launch_with(bin: &Path, password: Option<&str>, durable: bool) -> Result<Redis, String> {
         if let Some(pw) = password {
             assert!(
                 !pw.is_empty() && pw.bytes().all(|b| b.is_ascii_alphanumeric()),
@@ -92,6 +125,7 @@ impl Redis {
         let mut redis = Redis {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             version,
+            durable,
             password: password.map(str::to_owned),
             bin: bin.to_owned(),
             dir,
@@ -115,8 +149,15 @@ impl Redis {
     /// Writes the config for the current port and starts redis-server on it.
     fn spawn(&mut self) -> Result<(), Failure> {
         let fail = |why: String| Failure { why, exited: false };
+        // No RDB snapshots either way; a durable one logs every write to its append-only
+        // file (under `dir`, so a restart reads it back) and syncs it before replying.
+        let persistence = if self.durable {
+            "appendonly yes\nappendfsync always\n"
+        } else {
+            "appendonly no\n"
+        };
         let mut conf = format!(
-            "bind 127.0.0.1\nport {}\ndaemonize no\nsave \"\"\nappendonly no\n\
+            "bind 127.0.0.1\nport {}\ndaemonize no\nsave \"\"\n{persistence}\
              dir {}\nlogfile \"\"\nloglevel notice\n",
             self.addr.port(),
             self.dir.display()
@@ -217,7 +258,8 @@ impl Redis {
     }
 
     /// Kills it (SIGKILL, as a crash) and waits until it is gone; its port then refuses
-    /// connections. Nothing was persisted, so a restart starts empty. No-op when stopped.
+    /// connections. Unless it is durable nothing was persisted, so a restart starts empty.
+    /// No-op when stopped.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -232,7 +274,8 @@ impl Redis {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Stops it if it runs, then starts it again on the same port, empty.
+    /// Stops it if it runs, then starts it again on the same port: empty, or, when durable,
+    /// with every write it acknowledged before the stop.
     ///
     /// # Errors
     /// When it does not start again (another process may have taken the port meanwhile).
