@@ -575,8 +575,13 @@ pub fn results(args: ResultsArgs) -> Result<ExitCode, Usage> {
     let mut after = "0-0".to_owned();
     loop {
         let start = format!("({after}");
+        // A signal interrupts a call waiting for its reply (a socket with a timeout is
+        // not restarted): that is the stop asked for, not a Redis failure.
         let got: StreamRangeReply = match con.xrange_count(&key, &start, "+", BATCH) {
             Ok(r) => r,
+            Err(e) if stop.load(Ordering::SeqCst) && e.is_io_error() => {
+                return Ok(ExitCode::SUCCESS);
+            }
             Err(e) => return Ok(report(failed(q, "cannot read results", &e))),
         };
         let mut ids = got.ids;
@@ -633,8 +638,14 @@ pub fn results(args: ResultsArgs) -> Result<ExitCode, Usage> {
                 .arg("MINID")
                 .arg(&min)
                 .query(&mut con);
-            if let Err(e) = trimmed {
-                return Ok(report(failed(q, "cannot trim results", &e)));
+            match trimmed {
+                Ok(_) => {}
+                // Sent, its reply interrupted by the stop: the trim was asked for, and at
+                // worst the records are printed again by the next run.
+                Err(e) if stop.load(Ordering::SeqCst) && e.is_io_error() => {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(e) => return Ok(report(failed(q, "cannot trim results", &e))),
             }
         }
         after = last;
