@@ -290,7 +290,7 @@ fn default_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("{host}-{}-{:x}", std::process::id(), nanos & 0xffff_ff)
+    format!("{host}-{}-{:x}", std::process::id(), nanos & 0x00ff_ffff)
 }
 
 fn watch_signals(shared: &Arc<Shared>) -> Result<(), Usage> {
