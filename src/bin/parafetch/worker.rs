@@ -14,7 +14,7 @@
 //! yet acknowledged. A job leaves the books only when Redis has its result, so
 //! "outstanding" bounds what the worker holds, whatever Redis does.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -75,6 +75,9 @@ struct Books {
     written: u64,
     failed: u64,
     duplicates: u64,
+    /// While the reader lists pending jobs (its own, or claimed) and starts them: the jobs
+    /// written since it asked. Held then, so maybe listed, but done: not to start again.
+    written_since: Option<HashSet<JobKey>>,
 }
 
 impl Shared {
@@ -249,6 +252,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
         cursor: 0,
         empty_reads: 0,
         claimed: 0,
+        unread: BTreeSet::new(),
     };
     reader.work();
     let abandoned = reader.stop();
@@ -409,6 +413,12 @@ struct Reader {
     /// Shards read without a job since a read last found one (reading a few at a time).
     empty_reads: usize,
     claimed: u64,
+    /// Shards whose pending list may hold jobs delivered to this worker that it does not
+    /// know of: ones delivered (or claimed) by a call whose reply was lost with its
+    /// connection (Redis restarted, or a timeout), or left by an earlier run under the
+    /// same `--name`. Read back (`XREADGROUP` from id 0) before new jobs, and before a
+    /// shard given up is released; without this they would wait for `--claim-after`.
+    unread: BTreeSet<usize>,
 }
 
 impl Reader {
@@ -431,6 +441,31 @@ impl Reader {
                     continue;
                 }
                 next_claim = Instant::now() + self.claim_after / 2;
+            }
+            // Jobs pending for it that it does not hold first, one shard at a time; of a
+            // shard being given up too (they are its jobs, and it still holds the lease).
+            let soon = Instant::now() + self.lease_ttl / 3;
+            let lost = self
+                .leases
+                .iter()
+                .find(|(k, l)| l.valid_until > soon && self.unread.contains(k))
+                .map(|(&k, _)| k);
+            if let Some(k) = lost.filter(|_| self.room() > 0) {
+                match self.reread(k) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        self.unread.remove(&k);
+                    }
+                    // Redis lost the group (a restart without persistence), and with it
+                    // every pending list.
+                    Err(e) if e.code() == Some("NOGROUP") => {
+                        self.unread.remove(&k);
+                    }
+                    Err(e) => {
+                        self.trouble("cannot read back its pending jobs", &e);
+                        continue;
+                    }
+                }
             }
             let until = next_round.min(next_claim);
             let room = self.room();
@@ -551,11 +586,19 @@ impl Reader {
 
     /// The reader's connection, opened again if it was dropped.
     fn connection(&mut self) -> Result<&mut Connection, RedisError> {
+        self.reconnect()?;
+        Ok(self.con.as_mut().expect("just set"))
+    }
+
+    /// Opens the reader's connection again if it was dropped. A reply lost with the old
+    /// one may have delivered jobs: the pending lists of its shards are read back.
+    fn reconnect(&mut self) -> Result<(), RedisError> {
         if self.con.is_none() {
             self.con = Some(redis_queue::open(&self.client)?);
+            self.unread.extend(self.leases.keys().copied());
         }
         recovered(&mut self.outage, &self.redis, "reader");
-        Ok(self.con.as_mut().expect("just set"))
+        Ok(())
     }
 
     /// How many more jobs it may hold.
@@ -579,12 +622,9 @@ impl Reader {
     /// `stopping`: take none, give up all.
     fn round(&mut self, stopping: bool) -> Result<(), RedisError> {
         let ttl_ms = u64::try_from(self.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.reconnect()?;
         let (layout, name) = (&self.layout, self.name.as_str());
-        if self.con.is_none() {
-            self.con = Some(redis_queue::open(&self.client)?);
-        }
         let con = self.con.as_mut().expect("just set");
-        recovered(&mut self.outage, &self.redis, "reader");
         let sent = Instant::now();
         // Redis's clock, so the fleet's heartbeats compare whatever the machines' clocks say.
         let (secs, micros): (u64, u64) = redis::cmd("TIME").query(con)?;
@@ -656,6 +696,8 @@ impl Reader {
                             .arg(ttl_ms)
                             .query(con)?;
                         if got.is_some() {
+                            // Jobs of an earlier run under this name may be pending.
+                            self.unread.insert(k);
                             self.leases.insert(
                                 k,
                                 Lease {
@@ -679,12 +721,18 @@ impl Reader {
                 }
             }
         }
-        // Release the shards given up whose jobs are all written.
+        // Release the shards given up whose jobs are all written, and (unless it is
+        // stopping) whose pending lists were read back: a job there it does not know of
+        // would otherwise wait for --claim-after.
         let done: Vec<usize> = {
             let books = self.shared.books();
             self.leases
                 .iter()
-                .filter(|(k, l)| l.draining && books.per_shard.get(**k).copied() == Some(0))
+                .filter(|(k, l)| {
+                    l.draining
+                        && books.per_shard.get(**k).copied() == Some(0)
+                        && (stopping || !self.unread.contains(k))
+                })
                 .map(|(&k, _)| k)
                 .collect()
         };
@@ -738,6 +786,57 @@ impl Reader {
         Ok(got)
     }
 
+    /// Reads back shard `k`'s jobs pending for this worker (`XREADGROUP` from id 0 reads
+    /// its own pending list) and starts those it does not hold, while it has room. Whether
+    /// it went through the whole list.
+    fn reread(&mut self, k: usize) -> Result<bool, RedisError> {
+        let key = self.layout.shard(k);
+        let mut after = String::from("0");
+        loop {
+            let room = self.room();
+            if room == 0 {
+                return Ok(false);
+            }
+            let opts = StreamReadOptions::default()
+                .group(GROUP, &self.name)
+                .count(self.capacity.max(1));
+            // The last id listed (none: the list has ended), and whether it looked at
+            // all of them.
+            let (last, all) = self.listing(|r| -> Result<_, RedisError> {
+                let reply: Option<StreamReadReply> =
+                    r.connection()?.xread_options(&[&key], &[&after], &opts)?;
+                let ids = reply
+                    .and_then(|r| r.keys.into_iter().next())
+                    .map(|s| s.ids)
+                    .unwrap_or_default();
+                let last = ids.last().map(|e| e.id.clone());
+                let mut started = 0;
+                for entry in ids {
+                    if started == room {
+                        return Ok((last, false));
+                    }
+                    started += usize::from(r.start(k, entry));
+                }
+                Ok((last, true))
+            })?;
+            match last {
+                _ if !all => return Ok(false),
+                None => return Ok(true),
+                Some(last) => after = last,
+            }
+        }
+    }
+
+    /// Runs `list`, a call listing pending jobs then starting them, with the jobs written
+    /// meanwhile recorded: one held when Redis answered is listed, and may be written and
+    /// no longer held by the time it would start; [`Reader::start`] skips it.
+    fn listing<T>(&mut self, list: impl FnOnce(&mut Self) -> T) -> T {
+        self.shared.books().written_since = Some(HashSet::new());
+        let out = list(self);
+        self.shared.books().written_since = None;
+        out
+    }
+
     /// `XAUTOCLAIM` on each readable shard: jobs pending longer than `--claim-after` for
     /// another consumer (a worker that died, or lost the shard) become this worker's.
     fn claim(&mut self) -> Result<(), RedisError> {
@@ -753,18 +852,21 @@ impl Reader {
                 let key = self.layout.shard(k);
                 let opts = StreamAutoClaimOptions::default().count(room);
                 let name = self.name.clone();
-                let reply: StreamAutoClaimReply = self
-                    .connection()?
-                    .xautoclaim_options(key, GROUP, name, idle, &cursor, opts)?;
-                for entry in reply.claimed {
-                    if self.start(k, entry) {
-                        self.claimed += 1;
+                let next = self.listing(|r| {
+                    let reply: StreamAutoClaimReply = r
+                        .connection()?
+                        .xautoclaim_options(key, GROUP, name, idle, &cursor, opts)?;
+                    for entry in reply.claimed {
+                        if r.start(k, entry) {
+                            r.claimed += 1;
+                        }
                     }
-                }
-                if reply.next_stream_id == "0-0" {
+                    Ok::<_, RedisError>(reply.next_stream_id)
+                })?;
+                if next == "0-0" {
                     break;
                 }
-                cursor = reply.next_stream_id;
+                cursor = next;
             }
         }
         Ok(())
@@ -772,12 +874,17 @@ impl Reader {
 
     /// Takes a job into the books and starts it; a job it cannot start is finished at
     /// once with its error (and so written and acknowledged, never retried forever).
-    /// False when it held the job already.
+    /// False when it held the job already, or wrote it while listing (see
+    /// [`Reader::listing`]).
     fn start(&mut self, shard: usize, entry: StreamId) -> bool {
         let key: JobKey = (shard, entry.id.clone());
         {
             let mut books = self.shared.books();
-            if !books.held.insert(key.clone()) {
+            let written = books
+                .written_since
+                .as_ref()
+                .is_some_and(|w| w.contains(&key));
+            if written || !books.held.insert(key.clone()) {
                 return false;
             }
             books.per_shard[shard] += 1;
@@ -982,6 +1089,9 @@ fn write_results(
                 for (f, _) in batch.drain(..) {
                     if books.held.remove(&f.key) {
                         books.per_shard[f.key.0] -= 1;
+                        if let Some(w) = books.written_since.as_mut() {
+                            w.insert(f.key.clone());
+                        }
                     }
                     books.failed += u64::from(f.outcome.result.is_err());
                 }
