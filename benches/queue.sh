@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-100000}
 RUNS=1
-WORKERS="1 2 3"
+WORKERS=${WORKERS:-1 2 3}
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) JOBS=10000; WORKERS="1 3" ;;

@@ -68,6 +68,12 @@ struct Shared {
 struct Books {
     /// The entries held, so a claim does not start one twice.
     held: HashSet<JobKey>,
+    /// Held jobs not finished yet (being fetched, or waiting in the backlog): at most
+    /// `-n` plus backlog. Finished ones wait for their write, a second such bound: how
+    /// long a write takes must not starve the loops.
+    fetching: usize,
+    /// The reader waits for room: a finished fetch wakes it.
+    waiting: bool,
     /// Held jobs by shard, so a shard is released only once its jobs are written.
     per_shard: Vec<usize>,
     /// Results written; failed fetches among the jobs finished; jobs finished whose
@@ -93,6 +99,32 @@ impl Shared {
     fn pause(&self, d: Duration) {
         let books = self.books();
         let _ = self.changed.wait_timeout(books, d);
+    }
+
+    /// Waits up to `d` unless `ready` already holds, less if a fetch finishes, the books
+    /// change or a signal comes. `ready` is looked at under the lock the wakers take, so
+    /// no wake-up is lost between looking and waiting.
+    fn wait_for(&self, ready: impl Fn(&Books) -> bool, d: Duration) {
+        let mut books = self.books();
+        if ready(&books) || self.signals() > 0 {
+            return;
+        }
+        books.waiting = true;
+        let (mut books, _) = self
+            .changed
+            .wait_timeout(books, d)
+            .unwrap_or_else(|p| p.into_inner());
+        books.waiting = false;
+    }
+
+    /// A held job's fetch is over (its result goes to the writer).
+    fn fetched(&self) {
+        let mut books = self.books();
+        books.fetching = books.fetching.saturating_sub(1);
+        if books.waiting {
+            drop(books);
+            self.changed.notify_all();
+        }
     }
 }
 
@@ -472,15 +504,22 @@ impl Reader {
             let readable = self.readable();
             // Read in batches: wait for room for a job per shard (or an eighth of what it
             // may hold), so that a read covers every shard and may block until any has a
-            // job; reading a few shards at a time would block on empty ones.
-            let batch = readable
-                .len()
-                .max(self.capacity / 8)
-                .min(self.capacity)
-                .max(1);
+            // job; reading a few shards at a time would block on empty ones. A worker that
+            // holds fewer jobs than there are shards reads an eighth of them at a time.
+            let batch = if self.capacity >= readable.len() {
+                readable.len().max(self.capacity / 8)
+            } else {
+                (self.capacity / 8).max(1)
+            };
             if room < batch || readable.is_empty() {
-                self.shared
-                    .pause(until.saturating_duration_since(Instant::now()).min(TICK));
+                let capacity = self.capacity;
+                let wait = until.saturating_duration_since(Instant::now()).min(TICK);
+                if readable.is_empty() {
+                    self.shared.pause(wait);
+                } else {
+                    self.shared
+                        .wait_for(|b| room_in(b, capacity) >= batch, wait);
+                }
                 continue;
             }
             // Fewer jobs may be held than there are shards: then a few shards at a time,
@@ -603,7 +642,7 @@ impl Reader {
 
     /// How many more jobs it may hold.
     fn room(&self) -> usize {
-        self.capacity.saturating_sub(self.shared.books().held.len())
+        room_in(&self.shared.books(), self.capacity)
     }
 
     /// Shards it may start jobs of: held, not draining, and valid for at least a third of
@@ -888,6 +927,7 @@ impl Reader {
                 return false;
             }
             books.per_shard[shard] += 1;
+            books.fetching += 1;
         }
         let job = Job::from_fields(|f| entry.get::<String>(f));
         let accepted = Instant::now();
@@ -903,6 +943,7 @@ impl Reader {
                     elapsed: Duration::ZERO,
                 },
             });
+            self.shared.fetched();
         };
         let job = match job {
             Ok(j) => j,
@@ -919,12 +960,16 @@ impl Reader {
             }
         };
         let tx = self.tx.clone();
+        let shared = Arc::clone(&self.shared);
         let saved = file.clone();
         let on_done = move |done: Done<JobKey>, _: &mut SendQueue<JobKey>| {
             let result = match done.result {
                 // Abandoned (a second signal): not fetched, so no result; it stays
                 // pending for another worker.
-                Err(e) if e.kind() == ErrorKind::ShutDown => return,
+                Err(e) if e.kind() == ErrorKind::ShutDown => {
+                    shared.fetched();
+                    return;
+                }
                 Ok(r) => Ok(r),
                 Err(e) => {
                     if let Some(path) = &saved {
@@ -944,6 +989,7 @@ impl Reader {
                     elapsed: accepted.elapsed(),
                 },
             });
+            shared.fetched();
         };
         if let Err(e) = self.handle.submit(request, on_done, key.clone()) {
             if let Some(path) = &file {
@@ -953,6 +999,14 @@ impl Reader {
         }
         true
     }
+}
+
+/// How many more jobs the reader may take: `capacity` (`-n` plus backlog) being fetched,
+/// and as many again finished and waiting for their write.
+fn room_in(books: &Books, capacity: usize) -> usize {
+    capacity
+        .saturating_sub(books.fetching)
+        .min((2 * capacity).saturating_sub(books.held.len()))
 }
 
 /// Whether a signal interrupted the call.
