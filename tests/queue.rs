@@ -1124,3 +1124,97 @@ fn a_worker_takes_up_at_once_the_jobs_pending_under_its_name() {
     assert_drained(&mut c, "again");
     assert_eq!(servers[0].request_count(), 30);
 }
+
+/// rediss://: enqueue, a worker (its URL from PARAFETCH_REDIS) and results talk to Redis
+/// over TLS, trusting a private CA given by --redis-cacert; without it, the server's
+/// certificate is refused, with a clear error and without the password.
+#[test]
+fn rediss_with_a_private_ca_and_a_url_from_the_environment() {
+    let Some(redis) = Redis::start_tls_for_test(Some("tlspw7")) else {
+        return;
+    };
+    let url = redis.tls_url();
+    let ca = redis.ca_file();
+    let ca = ca.to_str().expect("utf-8 temp path");
+    let servers = servers(1, Duration::ZERO);
+    let urls = fleet_urls(&servers, 5);
+    let input: String = urls.iter().map(|u| format!("{u}\n")).collect();
+
+    let refused = run(
+        &["enqueue", "--redis", &url, "--queue", "tls", "-i", "-"],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("certificate") || said.contains("UnknownIssuer"),
+        "{said}"
+    );
+    assert!(!said.contains("tlspw7"), "{said}");
+    assert!(said.contains("rediss://:***@localhost"), "{said}");
+
+    let o = run(
+        &[
+            "enqueue",
+            "--redis",
+            &url,
+            "--redis-cacert",
+            ca,
+            "--queue",
+            "tls",
+            "-i",
+            "-",
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The worker takes its URL from the environment: nothing secret on its command line.
+    let child = Command::new(env!("CARGO_BIN_EXE_parafetch"))
+        .args([
+            "worker",
+            "--redis-cacert",
+            ca,
+            "--queue",
+            "tls",
+            "--lease",
+            "1.5",
+        ])
+        .env("PARAFETCH_REDIS", &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start parafetch worker");
+    let mut c = redis.connect();
+    let done = wait_until(LONG, || xlen(&mut c, "tls:results") >= 5);
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let out = child.wait_with_output().expect("wait for the worker");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(done, "no results over TLS: {said}");
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("tlspw7"), "{said}");
+
+    let o = run(
+        &[
+            "results",
+            "--redis",
+            &url,
+            "--redis-cacert",
+            ca,
+            "--queue",
+            "tls",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = String::from_utf8_lossy(&o.stdout).into_owned();
+    let records: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect();
+    assert_eq!(records.len(), 5, "{lines}");
+    assert!(records.iter().all(|r| r["status"] == 200), "{lines}");
+    assert_eq!(servers[0].request_count(), 5);
+}

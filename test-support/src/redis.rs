@@ -57,6 +57,8 @@ pub struct Redis {
     /// Whether it persists every write (append-only file, synced before each reply), so a
     /// restart comes back with its data.
     pub durable: bool,
+    /// Its TLS port, when it also listens with TLS ([`Redis::start_tls_for_test`]).
+    pub tls_port: Option<u16>,
     password: Option<String>,
     bin: PathBuf,
     dir: PathBuf,
@@ -87,6 +89,18 @@ impl Redis {
         Redis::start_kind_for_test(password, true)
     }
 
+    /// Like [`Redis::start_for_test`], also listening with TLS on a second port
+    /// ([`Redis::tls_url`]), with the test PKI's `good` certificate (names `localhost` and
+    /// `127.0.0.1`; its CA is in [`Redis::ca_file`]). Clients are not asked for
+    /// certificates. The plain port stays, for the test's own looks.
+    pub fn start_tls_for_test(password: Option<&str>) -> Option<Redis> {
+        let bin = tools::require(&tools::REDIS_SERVER)?;
+        match Redis::launch_inner(&bin, password, false, true) {
+            Ok(redis) => Some(redis),
+            Err(why) => tools::unavailable(&why),
+        }
+    }
+
     fn start_kind_for_test(password: Option<&str>, durable: bool) -> Option<Redis> {
         let bin = tools::require(&tools::REDIS_SERVER)?;
         match Redis::launch_with(&bin, password, durable) {
@@ -110,6 +124,15 @@ impl Redis {
     /// # Errors
     /// As [`Redis::launch`].
     pub fn launch_with(bin: &Path, password: Option<&str>, durable: bool) -> Result<Redis, String> {
+        Redis::launch_inner(bin, password, durable, false)
+    }
+
+    fn launch_inner(
+        bin: &Path,
+        password: Option<&str>,
+        durable: bool,
+        tls: bool,
+    ) -> Result<Redis, String> {
         if let Some(pw) = password {
             assert!(
                 !pw.is_empty() && pw.bytes().all(|b| b.is_ascii_alphanumeric()),
@@ -126,6 +149,7 @@ impl Redis {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             version,
             durable,
+            tls_port: None,
             password: password.map(str::to_owned),
             bin: bin.to_owned(),
             dir,
@@ -135,6 +159,9 @@ impl Redis {
         let mut attempt = 1;
         loop {
             redis.addr.set_port(free_port());
+            if tls {
+                redis.tls_port = Some(free_port());
+            }
             match redis.spawn() {
                 Ok(()) => return Ok(redis),
                 Err(f) if f.exited && attempt < 3 => {
@@ -164,6 +191,25 @@ impl Redis {
         );
         if let Some(pw) = &self.password {
             conf += &format!("requirepass {pw}\n");
+        }
+        if let Some(port) = self.tls_port {
+            let pki = crate::pki::pki();
+            let write = |name: &str, text: &str| {
+                let path = self.dir.join(name);
+                std::fs::write(&path, text)
+                    .map(|()| path)
+                    .map_err(|e| fail(format!("redis: cannot write {name}: {e}")))
+            };
+            let cert = write("server.pem", &pki.good.chain_pem)?;
+            let key = write("server.key", &pki.good.key_pem)?;
+            let ca = write("ca.pem", &pki.ca_pem)?;
+            conf += &format!(
+                "tls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                 tls-auth-clients no\n",
+                cert.display(),
+                key.display(),
+                ca.display()
+            );
         }
         let path = self.dir.join("redis.conf");
         std::fs::write(&path, conf)
@@ -246,6 +292,24 @@ impl Redis {
             Some(pw) => format!("redis://:{pw}@{}", self.addr),
             None => format!("redis://{}", self.addr),
         }
+    }
+
+    /// `rediss://localhost:TLS_PORT` (with `:PASSWORD@` when it has one), for one started
+    /// by [`Redis::start_tls_for_test`].
+    ///
+    /// # Panics
+    /// When it does not listen with TLS.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("started with TLS");
+        match &self.password {
+            Some(pw) => format!("rediss://:{pw}@localhost:{port}"),
+            None => format!("rediss://localhost:{port}"),
+        }
+    }
+
+    /// The PEM file of the CA that signed its TLS certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// A new connection, authenticated when it has a password.
