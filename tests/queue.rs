@@ -1218,3 +1218,73 @@ fn rediss_with_a_private_ca_and_a_url_from_the_environment() {
     assert!(records.iter().all(|r| r["status"] == 200), "{lines}");
     assert_eq!(servers[0].request_count(), 5);
 }
+
+/// A worker asked to stop while Redis is away, holding nothing, exits 0 at once: its
+/// leases expire on their own.
+#[test]
+fn a_worker_holding_nothing_stops_while_redis_is_away() {
+    let Some(mut redis) = Redis::start_for_test(None) else {
+        return;
+    };
+    let servers = servers(1, Duration::ZERO);
+    let urls = fleet_urls(&servers, 3);
+    enqueue(&redis, "away", &urls);
+    let mut w = Worker::start(&redis.url(), "away", "w", &["--lease", "1.5"]);
+    let mut c = redis.connect();
+    wait_for_results(&mut c, "away", 3, &[&w]);
+    redis.stop();
+    assert!(w.said("retries with backoff", LONG), "{}", w.stderr());
+    w.stop_cleanly();
+}
+
+/// A queue whose settings the worker cannot read is an error (exit 1), and so are
+/// settings changed under a running worker (Redis restarted empty, then a first enqueue
+/// with another shard count): its leases would not cover the right jobs.
+#[test]
+fn a_worker_refuses_a_queue_whose_settings_it_cannot_use() {
+    let Some(mut redis) = Redis::start_for_test(None) else {
+        return;
+    };
+    let mut c = redis.connect();
+    for (k, v) in [
+        ("version", "9"),
+        ("hash", "fnv1a-fold"),
+        ("shards", "16"),
+        ("key", "host"),
+    ] {
+        c.cmd(&["HSET", "odd:meta", k, v]).unwrap();
+    }
+    let mut w = Worker::start(&redis.url(), "odd", "w", &[]);
+    let status = w.wait(LONG);
+    assert_eq!(status.code(), Some(1), "{}", w.stderr());
+    assert!(w.stderr().contains("version"), "{}", w.stderr());
+
+    let servers = servers(1, Duration::ZERO);
+    let urls = fleet_urls(&servers, 3);
+    enqueue(&redis, "moved", &urls);
+    let mut w = Worker::start(&redis.url(), "moved", "w2", &["--lease", "1.5"]);
+    wait_for_results(&mut c, "moved", 3, &[&w]);
+    redis.restart().unwrap();
+    let o = run(
+        &[
+            "enqueue",
+            "--redis",
+            &redis.url(),
+            "--queue",
+            "moved",
+            "--shards",
+            "4",
+            &urls[0],
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let status = w.wait(LONG);
+    assert_eq!(status.code(), Some(1), "{}", w.stderr());
+    assert!(
+        w.stderr()
+            .contains("it now has 4 shards by host, not 16 by host"),
+        "{}",
+        w.stderr()
+    );
+}

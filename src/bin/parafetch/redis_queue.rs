@@ -100,6 +100,10 @@ pub fn redacted(url: &str) -> String {
             } else if !u.username().is_empty() {
                 let _ = u.set_username("***");
             }
+            // redis+unix:///PATH?user=U&pass=P carries its secrets in the query.
+            if u.query().is_some() {
+                u.set_query(Some("***"));
+            }
             u.to_string()
         }
         Err(_) => match url.rfind('@') {
@@ -676,6 +680,10 @@ mod tests {
         assert_eq!(redacted("redis://token@h"), "redis://***@h");
         assert_eq!(redacted("redis://h:6379"), "redis://h:6379");
         assert_eq!(redacted("nonsense pw@h"), "***@h");
+        assert_eq!(
+            redacted("redis+unix:///run/r.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/r.sock?***"
+        );
     }
 
     #[test]

@@ -40,9 +40,14 @@ use crate::{Template, Usage};
 /// A job in the books: its shard and its stream entry's id.
 type JobKey = (usize, String);
 
-/// Renews a lease only if it still names this worker.
-const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// Renews a lease if it still names this worker, or takes it again if it expired and
+/// nobody took it meanwhile (a worker cut off from Redis for longer than a lease, whose
+/// shard nobody else started: safe, as a holder releases a shard only once its jobs
+/// are written).
+const RENEW: &str = "local v = redis.call('GET', KEYS[1]) \
+    if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+    elseif not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 \
+    else return 0 end";
 /// Releases a lease only if it still names this worker.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -148,6 +153,8 @@ struct Lease {
 struct Outage {
     since: Instant,
     backoff: Duration,
+    /// When it was last said on stderr: again every minute while it lasts.
+    told: Instant,
 }
 
 /// Says on stderr that Redis failed (once per outage) and waits the backoff.
@@ -168,11 +175,28 @@ fn trouble(
         Outage {
             since: Instant::now(),
             backoff: BACKOFF_FIRST,
+            told: Instant::now(),
         }
     });
-    let wait = o.backoff;
+    if o.told.elapsed() >= Duration::from_secs(60) {
+        eprintln!(
+            "parafetch: Redis at {redis}: {what} for {:.0} s now: {}; the {who} still retries",
+            o.since.elapsed().as_secs_f64(),
+            describe(e)
+        );
+        o.told = Instant::now();
+    }
+    let until = Instant::now() + o.backoff;
     o.backoff = (o.backoff * 2).min(BACKOFF_CAP);
-    shared.pause(wait);
+    // The whole backoff, unless a signal comes: fetches finishing wake the same condvar.
+    let signals = shared.signals();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || shared.signals() != signals {
+            break;
+        }
+        shared.pause(left);
+    }
 }
 
 fn recovered(outage: &mut Option<Outage>, redis: &str, who: &str) {
@@ -201,7 +225,13 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
         .timeout
         .unwrap_or(Duration::from_secs(60))
         .saturating_mul(fetch.retry.unwrap_or(0).saturating_add(1));
-    if !longest.is_zero() && args.claim_after <= longest {
+    if longest.is_zero() {
+        eprintln!(
+            "parafetch: warning: no --timeout: a job fetched for longer than --claim-after \
+             ({} s) may be fetched again",
+            args.claim_after.as_secs_f64()
+        );
+    } else if args.claim_after <= longest {
         eprintln!(
             "parafetch: warning: --claim-after {} s is not more than the longest fetch ({} s): \
              a job still being fetched may be fetched again",
@@ -230,9 +260,16 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
     let redis = redacted(&args.queue.redis);
     let layout = Layout::new(&args.queue.queue);
 
-    let Some((con, meta)) = find_queue(&client, &layout, &args, &redis, &shared) else {
-        eprintln!("parafetch: stopped before the queue was found");
-        return Ok(ExitCode::SUCCESS);
+    let (con, meta) = match find_queue(&client, &layout, &args, &redis, &shared) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            eprintln!("parafetch: stopped before the queue was found");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(why) => {
+            eprintln!("parafetch: error: {why}");
+            return Ok(ExitCode::FAILURE);
+        }
     };
     shared.books().per_shard = vec![0; meta.shards];
     // The queue's politeness key, not the command line's: it is what the jobs were sharded
@@ -249,11 +286,13 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
         }
     };
     eprintln!(
-        "parafetch: worker {name} on queue {} ({} shards by {}), at most {} in flight and {capacity} held",
+        "parafetch: worker {name} on queue {} ({} shards by {}), at most {} in flight, \
+         {capacity} being fetched and {} held",
         args.queue.queue,
         meta.shards,
         key_name(meta.key),
-        fetch.max_in_flight
+        fetch.max_in_flight,
+        2 * capacity
     );
 
     let (tx, rx) = mpsc::channel::<Finished>();
@@ -270,8 +309,10 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
         claim_after: args.claim_after,
         layout,
         meta,
+        lease_value: format!("{name}/{}", default_name()),
         name,
         redis,
+        fatal: None,
         client,
         con: Some(con),
         outage: None,
@@ -288,7 +329,9 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
     };
     reader.work();
     let abandoned = reader.stop();
-    let Reader { handle, tx, .. } = reader;
+    let Reader {
+        handle, tx, fatal, ..
+    } = reader;
     handle.shutdown();
     drop(tx);
     let _ = writer.join();
@@ -308,7 +351,10 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
             String::new()
         }
     );
-    Ok(if abandoned || left > 0 {
+    if let Some(why) = &fatal {
+        eprintln!("parafetch: error: {why}");
+    }
+    Ok(if abandoned || left > 0 || fatal.is_some() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -353,14 +399,15 @@ fn watch_signals(shared: &Arc<Shared>) -> Result<(), Usage> {
 }
 
 /// Connects and reads `NAME:meta`, waiting (with backoff) for Redis and for the queue's
-/// first enqueue; creates every shard's consumer group. `None` when a signal came first.
+/// first enqueue; creates every shard's consumer group. `None` when a signal came first;
+/// an error when the queue's settings are not ones this worker reads.
 fn find_queue(
     client: &redis::Client,
     layout: &Layout,
     args: &WorkerArgs,
     redis: &str,
     shared: &Shared,
-) -> Option<(Connection, Meta)> {
+) -> Result<Option<(Connection, Meta)>, String> {
     let mut outage = None;
     let mut told = false;
     while shared.signals() == 0 {
@@ -398,16 +445,15 @@ fn find_queue(
         let meta = match parse_meta(|k| fields.get(k).map(String::as_str)) {
             Ok(m) => m,
             Err(why) => {
-                eprintln!(
-                    "parafetch: error: queue {}: {why}; was it made by another program?",
+                return Err(format!(
+                    "queue {}: {why}; was it made by another program?",
                     args.queue.queue
-                );
-                return None;
+                ));
             }
         };
         let groups = (0..meta.shards).try_for_each(|k| create_group(&mut con, layout, k));
         match groups {
-            Ok(()) => return Some((con, meta)),
+            Ok(()) => return Ok(Some((con, meta))),
             Err(e) => trouble(
                 &mut outage,
                 shared,
@@ -418,7 +464,7 @@ fn find_queue(
             ),
         }
     }
-    None
+    Ok(None)
 }
 
 /// The reader: leases, reads, claims, submits.
@@ -430,6 +476,11 @@ struct Reader {
     name: String,
     /// The Redis URL without its password, for messages.
     redis: String,
+    /// Why it stopped on its own (exit 1), when it did.
+    fatal: Option<String>,
+    /// What its leases hold: its name and a token of this process, so two processes
+    /// given the same `--name` do not renew each other's leases.
+    lease_value: String,
     client: redis::Client,
     con: Option<Connection>,
     outage: Option<Outage>,
@@ -468,11 +519,17 @@ impl Reader {
                 next_round = Instant::now() + self.lease_ttl / 3;
             }
             if now >= next_claim {
-                if let Err(e) = self.claim() {
-                    self.trouble("cannot claim jobs left pending", &e);
-                    continue;
-                }
+                // Due again in any case: a claim that keeps failing (an ACL without
+                // XAUTOCLAIM, say) must not keep the reader from reading.
                 next_claim = Instant::now() + self.claim_after / 2;
+                match self.claim() {
+                    Ok(()) => {}
+                    Err(e) if e.code() == Some("NOGROUP") => self.remake_groups(),
+                    Err(e) => {
+                        self.trouble("cannot claim jobs left pending", &e);
+                        continue;
+                    }
+                }
             }
             // Jobs pending for it that it does not hold first, one shard at a time; of a
             // shard being given up too (they are its jobs, and it still holds the lease).
@@ -540,22 +597,64 @@ impl Reader {
                     }
                 }
                 Ok(_) => self.empty_reads = 0,
-                Err(e) if e.code() == Some("NOGROUP") => {
-                    // Redis lost the groups (a restart without persistence): make them
-                    // again, from the start of what is there.
-                    let layout = self.layout.clone();
-                    let made = self.connection().and_then(|con| {
-                        readable
-                            .iter()
-                            .try_for_each(|&k| create_group(con, &layout, k))
-                    });
-                    if let Err(e) = made {
-                        self.trouble("cannot create the consumer groups", &e);
-                    }
-                }
+                Err(e) if e.code() == Some("NOGROUP") => self.remake_groups(),
                 Err(e) => self.trouble("cannot read jobs", &e),
             }
         }
+    }
+
+    /// Redis lost the consumer groups: it restarted without persistence, or the queue was
+    /// deleted. Unless the queue's settings are back and differ ([`Reader::settings`]),
+    /// it makes the groups again, from the start of what is there.
+    fn remake_groups(&mut self) {
+        let (layout, shards) = (self.layout.clone(), self.meta.shards);
+        let made = self.connection().and_then(|con| {
+            let fields: HashMap<String, String> = con.hgetall(layout.meta())?;
+            Ok(fields)
+        });
+        let fields = match made {
+            Ok(f) => f,
+            Err(e) => return self.trouble("cannot create the consumer groups", &e),
+        };
+        if !self.settings(&fields) {
+            return;
+        }
+        let made = self
+            .connection()
+            .and_then(|con| (0..shards).try_for_each(|k| create_group(con, &layout, k)));
+        if let Err(e) = made {
+            self.trouble("cannot create the consumer groups", &e);
+        }
+    }
+
+    /// Whether `NAME:meta`'s fields (read again) still fit what this worker shards by;
+    /// none is fine (Redis restarted empty). When they changed (a new first enqueue with
+    /// another shard count or key), its leases no longer cover the right jobs: it stops
+    /// gently, and exits 1.
+    fn settings(&mut self, fields: &HashMap<String, String>) -> bool {
+        if fields.is_empty() {
+            return true;
+        }
+        let now = parse_meta(|k| fields.get(k).map(String::as_str));
+        let why = match now {
+            Ok(m) if m == self.meta => return true,
+            Ok(m) => format!(
+                "it now has {} shards by {}, not {} by {}",
+                m.shards,
+                key_name(m.key),
+                self.meta.shards,
+                key_name(self.meta.key)
+            ),
+            Err(why) => why,
+        };
+        if self.fatal.is_none() {
+            self.fatal = Some(format!(
+                "queue {}'s settings changed under the worker: {why}; start it again",
+                self.layout.meta()
+            ));
+            self.shared.signals.fetch_add(1, Ordering::SeqCst);
+        }
+        false
     }
 
     /// After the first signal: keep the leases while the jobs held finish and are written,
@@ -570,6 +669,9 @@ impl Reader {
                 self.handle.abort();
                 return true;
             }
+            if self.shared.books().held.is_empty() {
+                break;
+            }
             if Instant::now() >= next_round {
                 match self.round(true) {
                     Ok(()) => next_round = Instant::now() + self.lease_ttl / 3,
@@ -578,9 +680,6 @@ impl Reader {
                         continue;
                     }
                 }
-            }
-            if self.shared.books().held.is_empty() {
-                break;
             }
             self.shared.pause(
                 next_round
@@ -678,7 +777,13 @@ impl Reader {
             .arg(format!("({}", now_ms.saturating_sub(ttl_ms)))
             .ignore()
             .zcard(layout.workers());
-        let (live,): (usize,) = pipe.query(con)?;
+        pipe.hgetall(layout.meta());
+        let (live, meta): (usize, HashMap<String, String>) = pipe.query(con)?;
+        if !stopping && !self.settings(&meta) {
+            return Ok(());
+        }
+        let (layout, name, lease) = (&self.layout, self.name.as_str(), self.lease_value.as_str());
+        let con = self.con.as_mut().expect("still open");
         // Renew what it holds.
         let held: Vec<usize> = self.leases.keys().copied().collect();
         if !held.is_empty() {
@@ -688,7 +793,7 @@ impl Reader {
                     .arg(RENEW)
                     .arg(1)
                     .arg(layout.lease(k))
-                    .arg(name)
+                    .arg(lease)
                     .arg(ttl_ms);
             }
             let renewed: Vec<i64> = pipe.query(con)?;
@@ -729,7 +834,7 @@ impl Reader {
                         let t = Instant::now();
                         let got: Option<String> = redis::cmd("SET")
                             .arg(layout.lease(k))
-                            .arg(name)
+                            .arg(lease)
                             .arg("NX")
                             .arg("PX")
                             .arg(ttl_ms)
@@ -780,7 +885,7 @@ impl Reader {
                 .arg(RELEASE)
                 .arg(1)
                 .arg(layout.lease(k))
-                .arg(name)
+                .arg(lease)
                 .query(con)?;
             self.leases.remove(&k);
         }
@@ -1171,18 +1276,24 @@ fn write_results(
 
 /// Acknowledges each job and adds its result record, atomically (a script runs whole):
 /// `KEYS[1]` is `NAME:results`, the other keys the shard streams; `ARGV[1]` the group,
-/// then (key index, entry id, record) per job. A job whose `XACK` finds it no longer
-/// pending (its result is there already: this batch's earlier attempt did go through,
-/// or another worker wrote it) adds nothing, so retrying a batch whose reply was lost
+/// then (key index, entry id, record) per job. A job no longer pending (its result is
+/// there already: this batch's earlier attempt did go through, or another worker wrote
+/// it) adds nothing, so retrying a batch whose reply was lost
 /// never writes a result twice. Its entry is deleted only when acknowledged here: an
 /// entry Redis forgot delivering (a restart that lost its last writes) stays, to be
 /// delivered again. Returns how many records it added.
+///
+/// The result goes in before the acknowledgement: Redis does not undo a script's earlier
+/// writes when a later command fails (a full memory, a wrong type), so a failure between
+/// them leaves a job pending with its result, never acknowledged without one.
 const WRITE: &str = "local n = 0
 for i = 2, #ARGV, 3 do
   local shard = KEYS[tonumber(ARGV[i])]
-  if redis.call('XACK', shard, ARGV[1], ARGV[i + 1]) == 1 then
+  local id = ARGV[i + 1]
+  if #redis.call('XPENDING', shard, ARGV[1], id, id, 1) > 0 then
     redis.call('XADD', KEYS[1], '*', 'record', ARGV[i + 2])
-    redis.call('XDEL', shard, ARGV[i + 1])
+    redis.call('XACK', shard, ARGV[1], id)
+    redis.call('XDEL', shard, id)
     n = n + 1
   end
 end
