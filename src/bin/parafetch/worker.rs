@@ -1285,16 +1285,19 @@ fn write_results(
 ///
 /// The result goes in before the acknowledgement: Redis does not undo a script's earlier
 /// writes when a later command fails (a full memory, a wrong type), so a failure between
-/// them leaves a job pending with its result, never acknowledged without one.
+/// them leaves a job pending with its result, never acknowledged without one. A job the
+/// `XACK` finds already acknowledged takes its record out again, in the same script, so
+/// no reader ever sees it. (Checking `XPENDING` first costs Redis a third more per job.)
 const WRITE: &str = "local n = 0
 for i = 2, #ARGV, 3 do
   local shard = KEYS[tonumber(ARGV[i])]
   local id = ARGV[i + 1]
-  if #redis.call('XPENDING', shard, ARGV[1], id, id, 1) > 0 then
-    redis.call('XADD', KEYS[1], '*', 'record', ARGV[i + 2])
-    redis.call('XACK', shard, ARGV[1], id)
+  local rid = redis.call('XADD', KEYS[1], '*', 'record', ARGV[i + 2])
+  if redis.call('XACK', shard, ARGV[1], id) == 1 then
     redis.call('XDEL', shard, id)
     n = n + 1
+  else
+    redis.call('XDEL', KEYS[1], rid)
   end
 end
 return n";
