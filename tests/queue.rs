@@ -1288,3 +1288,52 @@ fn a_worker_refuses_a_queue_whose_settings_it_cannot_use() {
         w.stderr()
     );
 }
+
+/// With `-o DIR` a worker saves each body to `DIR/SHARD-ID.body` and names the file in
+/// its record; enqueue's -X, -H and -d reach the server as each job's method, header and
+/// body.
+#[test]
+fn a_worker_saves_bodies_and_sends_what_the_enqueue_asked() {
+    let Some(redis) = Redis::start_for_test(None) else {
+        return;
+    };
+    let server = TestServer::start_on(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), |c| {
+        c.serve_keep_alive(|req, c| {
+            let body = format!("{} {}", req.method, String::from_utf8_lossy(&req.body));
+            c.respond(200, &[], body.as_bytes())
+        })
+    });
+    let urls: Vec<String> = (0..4).map(|i| server.url(&format!("/o{i}"))).collect();
+    let mut args = vec![
+        "enqueue", "--redis", "", "--queue", "saved", "-X", "PUT", "-H", "X-Run: 7", "-d", "k=v",
+    ];
+    let url = redis.url();
+    args[2] = &url;
+    args.extend(urls.iter().map(String::as_str));
+    let o = run(&args, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let dir = std::env::temp_dir().join(format!("parafetch-worker-o-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.to_str().expect("utf-8 temp path").to_owned();
+    let mut w = Worker::start(&url, "saved", "w", &["-o", &dir_arg, "--lease", "1.5"]);
+    let mut c = redis.connect();
+    wait_for_results(&mut c, "saved", 4, &[&w]);
+    w.stop_cleanly();
+    let recs = records(&mut c, "saved");
+    assert_eq!(recs.len(), 4);
+    for r in &recs {
+        let file = r["file"].as_str().expect("a saved body's file");
+        let expected = dir.join(format!(
+            "{}-{}.body",
+            r["shard"].as_u64().unwrap(),
+            r["job"].as_str().unwrap()
+        ));
+        assert_eq!(std::path::Path::new(file), expected, "{r}");
+        assert_eq!(std::fs::read_to_string(file).unwrap(), "PUT k=v");
+    }
+    let asked = server.requests();
+    assert_eq!(asked.len(), 4);
+    assert!(asked.iter().all(|r| r.header("x-run") == Some("7")));
+    let _ = std::fs::remove_dir_all(&dir);
+}

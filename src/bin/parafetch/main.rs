@@ -228,11 +228,21 @@ fn request(t: &Template, url: &str, index: usize) -> Result<(Request, Option<Pat
     if let Some(body) = &t.body {
         req = req.body(body.clone());
     }
+    save_body(t, req, &format!("{index}.body"))
+}
+
+/// Where `req`'s body goes: with `-o DIR`, streamed to `DIR/NAME` (created now); without,
+/// counted and dropped.
+fn save_body(
+    t: &Template,
+    req: Request,
+    name: &str,
+) -> Result<(Request, Option<PathBuf>), Failure> {
     let Some(dir) = &t.output_dir else {
         // Count the body and drop it: without -o nothing needs it in memory.
         return Ok((req.on_body(|_| Ok(())), None));
     };
-    let path = dir.join(format!("{index}.body"));
+    let path = dir.join(name);
     let file = File::create(&path).map_err(|e| Failure {
         kind: "io",
         phase: "prepare",

@@ -15,7 +15,6 @@
 //! "outstanding" bounds what the worker holds, whatever Redis does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -488,7 +487,8 @@ struct Reader {
     handle: Handle<JobKey>,
     tx: mpsc::Sender<Finished>,
     template: Template,
-    /// Jobs held at most (read and not yet acknowledged).
+    /// Jobs being fetched at most (`-n` plus backlog); twice that held (read and not yet
+    /// acknowledged).
     capacity: usize,
     leases: BTreeMap<usize, Lease>,
     /// Which readable shard a read starts with, so each gets its turn.
@@ -1178,19 +1178,7 @@ fn request(
     if let Some(body) = body {
         req = req.body(body);
     }
-    let Some(dir) = &t.output_dir else {
-        return Ok((req.on_body(|_| Ok(())), None));
-    };
-    let path = dir.join(format!("{shard}-{id}.body"));
-    let file = File::create(&path).map_err(|e| Failure {
-        kind: "io",
-        phase: "prepare",
-        message: format!("cannot create {}: {e}", path.display()),
-        attempts: 0,
-        reused: None,
-        proxy: None,
-    })?;
-    Ok((req.write_to(file), Some(path)))
+    crate::save_body(t, req, &format!("{shard}-{id}.body"))
 }
 
 /// A job's result record: `job`, `shard` and `worker`, then the `--jsonl` record (less
