@@ -191,14 +191,7 @@ pub fn run(args: CrawlArgs) -> Result<ExitCode, Usage> {
     let seeds = seeds(&args)?;
     let scope = scope_filter(&args, &seeds)?;
 
-    if let Some(dir) = &args.fetch.output_dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Usage(format!(
-                "cannot create the output directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
+    crate::create_output_dir(args.fetch.output_dir.as_deref())?;
     let warc = match &args.warc {
         Some(path) => Some(
             open_warc(path, &args, resumed.is_some())

@@ -88,30 +88,15 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
     }
     // The loops run on threads of their own (--threads, 1 by default); this thread reads
     // the input and writes the output, which arrives over a channel.
-    let handle: Handle<usize> = match builder.spawn() {
+    let handle: Handle<usize> = match spawn(builder, args.cacert.as_deref())? {
         Ok(h) => h,
-        // The only option the builder can refuse is a bad --cacert bundle.
-        Err(e) if e.kind() == ErrorKind::Tls => {
-            let path = args.cacert.as_deref().unwrap_or(Path::new("-")).display();
-            return Err(Usage(format!("--cacert {path}: {}", chain(&e))));
-        }
-        Err(e) => {
-            eprintln!("parafetch: error: {e:#}");
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(status) => return Ok(status),
     };
     let entries = input::read(&args.urls, args.input.as_deref()).map_err(|e| {
         let name = args.input.as_deref().unwrap_or(Path::new("-")).display();
         Usage(format!("cannot read the URL list {name}: {e}"))
     })?;
-    if let Some(dir) = &template.output_dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Usage(format!(
-                "cannot create the output directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
+    create_output_dir(template.output_dir.as_deref())?;
 
     let mode = Mode {
         jsonl: args.jsonl,
@@ -220,6 +205,36 @@ fn fetch(args: FetchArgs) -> Result<ExitCode, Usage> {
             ExitCode::FAILURE
         },
     )
+}
+
+/// Starts the fetch loops. The only option the builder can refuse is a bad --cacert
+/// bundle: a usage error. Anything else is reported here; `Err` is the exit status then.
+fn spawn<C: Send + 'static>(
+    builder: Builder,
+    cacert: Option<&Path>,
+) -> Result<Result<Handle<C>, ExitCode>, Usage> {
+    match builder.spawn() {
+        Ok(h) => Ok(Ok(h)),
+        Err(e) if e.kind() == ErrorKind::Tls => {
+            let path = cacert.unwrap_or(Path::new("-")).display();
+            Err(Usage(format!("--cacert {path}: {}", chain(&e))))
+        }
+        Err(e) => {
+            eprintln!("parafetch: error: {e:#}");
+            Ok(Err(ExitCode::FAILURE))
+        }
+    }
+}
+
+/// Creates `-o DIR` (and its parents), when given.
+fn create_output_dir(dir: Option<&Path>) -> Result<(), Usage> {
+    let Some(dir) = dir else { return Ok(()) };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Usage(format!(
+            "cannot create the output directory {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// The request for one URL, and the file its body streams to (`-o`), created now.

@@ -15,7 +15,7 @@
 //! "outstanding" bounds what the worker holds, whatever Redis does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
@@ -30,7 +30,7 @@ use redis::{Commands, Connection, RedisError};
 use serde_json::{Map, Value};
 
 use crate::args::WorkerArgs;
-use crate::output::{Failure, Outcome, chain, json_record};
+use crate::output::{Failure, Outcome, json_record};
 use crate::redis_queue::{
     self, GROUP, Job, Layout, Meta, create_group, describe, key_name, parse_meta, redacted,
 };
@@ -240,14 +240,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
     }
     let template = crate::template(fetch)?;
     let (builder, capacity) = crate::builder(fetch)?;
-    if let Some(dir) = &template.output_dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Usage(format!(
-                "cannot create the output directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
+    crate::create_output_dir(template.output_dir.as_deref())?;
     let client = redis_queue::client(&args.queue)?;
     let shared = Arc::new(Shared {
         books: Mutex::new(Books::default()),
@@ -273,17 +266,11 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
     shared.books().per_shard = vec![0; meta.shards];
     // The queue's politeness key, not the command line's: it is what the jobs were sharded
     // by, so one worker holds all of a host's (or domain's) jobs.
-    let handle: Handle<JobKey> = match builder.politeness_key(meta.key).spawn() {
-        Ok(h) => h,
-        Err(e) if e.kind() == ErrorKind::Tls => {
-            let path = fetch.cacert.as_deref().unwrap_or(Path::new("-")).display();
-            return Err(Usage(format!("--cacert {path}: {}", chain(&e))));
-        }
-        Err(e) => {
-            eprintln!("parafetch: error: {e:#}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let handle: Handle<JobKey> =
+        match crate::spawn(builder.politeness_key(meta.key), fetch.cacert.as_deref())? {
+            Ok(h) => h,
+            Err(status) => return Ok(status),
+        };
     eprintln!(
         "parafetch: worker {name} on queue {} ({} shards by {}), at most {} in flight, \
          {capacity} being fetched and {} held",
@@ -323,7 +310,6 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode, Usage> {
         leases: BTreeMap::new(),
         cursor: 0,
         empty_reads: 0,
-        claimed: 0,
         unread: BTreeSet::new(),
     };
     reader.work();
@@ -495,7 +481,6 @@ struct Reader {
     cursor: usize,
     /// Shards read without a job since a read last found one (reading a few at a time).
     empty_reads: usize,
-    claimed: u64,
     /// Shards whose pending list may hold jobs delivered to this worker that it does not
     /// know of: ones delivered (or claimed) by a call whose reply was lost with its
     /// connection (Redis restarted, or a timeout), or left by an earlier run under the
@@ -1001,9 +986,7 @@ impl Reader {
                         .connection()?
                         .xautoclaim_options(key, GROUP, name, idle, &cursor, opts)?;
                     for entry in reply.claimed {
-                        if r.start(k, entry) {
-                            r.claimed += 1;
-                        }
+                        r.start(k, entry);
                     }
                     Ok::<_, RedisError>(reply.next_stream_id)
                 })?;
