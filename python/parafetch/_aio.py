@@ -1,8 +1,8 @@
 """parafetch.AsyncFetcher: the coroutine half (closing, ``async with``, ``fetch_all``) over
 the native half in python/src/async_fetcher.rs (``fetch``, ``abort``, the hand-over).
 
-Nothing here waits on a thread: every wait is on a future the native side resolves from
-the event loop's thread (its drain) or through ``call_soon_threadsafe``.
+Nothing here waits on a thread: every wait is on a future the native side resolves on
+the event loop's thread (its drain, or the closing thread's ``call_soon_threadsafe``).
 """
 
 import asyncio
@@ -16,8 +16,11 @@ __all__ = ["AsyncFetcher"]
 class AsyncFetcher(_AsyncFetcher):
     """Fetches many URLs at once for asyncio: ``AsyncFetcher(max_in_flight=10, **options)``,
     the options of ``Fetcher``. The fetching runs on loops of their own threads; results
-    come back to the event loop through ``call_soon_threadsafe`` (one wake-up per burst),
-    never by polling.
+    come back to the event loop with one wake-up per burst, never by polling: the loop
+    thread writes a byte, without the GIL, to a socket pair the event loop watches
+    (``add_reader``), or, on an event loop that cannot watch one (Windows' proactor
+    loop), calls ``call_soon_threadsafe``. From its first ``fetch`` until it is closed
+    and idle, the fetcher is one more file descriptor its event loop watches.
 
         async with parafetch.AsyncFetcher(max_in_flight=20, timeout=30.0) as f:
             r = await f.fetch(url)                     # a Response, or raises parafetch.Error

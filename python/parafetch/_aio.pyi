@@ -7,8 +7,8 @@ from typing import Any, Optional, Union
 from parafetch._native import Error, Response, _HeaderFields, _Seconds
 
 class AsyncFetcher:
-    """Fetches many URLs at once for asyncio; results come back through the event loop's
-    thread-safe call."""
+    """Fetches many URLs at once for asyncio; results wake the event loop through a socket
+    pair it watches (or its call_soon_threadsafe), never by polling."""
 
     def __init__(self, max_in_flight: int = 10, **options: Any) -> None: ...
     def fetch(

@@ -4,11 +4,20 @@
 //!
 //! Owns the hand-over from the loop threads to the event loop, and nothing else. A
 //! request's Rust callback pushes `(id, result)`, a plain Rust value, into the shared
-//! [`Mail`]; only the first push since the last drain takes the GIL, for one call:
-//! `loop.call_soon_threadsafe(drain)`. The drain runs on the event loop's thread: it
-//! converts each result there (the loop threads never build Python objects), resolves the
-//! futures still waiting, submits requests that were waiting for room and wakes `_idle`
-//! waiters. A burst of results costs the event loop one wake-up; nothing polls.
+//! [`Mail`]; only the first push since the last drain wakes the event loop, and it does so
+//! without the GIL: it writes a byte to a socket pair (the [`Bell`]) whose other end the
+//! event loop watches (`loop.add_reader(fd, drain)`). An event loop that cannot watch a
+//! file descriptor (`add_reader` raises NotImplementedError, as Windows' proactor loop
+//! does) is woken by `loop.call_soon_threadsafe(drain)` instead, which takes the GIL for
+//! that one call. Either way the drain runs on the event loop's thread: it converts each
+//! result there (the loop threads never build Python objects), resolves the futures still
+//! waiting, submits requests that were waiting for room and wakes `_idle` waiters. A burst
+//! of results costs the event loop one wake-up; nothing polls.
+//!
+//! Why the bell: taking the GIL on a loop thread waits for the event loop's thread to let
+//! it go, which it does only between bytecodes at the switch interval or when it blocks;
+//! meanwhile that loop thread serves no connection. Measured on the benchmark's keep-alive
+//! cell (docs/python-bench.md), the bell costs less CPU per request than the call.
 //!
 //! Admission: `fetch` submits with `try_submit` only while fewer than `max_in_flight +
 //! backlog` requests are submitted and not drained; otherwise the request waits in a FIFO
@@ -29,7 +38,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use parafetch::{Done, Handle, Rejected, Request, SendQueue, SubmitError};
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -47,17 +56,89 @@ use crate::response::Response;
 /// and the engine still never holds more than our count lets in.
 const SLACK: usize = 1024;
 
+/// How the event loop is woken to drain.
+enum Wake {
+    /// No event loop listens (none bound yet, or the fetcher stopped listening): results
+    /// stay unread, and are dropped by [`Core::undeliverable`].
+    Unbound,
+    /// The bound event loop watches the [`Bell`] (`add_reader`).
+    Bell,
+    /// The bound event loop's `call_soon_threadsafe`.
+    Call(Py<PyAny>),
+}
+
 /// Results on their way from the loop threads to the event loop.
 struct Mail {
     results: Vec<Finished<u64>>,
-    /// A drain is scheduled and has not taken `results` yet.
+    /// A drain is scheduled (or the bell rung) and has not taken `results` yet.
     scheduled: bool,
-    /// The bound event loop's `call_soon_threadsafe`.
-    wake: Option<Py<PyAny>>,
+    wake: Wake,
     /// Bumped when another event loop takes over. A drain carries the generation it was
     /// scheduled for and does nothing if it is stale: the old loop may run it late (or
     /// never, if it is closed with the drain queued, which is why `bind` reschedules).
     generation: u64,
+}
+
+/// The doorbell the loop threads ring, without the GIL, when results wait: a
+/// non-blocking socket pair whose read end the event loop watches.
+#[cfg(unix)]
+struct Bell {
+    ring: std::os::unix::net::UnixStream,
+    hear: std::os::unix::net::UnixStream,
+}
+
+#[cfg(unix)]
+impl Bell {
+    /// `None` if the socket pair cannot be made (out of file descriptors): the fetcher
+    /// then wakes its event loop with `call_soon_threadsafe`.
+    fn new() -> Option<Bell> {
+        let (ring, hear) = std::os::unix::net::UnixStream::pair().ok()?;
+        ring.set_nonblocking(true).ok()?;
+        hear.set_nonblocking(true).ok()?;
+        Some(Bell { ring, hear })
+    }
+
+    fn fd(&self) -> i64 {
+        use std::os::fd::AsRawFd;
+        i64::from(self.hear.as_raw_fd())
+    }
+
+    /// Makes the read end readable. A full buffer (`WouldBlock`) is readable already;
+    /// nothing else can fail while the read end is ours.
+    fn ring(&self) {
+        use std::io::Write;
+        let _ = (&self.ring).write(&[1]);
+    }
+
+    /// Reads what was rung, so that the event loop does not see it again.
+    fn quiet(&self) {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        while matches!((&self.hear).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// No socket pairs here: every event loop is woken with `call_soon_threadsafe`.
+#[cfg(not(unix))]
+enum Bell {}
+
+#[cfg(not(unix))]
+impl Bell {
+    fn new() -> Option<Bell> {
+        None
+    }
+
+    fn fd(&self) -> i64 {
+        match *self {}
+    }
+
+    fn ring(&self) {
+        match *self {}
+    }
+
+    fn quiet(&self) {
+        match *self {}
+    }
 }
 
 /// A request's Python side until it is resolved.
@@ -98,6 +179,8 @@ impl Book {
 /// Shared by the fetcher, its drains and its requests' Rust callbacks.
 struct Core {
     mail: Mutex<Mail>,
+    /// `None` where socket pairs cannot be made.
+    bell: Option<Bell>,
     book: Mutex<Book>,
     /// `fetch` refuses (ShutDown) once set.
     closed: AtomicBool,
@@ -156,26 +239,44 @@ fn set_none(py: Python<'_>, future: &Py<PyAny>) {
 }
 
 impl Core {
-    /// On a loop thread, in a request's callback.
-    fn deliver(self: &Arc<Core>, finished: Finished<u64>) {
-        let first = {
+    /// Adds `results` (on a loop thread, a request's; or none) and wakes the event loop to
+    /// drain, unless a drain is due already.
+    fn post(self: &Arc<Core>, results: impl IntoIterator<Item = Finished<u64>>) {
+        let bell = {
             let mut m = lock(&self.mail);
-            m.results.push(finished);
-            !std::mem::replace(&mut m.scheduled, true)
+            m.results.extend(results);
+            if std::mem::replace(&mut m.scheduled, true) {
+                return;
+            }
+            matches!(m.wake, Wake::Bell)
         };
-        if first {
-            // The GIL for this one call. During interpreter shutdown there is none to
-            // take: the result stays unread.
-            let _ = Python::try_attach(|py| self.schedule(py));
+        self.wake(bell);
+    }
+
+    /// Asks the event loop to drain; the caller has just set `scheduled`, and `bell` says
+    /// whether the event loop watches the bell. Rings it (no GIL), or else calls
+    /// `call_soon_threadsafe`, taking the GIL for that call if this thread does not hold
+    /// it. During interpreter shutdown there is no GIL to take: the results stay unread.
+    fn wake(self: &Arc<Core>, bell: bool) {
+        match (&self.bell, bell) {
+            (Some(b), true) => b.ring(),
+            _ => {
+                let _ = Python::try_attach(|py| self.call_soon(py));
+            }
         }
     }
 
-    /// Asks the event loop to drain (`scheduled` is set). If it cannot be asked (closed),
-    /// what waited for it is dropped: nobody can be told any more.
-    fn schedule(self: &Arc<Core>, py: Python<'_>) {
+    /// `call_soon_threadsafe(drain)`. If the event loop cannot be asked (closed, or none
+    /// listens), what waited for it is dropped: nobody can be told any more.
+    fn call_soon(self: &Arc<Core>, py: Python<'_>) {
         let (wake, generation) = {
             let m = lock(&self.mail);
-            (m.wake.as_ref().map(|w| w.clone_ref(py)), m.generation)
+            let wake = match &m.wake {
+                Wake::Bell => return, // rebound to a loop that watches the bell: rung there
+                Wake::Call(w) => Some(w.clone_ref(py)),
+                Wake::Unbound => None,
+            };
+            (wake, m.generation)
         };
         let called = match wake {
             Some(wake) => Py::new(
@@ -193,7 +294,50 @@ impl Core {
         }
     }
 
-    /// The event loop is gone (`call_soon_threadsafe` raised): drops the results, their
+    /// Stops the event loop watching the bell (the drain's own registration, or one left
+    /// on a loop given up), and takes no more drains: later results are dropped, unread.
+    /// Called on the bound loop's thread, or for a loop that is closed.
+    fn stop_listening(&self, py: Python<'_>) {
+        let was = std::mem::replace(&mut lock(&self.mail).wake, Wake::Unbound);
+        let ev = lock(&self.book)
+            .event_loop
+            .as_ref()
+            .map(|l| l.clone_ref(py));
+        if let (Wake::Bell, Some(ev), Some(bell)) = (&was, ev, &self.bell) {
+            // A closed loop answers False; nothing else is expected to raise.
+            let _ = ev.call_method1(py, intern!(py, "remove_reader"), (bell.fd(),));
+        }
+        drop(was);
+    }
+
+    /// Makes `ev` watch the bell with a drain of `generation`; an event loop that cannot
+    /// watch file descriptors gets its `call_soon_threadsafe` used instead.
+    fn listen(
+        self: &Arc<Core>,
+        py: Python<'_>,
+        ev: &Bound<'_, PyAny>,
+        generation: u64,
+    ) -> PyResult<Wake> {
+        if let Some(bell) = &self.bell {
+            let drain = Py::new(
+                py,
+                Drain {
+                    core: Arc::clone(self),
+                    generation,
+                },
+            )?;
+            match ev.call_method1(intern!(py, "add_reader"), (bell.fd(), drain)) {
+                Ok(_) => return Ok(Wake::Bell),
+                Err(e) if e.is_instance_of::<PyNotImplementedError>(py) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let call = ev.getattr(intern!(py, "call_soon_threadsafe"))?.unbind();
+        Ok(Wake::Call(call))
+    }
+
+    /// The event loop is gone (`call_soon_threadsafe` raised, or `_shutdown` stopped
+    /// listening without waiting): drops the results, their
     /// futures, the requests waiting for room and the idle waiters. Requests still in
     /// flight are dropped the same way as they finish. Nothing is dropped if another loop
     /// took over meanwhile (`generation` is stale): what waits is that loop's now.
@@ -222,6 +366,12 @@ impl Core {
     /// The drain, on the event loop's thread; one scheduled for a loop that has since
     /// been replaced does nothing.
     fn drain(self: &Arc<Core>, py: Python<'_>, generation: u64) {
+        if let Some(bell) = &self.bell {
+            // Before `results` is taken: a result pushed after the take rings again. One
+            // that rang between here and the take leaves a ring for a drain that finds
+            // nothing, which is cheaper than reading with the lock held.
+            bell.quiet();
+        }
         let results = {
             let mut m = lock(&self.mail);
             if m.generation != generation {
@@ -241,14 +391,19 @@ impl Core {
             settle(py, entry, result);
         }
         self.admit(py);
-        let idle = {
+        let (idle, finished) = {
             let mut b = lock(&self.book);
             if b.is_idle() {
-                std::mem::take(&mut b.idle)
+                (std::mem::take(&mut b.idle), self.closed.load(SeqCst))
             } else {
-                Vec::new()
+                (Vec::new(), false)
             }
         };
+        // Closed with nothing pending: no result can come any more, so the event loop
+        // lets go of the bell (and, through the drain it holds, of this fetcher).
+        if finished {
+            self.stop_listening(py);
+        }
         for future in idle {
             set_none(py, &future);
         }
@@ -292,7 +447,7 @@ impl Core {
         let Waiting { id, request, entry } = w;
         let core = Arc::clone(self);
         let on_done = move |done: Done<u64>, _: &mut SendQueue<u64>| {
-            core.deliver((done.cookie, done.result));
+            core.post([(done.cookie, done.result)]);
         };
         let mut b = lock(&self.book);
         let Some(handle) = &b.handle else {
@@ -330,7 +485,7 @@ impl Core {
     }
 
     /// Requests waiting for room become ShutDown results, delivered by a drain.
-    fn refuse_waiting(self: &Arc<Core>, py: Python<'_>) {
+    fn refuse_waiting(self: &Arc<Core>) {
         let ids: Vec<u64> = {
             let mut b = lock(&self.book);
             let waiting = std::mem::take(&mut b.waiting);
@@ -345,19 +500,12 @@ impl Core {
         if ids.is_empty() {
             return;
         }
-        let first = {
-            let mut m = lock(&self.mail);
-            m.results
-                .extend(ids.into_iter().map(|id| (id, Err(shut_down()))));
-            !std::mem::replace(&mut m.scheduled, true)
-        };
-        if first {
-            self.schedule(py);
-        }
+        self.post(ids.into_iter().map(|id| (id, Err(shut_down()))));
     }
 }
 
-/// The drain `call_soon_threadsafe` schedules (one per burst of results).
+/// The drain: the event loop's reader callback for the bell, or what
+/// `call_soon_threadsafe` schedules (one per burst of results).
 #[pyclass(frozen, module = "parafetch._native")]
 struct Drain {
     core: Arc<Core>,
@@ -414,7 +562,8 @@ fn drop_elsewhere(handle: Handle<u64>) {
 
 /// Fetches many URLs at once for asyncio: `AsyncFetcher(max_in_flight=10, **options)`,
 /// options as for `Fetcher`. The fetching runs on loops of its own threads; results come
-/// back to the event loop through `call_soon_threadsafe`, one wake-up per burst.
+/// back to the event loop with one wake-up per burst (the bell it watches, or
+/// `call_soon_threadsafe` where it cannot watch a file descriptor).
 ///
 /// `fetch(url, *, method="GET", headers=None, data=None, timeout=None, ...)` (the
 /// per-request arguments of `Fetcher.start_request`) starts the request at once and
@@ -473,7 +622,10 @@ impl AsyncFetcher {
             };
             drop(dropped);
         }
-        let wake = ev.getattr(intern!(py, "call_soon_threadsafe"))?.unbind();
+        // The old loop stops watching the bell first: it must not take this loop's rings.
+        self.core.stop_listening(py);
+        let generation = lock(&self.core.mail).generation.wrapping_add(1);
+        let wake = self.core.listen(py, ev, generation)?;
         let old_loop = lock(&self.core.book)
             .event_loop
             .replace(ev.clone().unbind());
@@ -483,13 +635,17 @@ impl AsyncFetcher {
         // here get a drain on this loop.
         let (old_wake, again) = {
             let mut m = lock(&self.core.mail);
-            m.generation = m.generation.wrapping_add(1);
+            m.generation = generation;
             m.scheduled = !m.results.is_empty();
-            (m.wake.replace(wake), m.scheduled)
+            let bell = matches!(wake, Wake::Bell);
+            (
+                std::mem::replace(&mut m.wake, wake),
+                m.scheduled.then_some(bell),
+            )
         };
         drop((old_loop, old_wake));
-        if again {
-            self.core.schedule(py);
+        if let Some(bell) = again {
+            self.core.wake(bell);
         }
         Ok(())
     }
@@ -511,10 +667,10 @@ impl AsyncFetcher {
 
     /// Closes and refuses what waits; `abort` also makes the loops call back with
     /// ShutDown what they hold.
-    fn stop(&self, py: Python<'_>, abort: bool) {
+    fn stop(&self, abort: bool) {
         self.core.closed.store(true, SeqCst);
         if abort {
-            self.core.refuse_waiting(py);
+            self.core.refuse_waiting();
             if let Some(h) = &lock(&self.core.book).handle {
                 h.abort();
             }
@@ -546,9 +702,10 @@ impl AsyncFetcher {
             mail: Mutex::new(Mail {
                 results: Vec::new(),
                 scheduled: false,
-                wake: None,
+                wake: Wake::Unbound,
                 generation: 0,
             }),
+            bell: Bell::new(),
             book: Mutex::new(Book {
                 handle: Some(handle),
                 table: HashMap::new(),
@@ -640,16 +797,16 @@ impl AsyncFetcher {
     /// Stops at once: no new `fetch` (ShutDown), every pending future gets a
     /// `parafetch.ShutDown` error through the event loop (requests waiting for room are
     /// never sent; running ones are cut off), and the loops end on their own.
-    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+    fn abort(&self) -> PyResult<()> {
         self.same_process()?;
-        self.stop(py, true);
+        self.stop(true);
         Ok(())
     }
 
     /// Refuses new `fetch` calls (ShutDown); what is pending goes on.
-    fn _stop(&self, py: Python<'_>) -> PyResult<()> {
+    fn _stop(&self) -> PyResult<()> {
         self.same_process()?;
-        self.stop(py, false);
+        self.stop(false);
         Ok(())
     }
 
@@ -675,6 +832,11 @@ impl AsyncFetcher {
         let ev = running_loop(py)?;
         let future = ev.call_method0(intern!(py, "create_future"))?;
         self.core.closed.store(true, SeqCst);
+        // What is still pending is not waited for: its results, here or to come, are
+        // dropped unread.
+        self.core.stop_listening(py);
+        let generation = lock(&self.core.mail).generation;
+        self.core.undeliverable(generation);
         let handle = lock(&self.core.book).handle.take();
         let Some(handle) = handle else {
             future.call_method1(intern!(py, "set_result"), (py.None(),))?;
@@ -716,17 +878,14 @@ impl AsyncFetcher {
 
     /// Changes the in-flight cap (at least 1), at once, from any thread; requests waiting
     /// for room are sent (by the event loop) if it rose.
-    fn set_max_requests(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_max_requests(&self, n: &Bound<'_, PyAny>) -> PyResult<()> {
         self.same_process()?;
         let n = options::positive("max_requests", n)?;
         if let Some(h) = &lock(&self.core.book).handle {
             h.set_max_in_flight(n);
         }
         // The drain sends what waits, on the event loop's thread (this may be another).
-        let first = !std::mem::replace(&mut lock(&self.core.mail).scheduled, true);
-        if first {
-            self.core.schedule(py);
-        }
+        self.core.post([]);
         Ok(())
     }
 
@@ -790,7 +949,14 @@ impl Drop for AsyncFetcher {
             std::mem::forget(b.handle.take());
             return;
         }
-        let _ = Python::try_attach(|py| self.stop(py, true));
+        let _ = Python::try_attach(|py| {
+            self.stop(true);
+            // With something pending, the drain that resolves the last of it lets go of
+            // the bell; with nothing, no drain comes.
+            if lock(&self.core.book).is_idle() {
+                self.core.stop_listening(py);
+            }
+        });
         self.core.closed.store(true, SeqCst);
         let handle = lock(&self.core.book).handle.take();
         if let Some(handle) = handle {

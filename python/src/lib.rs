@@ -12,9 +12,9 @@
 //!
 //! The loops never touch Python: a request's Rust callback hands its result, a plain Rust
 //! value, to whoever consumes it (an inbox, a channel). An `AsyncFetcher` can take the
-//! same results from a `Handle` and hand them to an asyncio loop with
-//! `call_soon_threadsafe`; results and errors are converted by plain functions of a
-//! `Python` token.
+//! same results from a `Handle` and wake the asyncio loop to take them (a socket pair it
+//! watches, or `call_soon_threadsafe`); results and errors are converted by plain
+//! functions of a `Python` token.
 
 #![forbid(unsafe_code)]
 

@@ -3,11 +3,17 @@
 Plain tests, each running its coroutine with asyncio.run under a 10 s bound (no plugin).
 Nothing sleeps to synchronise: a Gate replaces the server's `release` event, counts the
 requests /hold holds at once and tells the event loop when that changes.
+
+Every test runs twice, once per way the loop threads wake the event loop: `bell` (the
+event loop watches the fetcher's socket pair with add_reader, what a selector loop does)
+and `call` (call_soon_threadsafe, for loops that cannot watch a file descriptor; here a
+selector loop whose add_reader raises NotImplementedError, as the proactor loop's does).
 """
 
 import asyncio
 import gc
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -20,6 +26,38 @@ import parafetch
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+class NoReaderLoop(asyncio.SelectorEventLoop):
+    """An event loop that cannot watch file descriptors, like Windows' proactor loop."""
+
+    def add_reader(self, fd, callback, *args):
+        raise NotImplementedError
+
+
+class Policy(asyncio.DefaultEventLoopPolicy):
+    def __init__(self, loop_class):
+        super().__init__()
+        self.loop_class = loop_class
+
+    def new_event_loop(self):
+        return self.loop_class()
+
+
+@pytest.fixture(autouse=True, params=["bell", "call"])
+def wake(request):
+    """The event loops asyncio.run makes in this test: ones that watch the bell, or ones
+    the fetcher must wake with call_soon_threadsafe."""
+    loop_class = asyncio.SelectorEventLoop if request.param == "bell" else NoReaderLoop
+    old = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(Policy(loop_class))
+    yield request.param
+    asyncio.set_event_loop_policy(old)
+
+
+def registered(loop):
+    """The file descriptors a selector event loop watches."""
+    return set(loop._selector.get_map())
 
 
 class Gate:
@@ -399,17 +437,24 @@ def test_a_new_loop_takes_over_from_a_closed_one(server, gate):
     run(again(f))
 
 
-def test_a_new_loop_takes_over_after_a_drain_was_queued_on_the_closed_one(server):
-    """The result arrives while the first loop is stopped, so its drain waits in that
-    loop's queue; closing the loop discards it. The next loop must still get results."""
+def test_a_new_loop_takes_over_after_a_drain_was_queued_on_the_closed_one(server, wake):
+    """The result arrives while the first loop is stopped, so its wake-up waits in that
+    loop (a queued drain, or a rung bell); closing the loop discards it. The next loop
+    must still get results."""
 
-    class Loop(asyncio.SelectorEventLoop):
-        drain_queued = threading.Event()
+    class Loop(asyncio.get_event_loop_policy().loop_class):
+        woken = threading.Event()
+        bell = None
 
         def call_soon_threadsafe(self, callback, *args, **kwargs):
             handle = super().call_soon_threadsafe(callback, *args, **kwargs)
             if type(callback).__name__ == "Drain":
-                self.drain_queued.set()
+                self.woken.set()
+            return handle
+
+        def add_reader(self, fd, callback, *args):
+            handle = super().add_reader(fd, callback, *args)
+            Loop.bell = fd
             return handle
 
     f = parafetch.AsyncFetcher()
@@ -422,7 +467,12 @@ def test_a_new_loop_takes_over_after_a_drain_was_queued_on_the_closed_one(server
 
     fut = loop1.run_until_complete(asyncio.wait_for(leave_one_running(), 10))
     server.release.set()
-    assert Loop.drain_queued.wait(10)  # the result is here, its drain queued on loop1
+    if wake == "bell":
+        # The bell rings: its socket becomes readable, and loop1 does not run to read it.
+        assert Loop.bell is not None
+        assert select.select([Loop.bell], [], [], 10)[0] == [Loop.bell]
+    else:
+        assert Loop.woken.wait(10)  # the result is here, its drain queued on loop1
     loop1.close()  # and discarded, unrun
     assert not fut.done()
 
@@ -433,6 +483,78 @@ def test_a_new_loop_takes_over_after_a_drain_was_queued_on_the_closed_one(server
 
     run(again())
     assert f.pending == 0
+
+
+def test_the_loop_threads_never_call_into_python_with_the_bell(server, wake):
+    """With the bell, a result wakes the event loop through the socket pair only: nothing
+    is scheduled with call_soon_threadsafe (which would take the GIL on a loop thread)."""
+    calls = []
+
+    class Loop(asyncio.get_event_loop_policy().loop_class):
+        def call_soon_threadsafe(self, callback, *args, **kwargs):
+            calls.append(type(callback).__name__)
+            return super().call_soon_threadsafe(callback, *args, **kwargs)
+
+    async def main():
+        async with parafetch.AsyncFetcher(max_in_flight=4) as f:
+            results = await asyncio.gather(
+                *(f.fetch(server.base + f"/echo/{i}") for i in range(20))
+            )
+            assert [r.status for r in results] == [200] * 20
+
+    loop = Loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 10))
+    finally:
+        loop.close()
+    drains = calls.count("Drain")
+    if wake == "bell":
+        assert drains == 0, calls
+    else:
+        assert drains >= 1, calls
+
+
+def test_the_event_loop_lets_go_of_the_bell(server, wake):
+    """Closing (normally, by abort, or by dropping an idle fetcher) leaves the event loop
+    watching no more file descriptors than before: none leaks over many fetchers."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        before = registered(loop)
+        for i in range(30):
+            f = parafetch.AsyncFetcher(max_in_flight=2)
+            assert (await f.fetch(server.base + "/echo")).status == 200
+            # With the bell the event loop watches one more descriptor while the fetcher
+            # is open; without, none.
+            assert len(registered(loop) - before) == (1 if wake == "bell" else 0)
+            if i % 3 == 0:
+                await f.aclose()
+            elif i % 3 == 1:
+                async with f:
+                    f.abort()
+            else:
+                del f
+                gc.collect()
+            assert registered(loop) == before
+
+    run(main())
+
+
+def test_an_aborted_fetcher_dropped_with_work_pending_lets_go_once_resolved(server, gate, wake):
+    async def main():
+        loop = asyncio.get_running_loop()
+        before = registered(loop)
+        f = parafetch.AsyncFetcher()
+        fut = f.fetch(server.base + "/hold")
+        await gate.until(lambda g: g.held == 1)
+        del f
+        gc.collect()
+        with pytest.raises(parafetch.ShutDown):
+            await fut
+        # The drain that resolved the last pending future let go of the bell.
+        assert registered(loop) == before
+
+    run(main())
 
 
 def test_another_running_loop_is_refused(server, gate):
