@@ -1,8 +1,11 @@
-"""Flat memory: 10,000 requests through Fetcher and through fetch_all against nginx
-(keep-alive, 1 KiB bodies, 20 in flight) must not grow the process once warm, must call
-back every request exactly once, and must leave no thread behind. Each runs with the
-default `threads=1` (where the loop runs is the binding's business) and with
-`threads=2`, whose loops are threads of their own: seen while it runs, gone after.
+"""Flat memory: 10,000 requests through Fetcher, fetch_all and AsyncFetcher against
+nginx (keep-alive, 1 KiB bodies, 20 in flight) must not grow the process once warm, must
+call back every request exactly once, and must leave no thread behind. Fetcher and
+fetch_all run with the default `threads=1` (where the loop runs is the binding's
+business) and with `threads=2`, whose loops are threads of their own: seen while it
+runs, gone after. AsyncFetcher runs with 20 tasks awaiting `fetch` and with its
+`fetch_all`, each woken by the bell (add_reader) and by call_soon_threadsafe, and must
+also leave its event loop watching no more file descriptors than before.
 
 The bound: RSS may grow by less than LEAK_BOUND from the 2,000th request to the end.
 Warm, a run holds 20 requests' buffers, 20 connections and the interpreter's free lists,
@@ -14,6 +17,7 @@ still counts, so the working set is flat once warm). The test keeps nothing per 
 itself: a preallocated bytearray counts callbacks.
 """
 
+import asyncio
 import time
 
 import pytest
@@ -119,4 +123,71 @@ def test_fetch_all_memory_is_flat_and_every_url_is_yielded_once(nginx, loops):
     check_flat(samples)
     if loops > 1:
         assert during >= loops
+    assert loop_threads_down_to(before) <= before
+
+
+class NoReaderLoop(asyncio.SelectorEventLoop):
+    """An event loop that cannot watch file descriptors: AsyncFetcher falls back to
+    call_soon_threadsafe."""
+
+    def add_reader(self, fd, callback, *args):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("wake", ["bell", "call"])
+@pytest.mark.parametrize("how", ["tasks", "fetch_all"])
+def test_async_fetcher_memory_is_flat_and_every_request_resolves_once(nginx, how, wake):
+    base = nginx.url("/1k?memory=")
+    body = nginx.files["/1k"]
+    seen = bytearray(REQUESTS)
+    wrong = bytearray(REQUESTS)
+    samples = {}
+
+    def record(n, url, result):
+        if n % SAMPLE_EVERY == 0:
+            samples[n] = rss()
+        i = int(url[len(base) :])
+        seen[i] += 1
+        if not isinstance(result, parafetch.Response) or result.body != body:
+            wrong[i] = 1
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        watched = set(loop._selector.get_map())
+        async with parafetch.AsyncFetcher(max_in_flight=IN_FLIGHT) as f:
+            if how == "fetch_all":
+                urls = (f"{base}{i}" for i in range(REQUESTS))
+                n = 0
+                async for url, result in f.fetch_all(urls):
+                    record(n, url, result)
+                    n += 1
+            else:
+                started = iter(range(REQUESTS))
+                done = [0]
+
+                async def worker():
+                    for i in started:
+                        url = f"{base}{i}"
+                        try:
+                            result = await f.fetch(url)
+                        except parafetch.Error as e:
+                            result = e
+                        record(done[0], url, result)
+                        done[0] += 1
+
+                await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+            samples["end"] = rss()
+        assert f.pending == 0
+        assert set(loop._selector.get_map()) == watched
+
+    before = loop_threads()
+    loop = asyncio.SelectorEventLoop() if wake == "bell" else NoReaderLoop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 60))
+    finally:
+        loop.close()
+
+    assert seen == bytearray([1]) * REQUESTS
+    assert wrong == bytearray(REQUESTS)
+    check_flat(samples)
     assert loop_threads_down_to(before) <= before
