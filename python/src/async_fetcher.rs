@@ -14,6 +14,12 @@
 //! waiting, submits requests that were waiting for room and wakes `_idle` waiters. A burst
 //! of results costs the event loop one wake-up; nothing polls.
 //!
+//! The bell is made when an event loop is bound (one per binding, so a loop given up
+//! hears nothing of its successor's rings) and let go of when the fetcher is closed and
+//! idle, by `_shutdown`, or when another loop takes over: on the loop's own thread if it
+//! runs on another one, an event loop not being thread-safe. Binding runs Python code
+//! (`add_reader`), so it commits only if no other thread bound the fetcher meanwhile.
+//!
 //! Why the bell: taking the GIL on a loop thread waits for the event loop's thread to let
 //! it go, which it does only between bytecodes at the switch interval or when it blocks;
 //! meanwhile that loop thread serves no connection. Measured on the benchmark's keep-alive
@@ -61,8 +67,10 @@ enum Wake {
     /// No event loop listens (none bound yet, or the fetcher stopped listening): results
     /// stay unread, and are dropped by [`Core::undeliverable`].
     Unbound,
-    /// The bound event loop watches the [`Bell`] (`add_reader`).
-    Bell,
+    /// The bound event loop `ev` watches `bell` (`add_reader`). A bell per binding: a
+    /// loop given up may still hold its registration for a moment (its removal queued to
+    /// its own thread), and must then hear nothing of the new loop's rings.
+    Bell { ev: Py<PyAny>, bell: Arc<Bell> },
     /// The bound event loop's `call_soon_threadsafe`.
     Call(Py<PyAny>),
 }
@@ -89,8 +97,8 @@ struct Bell {
 
 #[cfg(unix)]
 impl Bell {
-    /// `None` if the socket pair cannot be made (out of file descriptors): the fetcher
-    /// then wakes its event loop with `call_soon_threadsafe`.
+    /// `None` if the socket pair cannot be made (out of file descriptors): the event
+    /// loop is then woken with `call_soon_threadsafe`.
     fn new() -> Option<Bell> {
         let (ring, hear) = std::os::unix::net::UnixStream::pair().ok()?;
         ring.set_nonblocking(true).ok()?;
@@ -103,11 +111,14 @@ impl Bell {
         i64::from(self.hear.as_raw_fd())
     }
 
-    /// Makes the read end readable. A full buffer (`WouldBlock`) is readable already;
-    /// nothing else can fail while the read end is ours.
-    fn ring(&self) {
+    /// Makes the read end readable; `false` if it could not (a full buffer, `WouldBlock`,
+    /// is readable already and counts as rung).
+    fn ring(&self) -> bool {
         use std::io::Write;
-        let _ = (&self.ring).write(&[1]);
+        match (&self.ring).write(&[1]) {
+            Ok(n) => n == 1,
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        }
     }
 
     /// Reads what was rung, so that the event loop does not see it again.
@@ -132,7 +143,7 @@ impl Bell {
         match *self {}
     }
 
-    fn ring(&self) {
+    fn ring(&self) -> bool {
         match *self {}
     }
 
@@ -179,13 +190,14 @@ impl Book {
 /// Shared by the fetcher, its drains and its requests' Rust callbacks.
 struct Core {
     mail: Mutex<Mail>,
-    /// `None` where socket pairs cannot be made.
-    bell: Option<Bell>,
     book: Mutex<Book>,
     /// `fetch` refuses (ShutDown) once set.
     closed: AtomicBool,
     /// The `backlog` option: room is `max_in_flight + backlog`.
     backlog: usize,
+    /// The process that made it: a drain run in a forked child does nothing (the bell's
+    /// socket is shared with the parent, whose rings it must not take).
+    pid: u32,
 }
 
 /// A ShutDown error, through the public API (`Error::new` is the library's own).
@@ -248,86 +260,87 @@ impl Core {
             if std::mem::replace(&mut m.scheduled, true) {
                 return;
             }
-            matches!(m.wake, Wake::Bell)
+            match &m.wake {
+                Wake::Bell { bell, .. } => Some(Arc::clone(bell)),
+                _ => None,
+            }
         };
         self.wake(bell);
     }
 
-    /// Asks the event loop to drain; the caller has just set `scheduled`, and `bell` says
-    /// whether the event loop watches the bell. Rings it (no GIL), or else calls
-    /// `call_soon_threadsafe`, taking the GIL for that call if this thread does not hold
-    /// it. During interpreter shutdown there is no GIL to take: the results stay unread.
-    fn wake(self: &Arc<Core>, bell: bool) {
-        match (&self.bell, bell) {
-            (Some(b), true) => b.ring(),
-            _ => {
-                let _ = Python::try_attach(|py| self.call_soon(py));
-            }
+    /// Asks the event loop to drain; the caller has just set `scheduled`. Rings `bell` if
+    /// the event loop watches one (no GIL), or else calls `call_soon_threadsafe`, taking
+    /// the GIL for that call if this thread does not hold it. During interpreter shutdown
+    /// there is no GIL to take: the results stay unread.
+    fn wake(self: &Arc<Core>, bell: Option<Arc<Bell>>) {
+        if bell.is_some_and(|b| b.ring()) {
+            return;
         }
+        let _ = Python::try_attach(|py| self.call_soon(py));
     }
 
-    /// `call_soon_threadsafe(drain)`. If the event loop cannot be asked (closed, or none
-    /// listens), what waited for it is dropped: nobody can be told any more.
+    /// `call_soon_threadsafe(drain)` on the bound event loop (one that watches the bell
+    /// too, should ringing it have failed). If the event loop cannot be asked (closed, or
+    /// none listens), what waited for it is dropped: nobody can be told any more.
     fn call_soon(self: &Arc<Core>, py: Python<'_>) {
-        let (wake, generation) = {
+        let (call, generation) = {
             let m = lock(&self.mail);
-            let wake = match &m.wake {
-                Wake::Bell => return, // rebound to a loop that watches the bell: rung there
-                Wake::Call(w) => Some(w.clone_ref(py)),
-                Wake::Unbound => None,
+            let call = match &m.wake {
+                Wake::Bell { ev, .. } => ev
+                    .bind(py)
+                    .getattr(intern!(py, "call_soon_threadsafe"))
+                    .map(Bound::unbind),
+                Wake::Call(w) => Ok(w.clone_ref(py)),
+                Wake::Unbound => Err(PyRuntimeError::new_err("no event loop")),
             };
-            (wake, m.generation)
+            (call, m.generation)
         };
-        let called = match wake {
-            Some(wake) => Py::new(
-                py,
-                Drain {
-                    core: Arc::clone(self),
-                    generation,
-                },
-            )
-            .and_then(|drain| wake.call1(py, (drain,))),
-            None => Err(PyRuntimeError::new_err("no event loop")),
-        };
+        let called = call.and_then(|call| {
+            let drain = Drain {
+                core: Arc::clone(self),
+                generation,
+                bell: None,
+            };
+            call.call1(py, (Py::new(py, drain)?,))
+        });
         if called.is_err() {
             self.undeliverable(generation);
         }
     }
 
-    /// Stops the event loop watching the bell (the drain's own registration, or one left
-    /// on a loop given up), and takes no more drains: later results are dropped, unread.
-    /// Called on the bound loop's thread, or for a loop that is closed.
+    /// Lets go of the event loop's registration of the bell, if it has one, and takes no
+    /// more drains: later results are dropped, unread ([`Core::undeliverable`]).
     fn stop_listening(&self, py: Python<'_>) {
         let was = std::mem::replace(&mut lock(&self.mail).wake, Wake::Unbound);
-        let ev = lock(&self.book)
-            .event_loop
-            .as_ref()
-            .map(|l| l.clone_ref(py));
-        if let (Wake::Bell, Some(ev), Some(bell)) = (&was, ev, &self.bell) {
-            // A closed loop answers False; nothing else is expected to raise.
-            let _ = ev.call_method1(py, intern!(py, "remove_reader"), (bell.fd(),));
+        if let Wake::Bell { ev, bell } = &was {
+            unwatch(ev.bind(py), bell.fd());
         }
         drop(was);
     }
 
-    /// Makes `ev` watch the bell with a drain of `generation`; an event loop that cannot
-    /// watch file descriptors gets its `call_soon_threadsafe` used instead.
+    /// Makes `ev` watch a new bell with a drain of `generation`; an event loop that
+    /// cannot watch file descriptors (or no socket pair to spare) gets its
+    /// `call_soon_threadsafe` used instead.
     fn listen(
         self: &Arc<Core>,
         py: Python<'_>,
         ev: &Bound<'_, PyAny>,
         generation: u64,
     ) -> PyResult<Wake> {
-        if let Some(bell) = &self.bell {
-            let drain = Py::new(
-                py,
-                Drain {
-                    core: Arc::clone(self),
-                    generation,
-                },
-            )?;
+        if let Some(bell) = Bell::new().map(Arc::new) {
+            let drain = Drain {
+                core: Arc::clone(self),
+                generation,
+                bell: Some(Arc::clone(&bell)),
+            };
+            let drain = Py::new(py, drain)?;
             match ev.call_method1(intern!(py, "add_reader"), (bell.fd(), drain)) {
-                Ok(_) => return Ok(Wake::Bell),
+                Ok(_) => {
+                    return Ok(Wake::Bell {
+                        ev: ev.clone().unbind(),
+                        bell,
+                    });
+                }
                 Err(e) if e.is_instance_of::<PyNotImplementedError>(py) => {}
                 Err(e) => return Err(e),
             }
@@ -365,11 +378,12 @@ impl Core {
 
     /// The drain, on the event loop's thread; one scheduled for a loop that has since
     /// been replaced does nothing.
-    fn drain(self: &Arc<Core>, py: Python<'_>, generation: u64) {
-        if let Some(bell) = &self.bell {
-            // Before `results` is taken: a result pushed after the take rings again. One
-            // that rang between here and the take leaves a ring for a drain that finds
-            // nothing, which is cheaper than reading with the lock held.
+    fn drain(self: &Arc<Core>, py: Python<'_>, generation: u64, bell: Option<&Bell>) {
+        if let Some(bell) = bell {
+            // Its own binding's bell, current or not (a stale one must stop being
+            // readable). Before `results` is taken: a result pushed after the take rings
+            // again. One that rang between here and the take leaves a ring for a drain
+            // that finds nothing, which is cheaper than reading with the lock held.
             bell.quiet();
         }
         let results = {
@@ -511,13 +525,45 @@ struct Drain {
     core: Arc<Core>,
     /// `Mail::generation` when it was scheduled.
     generation: u64,
+    /// The bell it is the reader callback of, if it is one.
+    bell: Option<Arc<Bell>>,
 }
 
 #[pymethods]
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
-        self.core.drain(py, self.generation);
+        if self.core.pid != crate::fetcher::current_pid() {
+            return; // a forked child: the parent's rings and results are not its own
+        }
+        self.core.drain(py, self.generation, self.bell.as_deref());
     }
+}
+
+/// Makes `ev` stop watching `fd`: at once where that is safe (the loop is closed, not
+/// running, or running on this thread), else on the loop's own thread through its
+/// `call_soon_threadsafe`, an event loop not being thread-safe. The bell behind `fd`
+/// stays open until then: the registration's drain holds it, so the number cannot be
+/// another bell's meanwhile. Errors are ignored: a closed loop has nothing to remove.
+fn unwatch(ev: &Bound<'_, PyAny>, fd: i64) {
+    let py = ev.py();
+    let here = || -> PyResult<bool> {
+        if ev.call_method0(intern!(py, "is_closed"))?.is_truthy()?
+            || !ev.call_method0(intern!(py, "is_running"))?.is_truthy()?
+        {
+            return Ok(true);
+        }
+        static GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        Ok(GET
+            .import(py, "asyncio", "_get_running_loop")?
+            .call0()?
+            .is(ev))
+    };
+    let _ = match here() {
+        Ok(true) => ev.call_method1(intern!(py, "remove_reader"), (fd,)),
+        _ => ev
+            .getattr(intern!(py, "remove_reader"))
+            .and_then(|remove| ev.call_method1(intern!(py, "call_soon_threadsafe"), (remove, fd))),
+    };
 }
 
 /// Sets a future's result to None unless it is done: what the closing thread schedules.
@@ -622,32 +668,55 @@ impl AsyncFetcher {
             };
             drop(dropped);
         }
-        // The old loop stops watching the bell first: it must not take this loop's rings.
-        self.core.stop_listening(py);
-        let generation = lock(&self.core.mail).generation.wrapping_add(1);
+        // Listen on `ev` first, then commit, unless another thread bound the fetcher
+        // meanwhile (`listen` runs Python code, so the GIL may change hands): then take
+        // the registration back and refuse, as for a loop with work pending.
+        let before = lock(&self.core.mail).generation;
+        let generation = before.wrapping_add(1);
         let wake = self.core.listen(py, ev, generation)?;
-        let old_loop = lock(&self.core.book)
-            .event_loop
-            .replace(ev.clone().unbind());
-        // A drain scheduled on the old loop may never run (a closed loop discards its
-        // queue), and `scheduled` would then stay set for good: no later result would
-        // wake anyone. Drains of the old generation become no-ops, and results already
-        // here get a drain on this loop.
-        let (old_wake, again) = {
+        let committed = {
+            let mut b = lock(&self.core.book);
             let mut m = lock(&self.core.mail);
-            m.generation = generation;
-            m.scheduled = !m.results.is_empty();
-            let bell = matches!(wake, Wake::Bell);
-            (
-                std::mem::replace(&mut m.wake, wake),
-                m.scheduled.then_some(bell),
-            )
+            if m.generation != before {
+                Err(wake)
+            } else {
+                // A drain scheduled on the old loop may never run (a closed loop discards
+                // its queue), and `scheduled` would then stay set for good: no later
+                // result would wake anyone. Drains of the old generation become no-ops,
+                // and results already here get a drain on this loop.
+                m.generation = generation;
+                m.scheduled = !m.results.is_empty();
+                let again = m.scheduled.then(|| match &wake {
+                    Wake::Bell { bell, .. } => Some(Arc::clone(bell)),
+                    _ => None,
+                });
+                let old_wake = std::mem::replace(&mut m.wake, wake);
+                let old_loop = b.event_loop.replace(ev.clone().unbind());
+                Ok((old_wake, old_loop, again))
+            }
         };
-        drop((old_loop, old_wake));
-        if let Some(bell) = again {
-            self.core.wake(bell);
+        match committed {
+            Err(wake) => {
+                if let Wake::Bell { ev, bell } = &wake {
+                    unwatch(ev.bind(py), bell.fd());
+                }
+                drop(wake);
+                Err(PyRuntimeError::new_err(
+                    "the AsyncFetcher is in use by another event loop",
+                ))
+            }
+            Ok((old_wake, old_loop, again)) => {
+                // The old loop lets go of its bell (on its own thread if it runs on one).
+                if let Wake::Bell { ev, bell } = &old_wake {
+                    unwatch(ev.bind(py), bell.fd());
+                }
+                drop((old_wake, old_loop));
+                if let Some(bell) = again {
+                    self.core.wake(bell);
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn same_process(&self) -> PyResult<()> {
@@ -666,14 +735,19 @@ impl AsyncFetcher {
     }
 
     /// Closes and refuses what waits; `abort` also makes the loops call back with
-    /// ShutDown what they hold.
-    fn stop(&self, abort: bool) {
+    /// ShutDown what they hold. With nothing pending no drain comes any more, so the
+    /// event loop lets go of the bell here; otherwise the drain that resolves the last
+    /// pending request does.
+    fn stop(&self, py: Python<'_>, abort: bool) {
         self.core.closed.store(true, SeqCst);
         if abort {
             self.core.refuse_waiting();
             if let Some(h) = &lock(&self.core.book).handle {
                 h.abort();
             }
+        }
+        if lock(&self.core.book).is_idle() {
+            self.core.stop_listening(py);
         }
     }
 }
@@ -705,7 +779,6 @@ impl AsyncFetcher {
                 wake: Wake::Unbound,
                 generation: 0,
             }),
-            bell: Bell::new(),
             book: Mutex::new(Book {
                 handle: Some(handle),
                 table: HashMap::new(),
@@ -716,6 +789,7 @@ impl AsyncFetcher {
             }),
             closed: AtomicBool::new(false),
             backlog: kept.backlog,
+            pid: crate::fetcher::current_pid(),
         };
         Ok(AsyncFetcher {
             core: Arc::new(core),
@@ -797,16 +871,16 @@ impl AsyncFetcher {
     /// Stops at once: no new `fetch` (ShutDown), every pending future gets a
     /// `parafetch.ShutDown` error through the event loop (requests waiting for room are
     /// never sent; running ones are cut off), and the loops end on their own.
-    fn abort(&self) -> PyResult<()> {
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
         self.same_process()?;
-        self.stop(true);
+        self.stop(py, true);
         Ok(())
     }
 
     /// Refuses new `fetch` calls (ShutDown); what is pending goes on.
-    fn _stop(&self) -> PyResult<()> {
+    fn _stop(&self, py: Python<'_>) -> PyResult<()> {
         self.same_process()?;
-        self.stop(false);
+        self.stop(py, false);
         Ok(())
     }
 
@@ -831,12 +905,24 @@ impl AsyncFetcher {
         self.same_process()?;
         let ev = running_loop(py)?;
         let future = ev.call_method0(intern!(py, "create_future"))?;
-        self.core.closed.store(true, SeqCst);
-        // What is still pending is not waited for: its results, here or to come, are
-        // dropped unread.
-        self.core.stop_listening(py);
-        let generation = lock(&self.core.mail).generation;
-        self.core.undeliverable(generation);
+        // What is still pending is not waited for here. A live event loop still gets its
+        // results (the drain of the last lets go of the bell); a closed one can take
+        // none, so they are dropped, here or as they come.
+        self.stop(py, false);
+        let bound = lock(&self.core.book)
+            .event_loop
+            .as_ref()
+            .map(|l| l.clone_ref(py));
+        if let Some(bound) = bound {
+            if bound
+                .call_method0(py, intern!(py, "is_closed"))?
+                .is_truthy(py)?
+            {
+                self.core.stop_listening(py);
+                let generation = lock(&self.core.mail).generation;
+                self.core.undeliverable(generation);
+            }
+        }
         let handle = lock(&self.core.book).handle.take();
         let Some(handle) = handle else {
             future.call_method1(intern!(py, "set_result"), (py.None(),))?;
@@ -949,14 +1035,7 @@ impl Drop for AsyncFetcher {
             std::mem::forget(b.handle.take());
             return;
         }
-        let _ = Python::try_attach(|py| {
-            self.stop(true);
-            // With something pending, the drain that resolves the last of it lets go of
-            // the bell; with nothing, no drain comes.
-            if lock(&self.core.book).is_idle() {
-                self.core.stop_listening(py);
-            }
-        });
+        let _ = Python::try_attach(|py| self.stop(py, true));
         self.core.closed.store(true, SeqCst);
         let handle = lock(&self.core.book).handle.take();
         if let Some(handle) = handle {

@@ -412,8 +412,9 @@ def test_a_closed_event_loop_drops_results_quietly(server, gate):
     run(leave_one_running())  # its loop closes with the request pending
     assert f.pending == 1
     gate.set()
-    # Ends the loops once every request was called back: after the loop thread found the
-    # event loop closed (call_soon_threadsafe raised) and dropped the result.
+    # Ends the loops once every request was called back. Its event loop being closed, the
+    # result is dropped: at _shutdown if it was already here (rung for a loop that will
+    # never read), or as it comes (call_soon_threadsafe raises, or nobody listens).
     async def shut_down():
         await f._shutdown()
 
@@ -553,6 +554,112 @@ def test_an_aborted_fetcher_dropped_with_work_pending_lets_go_once_resolved(serv
             await fut
         # The drain that resolved the last pending future let go of the bell.
         assert registered(loop) == before
+
+    run(main())
+
+
+class ThreadLoop:
+    """An event loop of the policy's kind running forever on a thread of its own."""
+
+    def __init__(self):
+        self.loop = asyncio.get_event_loop_policy().new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever)
+        self.thread.start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def registered(self):
+        async def look():
+            return registered(self.loop)
+
+        return self.run(look())
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def test_a_loop_running_in_another_thread_gives_the_fetcher_up(server, wake):
+    """Loop 1 runs on a thread of its own and keeps running, idle; loop 2 (this thread)
+    takes the fetcher over. Loop 2 gets the results, and loop 1 lets go of its bell (on
+    its own thread: an event loop is not thread-safe)."""
+    loop1 = ThreadLoop()
+    f = parafetch.AsyncFetcher()
+    try:
+        base = loop1.registered()
+
+        async def first():
+            return (await f.fetch(server.base + "/echo/1")).status
+
+        assert loop1.run(first()) == 200
+        assert len(loop1.registered() - base) == (1 if wake == "bell" else 0)
+
+        async def second():
+            assert (await f.fetch(server.base + "/echo/2")).status == 200
+            await f.aclose()
+
+        run(second())
+        # The removal was queued to loop 1 ahead of this look.
+        assert loop1.registered() == base
+    finally:
+        loop1.close()
+
+
+def test_a_loop_that_cannot_register_the_bell_leaves_the_fetcher_as_it_was(server, wake):
+    """Taking the fetcher over fails in add_reader: it stays bound to the loop it had,
+    which still gets its results."""
+
+    class Refusing(asyncio.get_event_loop_policy().loop_class):
+        def add_reader(self, fd, callback, *args):
+            raise OSError("no room in this selector")
+
+    loop1 = ThreadLoop()
+    f = parafetch.AsyncFetcher()
+    try:
+        async def fetch(path):
+            return (await f.fetch(server.base + path)).status
+
+        assert loop1.run(fetch("/echo/1")) == 200
+        loop2 = Refusing()
+        try:
+            with pytest.raises(OSError, match="no room"):
+                loop2.run_until_complete(fetch("/echo/2"))
+        finally:
+            loop2.close()
+        assert loop1.run(fetch("/echo/3")) == 200
+        loop1.run(f.aclose())
+        assert f.pending == 0
+    finally:
+        loop1.close()
+
+
+def test_abort_of_an_idle_fetcher_lets_go_of_the_bell_at_once(server):
+    async def main():
+        loop = asyncio.get_running_loop()
+        before = registered(loop)
+        f = parafetch.AsyncFetcher()
+        assert (await f.fetch(server.base + "/echo")).status == 200
+        f.abort()
+        assert registered(loop) == before
+        await f.aclose()
+
+    run(main())
+
+
+def test_shutdown_without_waiting_still_delivers_to_a_live_loop(server, gate):
+    async def main():
+        loop = asyncio.get_running_loop()
+        before = registered(loop)
+        f = parafetch.AsyncFetcher()
+        fut = f.fetch(server.base + "/hold")
+        await gate.until(lambda g: g.held == 1)
+        ended = f._shutdown()  # the close thread waits for /hold
+        gate.set()
+        assert (await fut).status == 200
+        await ended
+        assert f.pending == 0 and registered(loop) == before
 
     run(main())
 
