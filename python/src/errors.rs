@@ -84,7 +84,7 @@ kinds! {
     BadRedirect => BadRedirect, "A redirect that must not be followed (https to http, ...).";
     Io => Io, "Another I/O error on an established connection.";
     Proxy => Proxy, "The proxy refused or broke the request, or its URL is malformed.";
-    QueueFull => QueueFull, "Too many follow-ups queued from callbacks.";
+    QueueFull => QueueFull, "Too many follow-ups queued from callbacks (Rust callbacks only: a Python callback's start_request waits for room, so no Python request ends in it).";
     Robots => Robots, "robots.txt disallows the URL (with obey_robots=True).";
     ShutDown => ShutDown, "The fetcher is shutting down and takes no new requests.";
 }

@@ -182,7 +182,7 @@ impl FetchAll {
                     py.detach(|| rust.poll(Some(TICK)));
                     std::mem::take(&mut *lock(inbox))
                 }
-                Some(Driver::Threads { rx, .. }) => receive(py, rx),
+                Some(Driver::Threads { rx, .. }) => receive(py, rx, TICK),
                 None => Vec::new(),
             };
             it.outstanding -= got.len().min(it.outstanding);

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::{self, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parafetch::{Done, Handle, IntoRequest, SendQueue, Sendable, SubmitError};
 use pyo3::exceptions::{PyException, PyRuntimeError, PyTypeError};
@@ -87,11 +87,12 @@ fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 pub(crate) fn receive<K: Send>(
     py: Python<'_>,
     rx: &Mutex<Receiver<Finished<K>>>,
+    wait: Duration,
 ) -> Vec<Finished<K>> {
     py.detach(|| {
         let rx = lock(rx);
         let mut got = Vec::new();
-        if let Ok(first) = rx.recv_timeout(TICK) {
+        if let Ok(first) = rx.recv_timeout(wait) {
             got.push(first);
             while got.len() < BATCH {
                 match rx.try_recv() {
@@ -102,6 +103,31 @@ pub(crate) fn receive<K: Send>(
         }
         got
     })
+}
+
+/// Writes `jar` to `path` as a Netscape cookie file, whole or not at all: into a file
+/// beside it (readable by its owner only), synced, then renamed over `path`.
+fn write_cookie_file(path: &std::path::Path, jar: &parafetch::CookieJar) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".parafetch-{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let written = (|| {
+        let mut w = std::io::BufWriter::new(open.open(&tmp)?);
+        jar.write_netscape(&mut w)?;
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        drop(w);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Submits to `handle`, waiting for room with the GIL released, in ticks (Ctrl-C raises
@@ -317,8 +343,12 @@ enum Driver {
 /// room. `finish_all_requests()` calls back until every request has been, then raises the
 /// first exception a callback raised, if any (every other request still completed); a
 /// KeyboardInterrupt, SystemExit or other non-`Exception` from a callback stops the
-/// callbacks and is raised at once instead (the rest stay pending). Callbacks run only
-/// inside those two calls, on the thread that made them. As a context manager, leaving
+/// callbacks and is raised at once instead (the rest stay pending). `poll(timeout=0.0)`
+/// calls back what has finished so far, waiting up to `timeout` for one, for a caller
+/// with other work between its requests. Callbacks run only inside those three calls, on
+/// the thread that made them. With `cookies=True` (or `cookie_jar=PATH`, which starts the
+/// jar from a Netscape cookie file), `cookies()` lists the jar and `save_cookies(path)`
+/// writes it in that format. As a context manager, leaving
 /// the block finishes all requests and closes it; leaving it with an exception (Ctrl-C
 /// included) aborts instead: what is pending is called back at once with
 /// `parafetch.ShutDown` errors, never fetched. `close()` finishes and closes; `abort()`
@@ -400,6 +430,20 @@ impl Fetcher {
         lock(&self.state)
     }
 
+    /// A copy of the default cookie jar (merged from the loops with `threads` > 1), if
+    /// cookies are on.
+    fn jar(&self, py: Python<'_>) -> Option<parafetch::CookieJar> {
+        match &self.driver {
+            Driver::Caller { rust, .. } => {
+                py.detach(|| lock(rust).as_ref().and_then(|f| f.jar("").cloned()))
+            }
+            Driver::Threads { handle, .. } => match handle {
+                Some(h) => py.detach(|| h.jar("")),
+                None => None,
+            },
+        }
+    }
+
     fn in_callback(&self) -> bool {
         let me = thread::current().id();
         self.state().in_callback.contains(&me)
@@ -443,9 +487,9 @@ impl Fetcher {
         self.max_in_flight().saturating_add(self.kept.backlog)
     }
 
-    /// Moves what the Rust side finished into `ready`, waiting up to a tick for it with
-    /// the GIL released.
-    fn wait_results(&self, py: Python<'_>) {
+    /// Moves what the Rust side finished into `ready`, waiting up to `wait` (at most a
+    /// tick) for it with the GIL released.
+    fn wait_results(&self, py: Python<'_>, wait: Duration) {
         match &self.driver {
             Driver::Caller { rust, inbox, cap } => {
                 py.detach(|| {
@@ -453,7 +497,7 @@ impl Fetcher {
                     match rust.as_mut() {
                         Some(f) if f.pending() > 0 => {
                             sync_cap(f, cap);
-                            f.poll(Some(TICK));
+                            f.poll(Some(wait));
                         }
                         _ => {
                             // Nothing to turn for: only another thread's callback is
@@ -466,7 +510,7 @@ impl Fetcher {
                 self.take_inbox(inbox);
             }
             Driver::Threads { rx, .. } => {
-                let got = receive(py, rx);
+                let got = receive(py, rx, wait);
                 self.state().ready.extend(got);
             }
         }
@@ -556,7 +600,7 @@ impl Fetcher {
             if enough(&self.state()) {
                 return Ok(());
             }
-            self.wait_results(py);
+            self.wait_results(py, TICK);
             if signals {
                 py.check_signals()?;
             }
@@ -935,6 +979,61 @@ impl Fetcher {
         self.take_raised(py)
     }
 
+    /// Calls back the requests that have finished, on this thread, and returns how many.
+    /// If none has, waits up to `timeout` seconds (0: not at all; None: as long as it
+    /// takes) for one to finish, and calls back what finished by then; it returns 0 at once
+    /// when nothing is pending. Then raises the first exception a callback raised since the
+    /// last call, as `finish_all_requests` does. For a caller that does other work between
+    /// its requests (curl_multi's `perform`); Ctrl-C interrupts the wait.
+    #[pyo3(signature = (timeout=0.0))]
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<usize> {
+        self.not_from_callback("poll")?;
+        self.open()?;
+        let timeout = match timeout {
+            Some(t) => Some(Duration::try_from_secs_f64(t).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(
+                    "poll: timeout must be a number of seconds, 0 or more, or None",
+                )
+            })?),
+            None => None,
+        };
+        // A timeout past what an Instant can hold is as long as it takes.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut called = 0;
+        let mut looked = false;
+        loop {
+            while self.deliver_one(py)? {
+                called += 1;
+            }
+            if called > 0 {
+                break;
+            }
+            {
+                let st = self.state();
+                if st.table.is_empty() && st.in_callback.is_empty() {
+                    break; // nothing pending: nothing to wait for
+                }
+            }
+            // At least one look, even with no time to wait: with `threads=1` the loop
+            // runs only inside these calls.
+            let wait = match deadline {
+                None => TICK,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() && looked {
+                        break;
+                    }
+                    left.min(TICK)
+                }
+            };
+            looked = true;
+            self.wait_results(py, wait);
+            py.check_signals()?;
+        }
+        self.take_raised(py)?;
+        Ok(called)
+    }
+
     /// Finishes all requests as `finish_all_requests` does (raising what a callback
     /// raised), then closes the fetcher: its loop ends and its pooled connections close
     /// at once, and any later `start_request` raises `parafetch.ShutDown`. Closing twice
@@ -1019,21 +1118,30 @@ impl Fetcher {
     fn cookies<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         self.not_from_callback("cookies")?;
         self.open()?;
-        let jar = match &self.driver {
-            Driver::Caller { rust, .. } => {
-                py.detach(|| lock(rust).as_ref().and_then(|f| f.jar("").cloned()))
-            }
-            Driver::Threads { handle, .. } => match handle {
-                Some(h) => py.detach(|| h.jar("")),
-                None => None,
-            },
-        };
-        let Some(jar) = jar else {
+        let Some(jar) = self.jar(py) else {
             return Ok(Vec::new());
         };
         jar.cookies()
             .map(|c| PyTuple::new(py, [c.domain, c.path, c.name, c.value]))
             .collect()
+    }
+
+    /// Writes the cookie jar to `path` as a Netscape cookie file (what the `cookie_jar`
+    /// option and curl's `-b` read), replacing the file whole: written beside it, then
+    /// renamed over it. Session cookies are written too (expiry 0), as curl does. Returns
+    /// how many cookies were written (0, and an empty file, without `cookies`). Cookies
+    /// are secrets: the file is made readable by its owner only.
+    fn save_cookies(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<usize> {
+        self.not_from_callback("save_cookies")?;
+        self.open()?;
+        let jar = self.jar(py).unwrap_or_default();
+        py.detach(|| write_cookie_file(&path, &jar)).map_err(|e| {
+            pyo3::exceptions::PyOSError::new_err(format!(
+                "save_cookies: cannot write {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(jar.len())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -21,6 +21,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "capture_secrets",
     "capture_wire",
     "connect_timeout",
+    "cookie_jar",
     "cookies",
     "danger_accept_invalid_certs",
     "decompress",
@@ -38,7 +39,6 @@ pub(crate) const OPTIONS: &[&str] = &[
     "max_body",
     "max_head",
     "max_headers",
-    "max_queued_followups",
     "max_redirects",
     "no_proxy",
     "obey_robots",
@@ -206,6 +206,7 @@ pub(crate) fn apply(
             }
             "connect_timeout" => b.connect_timeout(seconds(k, v)?),
             "cookies" => b.cookies(boolean(k, v)?),
+            "cookie_jar" => b.cookie_jar(read_cookie_file(k, v)?),
             "danger_accept_invalid_certs" => b.danger_accept_invalid_certs(boolean(k, v)?),
             "decompress" => b.decompress(boolean(k, v)?),
             "dns_cache_ttl" => {
@@ -257,7 +258,14 @@ pub(crate) fn apply(
             "max_body" => b.max_body(count(k, v)?),
             "max_head" => b.max_head(count(k, v)?),
             "max_headers" => b.max_headers(count(k, v)?),
-            "max_queued_followups" => b.max_queued_followups(count(k, v)?),
+            "max_queued_followups" => {
+                // The Rust option bounds a callback's follow-up queue; a Python callback
+                // starts follow-ups with start_request instead, which waits for room.
+                return Err(PyTypeError::new_err(
+                    "option 'max_queued_followups' does not apply in Python: a callback \
+                     starts its follow-ups with start_request, which waits for room",
+                ));
+            }
             "max_redirects" => {
                 kept.max_redirects = count(k, v)?;
                 b.max_redirects(kept.max_redirects)
@@ -380,6 +388,26 @@ pub(crate) fn apply(
 }
 
 /// PEM text, as str or bytes.
+/// The cookies of the Netscape cookie file at `value` (a str or os.PathLike path): curl's
+/// `-b FILE`/`-c FILE` and wget's `--save-cookies` format. Expired and malformed lines are
+/// skipped; a file that cannot be read is an OSError naming it.
+fn read_cookie_file(option: &str, value: &Bound<'_, PyAny>) -> PyResult<parafetch::CookieJar> {
+    let path: std::path::PathBuf = value
+        .extract()
+        .map_err(|_| wrong_type(option, "a path (str or os.PathLike)", value))?;
+    let cannot = |e: std::io::Error| {
+        pyo3::exceptions::PyOSError::new_err(format!(
+            "option {option}: cannot read {}: {e}",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::open(&path).map_err(cannot)?;
+    let mut jar = parafetch::CookieJar::new();
+    jar.read_netscape(std::io::BufReader::new(file))
+        .map_err(cannot)?;
+    Ok(jar)
+}
+
 fn pem(option: &str, value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(s) = value.cast::<PyString>() {
         Ok(s.to_cow()?.as_bytes().to_vec())

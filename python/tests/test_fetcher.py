@@ -318,3 +318,76 @@ def test_bad_request_arguments(Fetcher, server):
 def test_repr_shows_counts(server):
     f = parafetch.Fetcher(3)
     assert repr(f) == "<parafetch.Fetcher max_requests=3 pending=0 threads=1>"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_poll_calls_back_what_has_finished(server, threads):
+    got = []
+    f = parafetch.Fetcher(max_in_flight=10, threads=threads)
+    assert f.poll() == 0 and f.poll(None) == 0  # nothing pending: at once
+    f.start_request(server.base + "/hold", lambda r, u, c: got.append(c), "held")
+    for i in range(3):
+        f.start_request(server.base + f"/echo/{i}", lambda r, u, c: got.append(c), i)
+    called = 0
+    for _ in range(100):  # poll(None) returns once at least one was called back
+        if called == 3:
+            break
+        n = f.poll(None)
+        assert n >= 1
+        called += n
+    assert called == 3 and sorted(got) == [0, 1, 2]
+    assert f.pending == 1
+    assert f.poll(0.05) == 0  # /hold is held: nothing more within the timeout
+    server.release.set()
+    assert f.poll(None) == 1 and got[-1] == "held"
+    with pytest.raises(ValueError, match="timeout"):
+        f.poll(-1)
+    f.close()
+
+
+def test_poll_raises_what_a_callback_raised(server):
+    def boom(result, url, cookie):
+        raise ValueError("from the callback")
+
+    f = parafetch.Fetcher()
+    f.start_request(server.base + "/echo", boom)
+    with pytest.raises(ValueError, match="from the callback"):
+        while True:
+            f.poll(None)
+    f.close()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cookie_jar_reads_a_netscape_file_and_save_cookies_writes_one(server, tmp_path, threads):
+    given = tmp_path / "in.txt"
+    given.write_text("127.0.0.1\tFALSE\t/\tFALSE\t0\tpre\tloaded\n")
+    saved = tmp_path / "out.txt"
+    sent = []
+
+    def on_echo(result, url, cookie):
+        sent.append(dict((k.lower(), v) for k, v in result.json()["headers"]).get("cookie"))
+
+    with parafetch.Fetcher(max_in_flight=1, cookie_jar=given, threads=threads) as f:
+        f.start_request(server.base + "/echo/1", on_echo)
+        f.finish_all_requests()
+        f.start_request(server.base + "/setcookie", lambda r, u, c: None)
+        f.finish_all_requests()
+        f.start_request(server.base + "/echo/2", on_echo)
+        f.finish_all_requests()
+        assert f.save_cookies(saved) == 2
+        assert sorted(f.cookies()) == [
+            ("127.0.0.1", "/", "pre", "loaded"),
+            ("127.0.0.1", "/", "session", "s3cret"),
+        ]
+    assert sent == ["pre=loaded", "pre=loaded; session=s3cret"]
+    assert saved.stat().st_mode & 0o777 == 0o600
+    with parafetch.Fetcher(cookie_jar=str(saved)) as again:
+        again.start_request(server.base + "/echo/3", on_echo)
+    assert sent[-1] == "pre=loaded; session=s3cret"
+    with pytest.raises(OSError, match="missing.txt"):
+        parafetch.Fetcher(cookie_jar=tmp_path / "missing.txt")
+    with pytest.raises(TypeError, match="cookie_jar"):
+        parafetch.Fetcher(cookie_jar=3)
+    with parafetch.Fetcher() as off:  # no jar: an empty file
+        assert off.save_cookies(saved) == 0
+    assert "session" not in saved.read_text()

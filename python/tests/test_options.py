@@ -42,7 +42,6 @@ def test_every_option_is_accepted(server):
         keep_alive=True,
         allow_https_downgrade=False,
         host_backoff=True,
-        max_queued_followups=1000,
         no_proxy="localhost",
         pool_idle_timeout=30,
         danger_accept_invalid_certs=False,
@@ -56,6 +55,12 @@ def test_every_option_is_accepted(server):
     f = parafetch.Fetcher(host_rate=50, timeout=None, auto_throttle=2.0)
     f.start_request(server.base + "/echo", print)
     f.finish_all_requests()
+
+
+def test_max_queued_followups_is_refused_with_why():
+    # Rust callbacks queue follow-ups in a bounded queue; Python ones call start_request.
+    with pytest.raises(TypeError, match="max_queued_followups' does not apply in Python"):
+        parafetch.Fetcher(max_queued_followups=10)
 
 
 def test_unknown_option_is_a_type_error_naming_it():
