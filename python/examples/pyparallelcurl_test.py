@@ -1,89 +1,152 @@
 #!/usr/bin/env python3
-"""pyparallelcurl's example, on parafetch: search a web API for many terms, at most N
-requests at once (N: the first argument, default 10), and print each term's result titles.
+ 
+# A test script for the ParallelCurl class
+# 
+# This example fetches a 100 different results from Google's search API, with no more
+# than 10 outstanding at any time.
+#
+# By Pete Warden <pete@petewarden.com>, freely reusable, see http://petewarden.typepad.com for more
+#
+# ---------------------------------------------------------------------------------------
+# parafetch: this is pyparallelcurl's example script, test.py as published by Pete Warden
+# (github.com/petewarden/pyparallelcurl, commit 149c051 "Initial import", Oct 13 2010:
+# the project PyPI lists as pyparallelcurl 0.0.4), ported to Python 3 and to
+# parafetch.compat with the fewest changes. Its licence, as it stated it (line 8 above,
+# kept as it was): "By Pete Warden <pete@petewarden.com>, freely reusable, see
+# http://petewarden.typepad.com for more".
+#
+# Every line changed from the original (its line numbers; this comment block is the only
+# addition, after its line 8; nothing else was removed or reordered):
+#   1         #!/usr/bin/env python -> python3: `python` is Python 2, or absent, where
+#             Python 3 is `python3` (PEP 394).
+#   10        import pyparallelcurl -> from parafetch import compat as pyparallelcurl:
+#             the port; pyparallelcurl.ParallelCurl(...) below is unchanged.
+#   11        import pycurl -> from parafetch import compat as pycurl: parafetch.compat
+#             exports pycurl's constants (SSL_VERIFYPEER, USERAGENT, HTTP_CODE, ...), so
+#             pycurl is not needed.
+#   12, 114   import urllib -> import urllib.parse, and urllib.urlencode ->
+#             urllib.parse.urlencode: Python 3 moved urlencode into urllib.parse.
+#   22, 27, 32, 35, 36, 37, 42, 121
+#             print x -> print(x): print is a function in Python 3.
+# Nothing else needed changing: json.loads takes the bytes that `content` is, and
+# ParallelCurl takes max_requests as the str that sys.argv gives.
+#
+# Google's AJAX Search API, which the script still calls, is gone. To run it against a
+# stand-in, point http_proxy (read as curl reads it) at one, as python/tests/test_example.py
+# does: the stand-in answers the absolute-form requests that an HTTP proxy receives.
+#
+#     http_proxy=http://127.0.0.1:PORT python3 pyparallelcurl_test.py 20
+# ---------------------------------------------------------------------------------------
 
-pyparallelcurl (github.com/petewarden/pyparallelcurl) shipped a test.py that did this
-against Google's AJAX Search API. This is our own script written to use ParallelCurl
-exactly as that one did -- a max_requests taken from sys.argv unconverted, the same curl
-options, the same four-argument callback checking `content is None` and
-`ch.getinfo(pycurl.HTTP_CODE)`, `startrequest(url, callback, search)`, then
-`finishallrequests()` -- not a copy of it. What moving such a script to parafetch takes is
-its two import lines, marked below:
-
-    import pyparallelcurl   ->  from parafetch import compat as pyparallelcurl
-    import pycurl           ->  from parafetch import compat as pycurl
-
-That API was shut down in 2016: set SEARCH_API_BASE to the scheme and host of a stand-in
-(python/tests/conftest.py serves one at /ajax/services/search/web).
-
-    SEARCH_API_BASE=http://127.0.0.1:8000 python pyparallelcurl_test.py 20
-"""
-
-import json
-import os
-import sys
+from parafetch import compat as pyparallelcurl
+from parafetch import compat as pycurl
 import urllib.parse
+import json
+import sys
 
-from parafetch import compat as pyparallelcurl  # was: import pyparallelcurl
-from parafetch import compat as pycurl  # was: import pycurl
+SEARCH_URL_PREFIX = 'http://ajax.googleapis.com/ajax/services/search/web?v=1.0&rsz=large&filter=0'
 
-SEARCH_URL_PREFIX = (
-    os.environ.get("SEARCH_API_BASE", "http://ajax.googleapis.com")
-    + "/ajax/services/search/web?v=1.0&rsz=large&filter=0"
-)
+# This function gets called back for each request that completes
+def on_request_done(content, url, ch, search):
+    
+    if content is None:
+        print("Fetch error for "+url)
+        return
+    
+    httpcode = ch.getinfo(pycurl.HTTP_CODE);    
+    if httpcode != 200:
+        print("Fetch error "+str(httpcode)+" for '"+url+"'")
+        return
+    
+    responseobject = json.loads(content)
+    if 'responseData' not in responseobject or 'results' not in responseobject['responseData']:
+        print("No results found for '"+search+"'")
+        return
+    
+    print("********")
+    print(search+":")
+    print("********")
+    
+    allresponseresults = responseobject['responseData']['results']
+    for responseresult in allresponseresults:
+        title = responseresult['title']
+        print(title)
 
-# What to search for.
-TERMS = [
-    "Amsterdam", "Bergen", "Cairo", "Dakar", "Edinburgh", "Fukuoka", "Geneva", "Hanoi",
-    "Istanbul", "Jakarta", "Kyoto", "Lagos", "Lima", "Madrid", "Nairobi", "Oslo",
-    "Porto", "Quito", "Riga", "Santiago", "Tbilisi", "Utrecht", "Valparaiso", "Warsaw",
-    "Xi'an", "Yerevan", "Zagreb", "Accra", "Bogota", "Cusco", "Dublin", "Essen",
-    "Fez", "Graz", "Hobart", "Ibiza", "Jaipur", "Kigali", "Leeds", "Minsk",
+# The terms to search for on Google
+terms_list = [
+    "John", "Mary",
+    "William", "Anna",
+    "James", "Emma",
+    "George", "Elizabeth",
+    "Charles", "Margaret",
+    "Frank", "Minnie",
+    "Joseph", "Ida",
+    "Henry", "Bertha",
+    "Robert", "Clara",
+    "Thomas", "Alice",
+    "Edward", "Annie",
+    "Harry", "Florence",
+    "Walter", "Bessie",
+    "Arthur", "Grace",
+    "Fred", "Ethel",
+    "Albert", "Sarah",
+    "Samuel", "Ella",
+    "Clarence", "Martha",
+    "Louis", "Nellie",
+    "David", "Mabel",
+    "Joe", "Laura",
+    "Charlie", "Carrie",
+    "Richard", "Cora",
+    "Ernest", "Helen",
+    "Roy", "Maude",
+    "Will", "Lillian",
+    "Andrew", "Gertrude",
+    "Jesse", "Rose",
+    "Oscar", "Edna",
+    "Willie", "Pearl",
+    "Daniel", "Edith",
+    "Benjamin", "Jennie",
+    "Carl", "Hattie",
+    "Sam", "Mattie",
+    "Alfred", "Eva",
+    "Earl", "Julia",
+    "Peter", "Myrtle",
+    "Elmer", "Louise",
+    "Frederick", "Lillie",
+    "Howard", "Jessie",
+    "Lewis", "Frances",
+    "Ralph", "Catherine",
+    "Herbert", "Lula",
+    "Paul", "Lena",
+    "Lee", "Marie",
+    "Tom", "Ada",
+    "Herman", "Josephine",
+    "Martin", "Fanny",
+    "Jacob", "Lucy",
+    "Michael", "Dora"
 ]
 
-
-def on_request_done(content, url, ch, search):
-    """Called once per search: content is the body (bytes), or None if the fetch failed."""
-    if content is None:
-        print("Fetch error for " + url + ": " + ch.errstr())
-        return
-
-    httpcode = ch.getinfo(pycurl.HTTP_CODE)
-    if httpcode != 200:
-        print("Fetch error " + str(httpcode) + " for '" + url + "'")
-        return
-
-    response = json.loads(content)
-    data = response.get("responseData") or {}
-    if "results" not in data:
-        print("No results found for '" + search + "'")
-        return
-
-    print("********")
-    print(search + ":")
-    print("********")
-    for result in data["results"]:
-        print(result["title"])
-
-
-# A str, as sys.argv gives it: ParallelCurl takes a number in a str too.
-max_requests = sys.argv[1] if len(sys.argv) > 1 else 10
+if len(sys.argv) > 1:
+    max_requests = sys.argv[1]
+else:
+    max_requests = 10
 
 curl_options = {
     pycurl.SSL_VERIFYPEER: False,
     pycurl.SSL_VERIFYHOST: False,
-    pycurl.USERAGENT: "Parallel Curl test script",
-    pycurl.FOLLOWLOCATION: True,
+    pycurl.USERAGENT: 'Parallel Curl test script',
+    pycurl.FOLLOWLOCATION: True
 }
 
 parallel_curl = pyparallelcurl.ParallelCurl(max_requests, curl_options)
 
-for term in TERMS:
-    search = '"' + term + ' is a"'
-    search_url = SEARCH_URL_PREFIX + "&" + urllib.parse.urlencode({"q": term})
+for terms in terms_list:
+    search = '"'+terms+' is a"';
+    search_url = SEARCH_URL_PREFIX+'&'+urllib.parse.urlencode({'q':terms})
     parallel_curl.startrequest(search_url, on_request_done, search)
 
-# Optional: also run when parallel_curl is freed, or at exit.
+# This should be called when you need to wait for the requests to finish.
+# This will automatically run on destruct of the ParallelCurl object, so the next line is optional.
 parallel_curl.finishallrequests()
 
-print("max_requests=" + str(max_requests))
+print('max_requests='+str(max_requests))

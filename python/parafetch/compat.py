@@ -23,7 +23,7 @@ by name).
 
 ``ParallelCurl(in_max_requests=10, in_options={})``
     At most ``in_max_requests`` requests in flight; 0 or less means no limit, as in
-    pyparallelcurl. A numeric str is accepted: pyparallelcurl's own example passed
+    pyparallelcurl. By keyword, ``max_requests=`` and ``options=`` are accepted too. A numeric str is accepted: pyparallelcurl's own example passed
     ``sys.argv[1]`` unconverted. ``in_options`` is a dict of pycurl option -> value (the
     format of PHP's ``curl_setopt_array``), applied to every request started afterwards.
 ``setmaxrequests(in_max_requests)`` (alias ``setMaxRequests``)
@@ -38,8 +38,17 @@ by name).
     body, as pycurl's POST + POSTFIELDS did. Omitted ``user_data`` is a new empty dict per
     request (pyparallelcurl shared one ``{}`` between all of them).
 ``finishallrequests()``
-    Calls back every outstanding request. Also run by ``del`` (when the object is freed),
-    on leaving a ``with`` block, and at interpreter exit for any ParallelCurl still alive.
+    Calls back every outstanding request, then writes COOKIEJAR's file if set. Also run by
+    ``del`` (when the object is freed), on leaving a ``with`` block, and at interpreter
+    exit for any ParallelCurl still alive.
+``checkforcompletedrequests()`` (alias ``checkForCompletedRequests``)
+    Calls back the requests that have finished, waiting up to a second for one if none
+    has, as pyparallelcurl's did: for a script doing other work between its requests.
+``waitforoutstandingrequeststodropbelow(max)`` (alias ``waitForOutstandingRequestsToDropBelow``)
+    Calls back finished requests until fewer than ``max`` are outstanding.
+``outstanding_requests``
+    The requests started and not yet called back: a dict of ``{"url", "callback",
+    "user_data"}`` dicts, keyed by a number (pyparallelcurl's keys were curl handles).
 
 Callbacks are called exactly once per request, as ``callback(content, url, ch, user_data)``:
 
@@ -95,14 +104,21 @@ CAINFO                              a PEM file of CA certificates, trusted in ad
 PROXY, PROXYUSERPWD, NOPROXY        the proxy URL ("host:port" means http://), its
                                     "user:password", hosts reached directly; PROXY "": no proxy,
                                     whatever the environment says
-COOKIEFILE                          "": an in-memory cookie jar, shared by every request of
-                                    this ParallelCurl (each pycurl handle had its own); a file
-                                    name is refused (parafetch does not read cookie files)
+PROXYTYPE, PROXYPORT                the scheme (PROXYTYPE_HTTP, _HTTPS, _SOCKS5, _SOCKS4A,
+                                    _SOCKS5_HOSTNAME; not _SOCKS4 or _HTTP_1_0) and port of a
+                                    PROXY that names none
+COOKIEFILE                          turns on a cookie jar shared by every request of this
+                                    ParallelCurl (each pycurl handle had its own), started
+                                    from the Netscape cookie file named, if it exists ("":
+                                    empty)
+COOKIEJAR                           turns the jar on and writes it to this file (Netscape
+                                    format, readable by its owner only) when the requests are
+                                    finished: finishallrequests(), ``with``, ``del``, exit
 NOSIGNAL, NOPROGRESS (1), URL       accepted, no effect (startrequest's URL wins, as it did)
 ==================================  ===========================================================
 
 Any other option raises ``ValueError: parafetch.compat: pycurl option VERBOSE (41) is not
-supported`` (COOKIEJAR, WRITEFUNCTION, HEADER, UPLOAD, HTTPAUTH, ... included). Options
+supported`` (WRITEFUNCTION, HEADER, UPLOAD, HTTPAUTH, ... included). Options
 are read and checked when given (constructor, ``setoptions``), not when a request starts:
 changing the dict afterwards changes nothing (pyparallelcurl re-read it per request).
 Error messages name the option, never its value.
@@ -117,6 +133,9 @@ of the final request after redirects, not the sum over them; after a failure the
 Others (HEADER_SIZE, REQUEST_SIZE, REDIRECT_TIME, NUM_CONNECTS, LOCAL_IP, ...) raise
 ValueError naming the code.
 
+Without PROXY, the proxy comes from the environment as curl takes it: ``http_proxy``
+(lowercase only, as curl), ``https_proxy``, ``all_proxy`` and ``no_proxy``.
+
 Other differences from pyparallelcurl and curl: a response silent for 30 s fails
 (parafetch's idle timeout; curl waits unless told otherwise); no SIGPIPE handler is
 installed (parafetch needs none); the handles are not pycurl handles, so nothing else of
@@ -125,6 +144,7 @@ pycurl's API exists on them.
 
 import atexit
 import base64
+import os
 import sys
 import threading
 import urllib.parse
@@ -299,6 +319,15 @@ LOCAL_IP = _STRING + 41
 LOCAL_PORT = _LONG + 42
 EFFECTIVE_METHOD = _STRING + 58
 
+# Values of PROXYTYPE (CURLPROXY_*).
+PROXYTYPE_HTTP = 0
+PROXYTYPE_HTTP_1_0 = 1
+PROXYTYPE_HTTPS = 2
+PROXYTYPE_SOCKS4 = 4
+PROXYTYPE_SOCKS5 = 5
+PROXYTYPE_SOCKS4A = 6
+PROXYTYPE_SOCKS5_HOSTNAME = 7
+
 # Values of INFO_HTTP_VERSION (CURL_HTTP_VERSION_*).
 CURL_HTTP_VERSION_NONE = 0
 CURL_HTTP_VERSION_1_0 = 1
@@ -416,18 +445,34 @@ def _body(option, value):
     raise _wrong_type(option, "a str or bytes")
 
 
-def _proxy_url(proxy, userpwd):
-    """The proxy URL for parafetch: http:// when no scheme, `userpwd` as its userinfo."""
+# PROXYTYPE -> the proxy URL's scheme (as curl, a scheme in PROXY wins over PROXYTYPE).
+_PROXY_SCHEMES = {
+    PROXYTYPE_HTTP: "http",
+    PROXYTYPE_HTTPS: "https",
+    PROXYTYPE_SOCKS5: "socks5",
+    PROXYTYPE_SOCKS4A: "socks4a",
+    PROXYTYPE_SOCKS5_HOSTNAME: "socks5h",
+}
+
+
+def _proxy_url(proxy, userpwd, scheme="http", port=None):
+    """The proxy URL for parafetch: `scheme` (PROXYTYPE's) when PROXY has none, `port`
+    (PROXYPORT) when it has none, `userpwd` as its userinfo."""
     if "://" not in proxy:
-        proxy = "http://" + proxy
-    if userpwd is None:
-        return proxy
+        proxy = f"{scheme}://{proxy}"
     parts = urllib.parse.urlsplit(proxy)
-    user, _, password = userpwd.partition(":")
-    hostport = parts.netloc.rpartition("@")[2]
-    quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
-    netloc = f"{quote(user)}:{quote(password)}@{hostport}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    try:
+        has_port = parts.port is not None
+    except ValueError:
+        has_port = True  # malformed: parafetch's own check names it
+    if port and not has_port:
+        hostport = f"{hostport}:{port}"
+    if userpwd is not None:
+        user, _, password = userpwd.partition(":")
+        quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
+        userinfo, at = f"{quote(user)}:{quote(password)}", "@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{userinfo}{at}{hostport}"))
 
 
 class _Plan:
@@ -447,7 +492,8 @@ class _Plan:
             "userpwd": None, "encoding": None, "method": "GET", "body": None, "custom": None,
             "max_body": None, "fail": False, "verify_peer": True, "verify_host": True,
             "cainfo": None, "proxy": None, "proxy_userpwd": None, "no_proxy": None,
-            "jar": False,
+            "proxy_scheme": "http", "proxy_port": None, "jar": False, "jar_file": None,
+            "save_jar": None,
         }
         # In order, as pycurl's setopt calls were made: a later option wins.
         for option, value in options.items():
@@ -478,12 +524,18 @@ class _Plan:
         if s["proxy"] == "":
             fetcher["no_proxy"] = "*"
         elif s["proxy"] is not None:
-            fetcher["proxy"] = _proxy_url(s["proxy"], s["proxy_userpwd"])
+            fetcher["proxy"] = _proxy_url(
+                s["proxy"], s["proxy_userpwd"], s["proxy_scheme"], s["proxy_port"]
+            )
         if s["no_proxy"] is not None and "no_proxy" not in fetcher:
             fetcher["no_proxy"] = s["no_proxy"]
-        if s["jar"]:
+        if s["jar_file"] is not None:
+            fetcher["cookie_jar"] = s["jar_file"]
+        elif s["jar"] or s["save_jar"] is not None:
             fetcher["cookies"] = True
         self.fetcher = fetcher
+        # COOKIEJAR: where the jar is written when the requests are finished.
+        self.save_jar = s["save_jar"]
 
         custom = s["headers"]
         named = {name.lower() for name, _ in custom}
@@ -584,21 +636,34 @@ class _Plan:
             s["proxy_userpwd"] = _text(option, value)
         elif option == NOPROXY:
             s["no_proxy"] = _text(option, value)
-        elif option == COOKIEFILE:
-            path = _text(option, value)
-            if path:
-                raise _refuse(
+        elif option == PROXYTYPE:
+            kind = _long(option, value)
+            if kind == PROXYTYPE_SOCKS4:
+                raise _bad_value(
                     option,
-                    "with a file name: parafetch does not read cookie files "
-                    "(COOKIEFILE '' turns its in-memory cookie jar on)",
+                    "SOCKS4 is not supported; PROXYTYPE_SOCKS4A (the proxy resolves names) is",
                 )
+            if kind == PROXYTYPE_HTTP_1_0:
+                raise _bad_value(option, "HTTP/1.0 proxies are not supported")
+            if kind not in _PROXY_SCHEMES:
+                raise _bad_value(option, f"unknown proxy type {kind}")
+            s["proxy_scheme"] = _PROXY_SCHEMES[kind]
+        elif option == PROXYPORT:
+            port = _long(option, value)
+            if not 0 <= port <= 65535:
+                raise _bad_value(option, "must be a port number, 0 to 65535")
+            s["proxy_port"] = port or None  # 0: the scheme's default
+        elif option == COOKIEFILE:
+            # "": the jar on, nothing read. A file is read, as curl reads it, when the
+            # fetcher is made; as with curl, a missing one starts the jar empty.
+            path = _text(option, value)
             s["jar"] = path is not None
+            s["jar_file"] = path if path and os.path.exists(path) else None
         elif option == COOKIEJAR:
-            raise _refuse(
-                option,
-                "parafetch keeps cookies in memory and does not write them to a file "
-                "(COOKIEFILE '' turns its cookie jar on)",
-            )
+            # The jar on, written to this file (Netscape format, as curl writes it) by
+            # finishallrequests() and when the ParallelCurl is finished (with, del, exit).
+            path = _text(option, value)
+            s["save_jar"] = path or None
         elif option == NOPROGRESS:
             if not _long(option, value):
                 raise _refuse(option, "0: there is no progress meter")
@@ -773,13 +838,14 @@ class Handle:
 class _Pending:
     """One request's side of the callback, carried as the Fetcher's cookie."""
 
-    __slots__ = ("callback", "user_data", "url", "fail_on_error")
+    __slots__ = ("callback", "user_data", "url", "fail_on_error", "key")
 
     def __init__(self, callback, user_data, url, fail_on_error):
         self.callback = callback
         self.user_data = user_data
         self.url = url
         self.fail_on_error = fail_on_error
+        self.key = None
 
 
 class _Delivery:
@@ -795,8 +861,18 @@ class _Delivery:
         self.raised = None
         self.more = 0
         self._local = threading.local()  # .depth: callbacks running on this thread
+        # The requests started and not yet called back, by a number of their own.
+        self.outstanding = {}
+        self._next = 0
+
+    def add(self, pending):
+        """Counts `pending` as outstanding until it is called back."""
+        pending.key = self._next
+        self._next += 1
+        self.outstanding[pending.key] = pending
 
     def __call__(self, result, url, pending):
+        self.outstanding.pop(pending.key, None)
         handle = Handle(result, url, pending.fail_on_error)
         local = self._local
         local.depth = getattr(local, "depth", 0) + 1
@@ -841,12 +917,25 @@ def _finish_at_exit():
 
 
 _FRESH = object()
+_UNSET = object()
 
 
 class ParallelCurl:
     """pyparallelcurl's ParallelCurl over a ``parafetch.Fetcher``; see the module doc."""
 
-    def __init__(self, in_max_requests=10, in_options=None):
+    def __init__(self, in_max_requests=10, in_options=None, *, max_requests=_UNSET,
+                 options=_UNSET):
+        # pyparallelcurl's names, positional or by keyword, or the plain ones.
+        if max_requests is not _UNSET:
+            if in_max_requests != 10:
+                raise TypeError(
+                    "parafetch.compat: give max_requests or in_max_requests, not both"
+                )
+            in_max_requests = max_requests
+        if options is not _UNSET:
+            if in_options is not None:
+                raise TypeError("parafetch.compat: give options or in_options, not both")
+            in_options = options
         self._fetcher = None
         self._fetcher_options = None
         self._delivery = _Delivery()
@@ -919,6 +1008,7 @@ class ParallelCurl:
         if not isinstance(target, str):
             raise TypeError("parafetch.compat: url must be a str")
         pending = _Pending(callback, user_data, url, plan.fail_on_error)
+        self._delivery.add(pending)
         fetcher = self._open()
         try:
             fetcher.start_request(target, self._delivery, pending, **kwargs)
@@ -930,10 +1020,46 @@ class ParallelCurl:
     startRequest = startrequest
 
     def finishallrequests(self):
-        """Waits for every outstanding request and calls it back."""
+        """Waits for every outstanding request and calls it back; then writes the cookie
+        jar to COOKIEJAR's file, if set."""
         if self._fetcher is not None:
             self._fetcher.finish_all_requests()
+            self._save_cookies(self._fetcher)
         self._delivery.raise_kept()
+
+    def checkforcompletedrequests(self):
+        """Calls back the requests that have finished, waiting up to a second for one if
+        none has (pyparallelcurl's ``select(1.0)`` then ``perform``)."""
+        if self._fetcher is not None:
+            self._fetcher.poll(1.0)
+        self._delivery.raise_kept()
+
+    def waitforoutstandingrequeststodropbelow(self, max):  # noqa: A002 -- its name
+        """Calls back finished requests until fewer than `max` are outstanding."""
+        if not isinstance(max, int) or max < 1:
+            raise ValueError("parafetch.compat: max must be an int, 1 or more")
+        fetcher = self._fetcher
+        while fetcher is not None and fetcher.pending >= max:
+            fetcher.poll(None)
+        self._delivery.raise_kept()
+
+    checkForCompletedRequests = checkforcompletedrequests
+    waitForOutstandingRequestsToDropBelow = waitforoutstandingrequeststodropbelow
+
+    @property
+    def outstanding_requests(self):
+        """The requests started and not yet called back, as pyparallelcurl kept them: a
+        dict of ``{"url", "callback", "user_data"}`` dicts (keyed by a number here, not a
+        curl handle). A copy: changing it changes nothing."""
+        return {
+            key: {"url": p.url, "callback": p.callback, "user_data": p.user_data}
+            for key, p in self._delivery.outstanding.items()
+        }
+
+    def _save_cookies(self, fetcher):
+        path = self._plan.save_jar
+        if path is not None and not fetcher.closed:
+            fetcher.save_cookies(path)
 
     def _open(self):
         if self._fetcher is None:
@@ -953,7 +1079,11 @@ class ParallelCurl:
         if fetcher is not None:
             # Interrupted (Ctrl-C), it stays: its requests are still pending, and
             # dropping it would wait for them where no signal can interrupt.
-            fetcher.close()
+            fetcher.finish_all_requests()
+            try:
+                self._save_cookies(fetcher)  # COOKIEJAR's file, once all have answered
+            finally:
+                fetcher.close()
             self._fetcher = None
             self._fetcher_options = None
 

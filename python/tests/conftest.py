@@ -16,11 +16,6 @@ Routes:
                       `meet_total` have come (bounded): concurrency becomes a count
   /flaky/KEY/N        503 for the first N requests of KEY, then 200
   /secrets            X-Api-Key and X-Auth-Token response headers
-  /ajax/services/search/web?q=TERM
-                      a stand-in for the Google AJAX Search API that pyparallelcurl's
-                      example queried: JSON `{"responseData": {"results": [{"title": ...}]}}`
-                      with SEARCH_RESULTS titles "TERM result N"; 503 for a term in the
-                      server's `failing_terms`. Each (q, User-Agent) goes to `searches`.
   anything else       404
 
 The server counts requests (`hits`), requests inside it now (`active`) and the most at
@@ -40,14 +35,12 @@ import json
 import socket
 import sys
 import threading
-import urllib.parse
 
 import pytest
 
 import nginx as nginx_server
 
 HOLD_LIMIT = 20.0
-SEARCH_RESULTS = 3
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -161,22 +154,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(
                 200, b"", [("X-Api-Key", "k-s3cret"), ("X-Auth-Token", "t-s3cret"), ("X-Plain", "1")]
             )
-        if path.startswith("/ajax/services/search/web?"):
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
-            term = query.get("q", [""])[0]
-            with server.hold_changed:
-                server.searches.append((term, self.headers.get("User-Agent")))
-            if term in server.failing_terms:
-                return self._send(503, b"{}", [("Content-Type", "application/json")])
-            results = [
-                {"title": f"{term} result {i}", "url": f"http://example.invalid/{term}/{i}"}
-                for i in range(1, SEARCH_RESULTS + 1)
-            ]
-            doc = {"responseData": {"results": results}, "responseDetails": None,
-                   "responseStatus": 200}
-            return self._send(
-                200, json.dumps(doc).encode(), [("Content-Type", "text/javascript; charset=utf-8")]
-            )
         return self._send(404, b"not found")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _route
@@ -202,8 +179,6 @@ class Server(http.server.ThreadingHTTPServer):
         self.meet_total = 2
         self.met = 0
         self.flaky = {}
-        self.searches = []
-        self.failing_terms = set()
 
     def wait_for(self, check, limit=HOLD_LIMIT):
         """Waits (bounded) until check(self) holds, as requests come and go."""

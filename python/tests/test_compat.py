@@ -2,7 +2,6 @@
 each checked at a local server; and pyparallelcurl's example script run against a stand-in
 of the search API it queried."""
 
-import ast
 import base64
 import collections
 import json
@@ -19,11 +18,10 @@ import pytest
 
 import parafetch
 import parafetch.compat as pycurl
-from conftest import SEARCH_RESULTS, Server, stop
+from conftest import Server, stop
 from parafetch.compat import ParallelCurl
 
 HERE = pathlib.Path(__file__).parent
-EXAMPLE = HERE.parent / "examples" / "pyparallelcurl_test.py"
 DATA = HERE / "data"
 
 PROXY_VARIABLES = [
@@ -109,6 +107,49 @@ def test_positional_arguments_and_aliases_are_pyparallelcurls(server):
     assert (doc["method"], doc["body"], by_url[server.base + "/echo/a"][1]) == ("POST", "x=1", 1)
     # Omitted user_data: a new {} per request (pyparallelcurl shared one).
     assert by_url[server.base + "/echo/b"][1] == {}
+
+
+def test_keyword_arguments_by_either_name(server):
+    for pc in (
+        ParallelCurl(in_max_requests=3, in_options={pycurl.USERAGENT: "ua"}),
+        ParallelCurl(max_requests=3, options={pycurl.USERAGENT: "ua"}),
+    ):
+        assert pc.max_requests == 3 and pc.options == {pycurl.USERAGENT: "ua"}
+    with pytest.raises(TypeError, match="not both"):
+        ParallelCurl(4, max_requests=3)
+    with pytest.raises(TypeError, match="not both"):
+        ParallelCurl(3, {}, options={})
+
+
+def test_checkforcompletedrequests_and_waiting_for_fewer_outstanding(server):
+    """pyparallelcurl's other two methods, and its outstanding_requests, for scripts that
+    call back finished requests while they do something else."""
+    calls = Calls()
+    pc = ParallelCurl(10)
+    assert pc.outstanding_requests == {}
+    pc.checkforcompletedrequests()  # nothing outstanding: returns at once
+    pc.startrequest(server.base + "/hold", calls, "held")
+    for i in range(3):
+        pc.startrequest(server.base + f"/echo/{i}", calls, i)
+    assert sorted(r["user_data"] for r in pc.outstanding_requests.values()
+                  if r["user_data"] != "held") == [0, 1, 2]
+    # With threads=1 the loop runs inside these calls: /hold is sent in this one and
+    # held by the server until released.
+    pc.waitforoutstandingrequeststodropbelow(2)  # the three answers, not /hold
+    assert sorted(c[3] for c in calls.calls) == [0, 1, 2]
+    [left] = pc.outstanding_requests.values()
+    assert left["url"] == server.base + "/hold" and left["callback"] is calls
+    with pytest.raises(ValueError, match="max"):
+        pc.waitForOutstandingRequestsToDropBelow(0)
+    server.release.set()
+    for _ in range(50):  # each call waits up to a second for an answer
+        if not pc.outstanding_requests:
+            break
+        pc.checkForCompletedRequests()
+    assert pc.outstanding_requests == {}
+    assert [c[3] for c in calls.calls][-1] == "held"
+    pc.finishallrequests()
+    assert len(calls.calls) == 4
 
 
 def test_max_requests_as_a_str_of_a_number():
@@ -619,11 +660,101 @@ def test_cookiefile_empty_turns_a_shared_jar_on(server):
     assert two_requests({pycurl.COOKIEFILE: ""}) == "session=s3cret"
 
 
-def test_cookie_files_are_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"COOKIEFILE \(10031\) is not supported: with a file"):
-        ParallelCurl(1, {pycurl.COOKIEFILE: str(tmp_path / "cookies.txt")})
-    with pytest.raises(ValueError, match=r"COOKIEJAR \(10082\) is not supported"):
-        ParallelCurl(1, {pycurl.COOKIEJAR: str(tmp_path / "cookies.txt")})
+def netscape_lines(path):
+    """{(domain, path, name): value} of a Netscape cookie file."""
+    cookies = {}
+    for line in pathlib.Path(path).read_text().splitlines():
+        if line.startswith("#HttpOnly_"):
+            line = line[len("#HttpOnly_"):]
+        elif not line or line.startswith("#"):
+            continue
+        domain, _sub, cpath, _secure, _expires, name, value = line.split("\t")
+        cookies[(domain, cpath, name)] = value
+    return cookies
+
+
+def test_cookiefile_reads_a_cookie_file_and_cookiejar_writes_one(server, tmp_path):
+    given = tmp_path / "in.txt"
+    given.write_text(
+        "# Netscape HTTP Cookie File\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tpre\tloaded\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t1\tgone\texpired-in-1970\n"
+    )
+    written = tmp_path / "out.txt"
+    calls = Calls()
+    pc = ParallelCurl(1, {pycurl.COOKIEFILE: str(given), pycurl.COOKIEJAR: str(written)})
+    pc.startrequest(server.base + "/echo/1", calls, 1)
+    pc.startrequest(server.base + "/setcookie", calls, 2)
+    pc.startrequest(server.base + "/echo/3", calls, 3)
+    assert not written.exists()  # written once the requests are finished
+    pc.finishallrequests()
+    sent = [
+        dict((k.lower(), v) for k, v in json.loads(c[0])["headers"]).get("cookie")
+        for c in calls.calls
+        if c[3] != 2
+    ]
+    assert sent == ["pre=loaded", "pre=loaded; session=s3cret"]
+    assert netscape_lines(written) == {
+        ("127.0.0.1", "/", "pre"): "loaded",
+        ("127.0.0.1", "/", "session"): "s3cret",
+    }
+    assert written.stat().st_mode & 0o777 == 0o600  # cookies are secrets
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_missing_cookiefile_starts_an_empty_jar_as_in_curl(server, tmp_path):
+    calls = Calls()
+    pc = ParallelCurl(1, {pycurl.COOKIEFILE: str(tmp_path / "missing.txt")})
+    pc.startrequest(server.base + "/echo/1", calls, 1)
+    pc.startrequest(server.base + "/setcookie", calls, 2)
+    pc.startrequest(server.base + "/echo/3", calls, 3)
+    pc.finishallrequests()
+    sent = [
+        dict((k.lower(), v) for k, v in json.loads(c[0])["headers"]).get("cookie")
+        for c in calls.calls
+        if c[3] != 2
+    ]
+    assert sent == [None, "session=s3cret"]
+
+
+def test_cookiejar_is_written_when_the_parallelcurl_is_finished(server, tmp_path):
+    written = tmp_path / "jar.txt"
+    with ParallelCurl(4, {pycurl.COOKIEJAR: str(written)}) as pc:
+        pc.startrequest(server.base + "/setcookie", Calls())
+    assert netscape_lines(written) == {("127.0.0.1", "/", "session"): "s3cret"}
+    # An unwritable COOKIEJAR is an error of the call that writes it; the jar is kept,
+    # and a COOKIEJAR set afterwards gets it.
+    pc = ParallelCurl(4, {pycurl.COOKIEJAR: str(tmp_path / "no-such-dir" / "jar.txt")})
+    pc.startrequest(server.base + "/setcookie", Calls())
+    with pytest.raises(OSError, match="no-such-dir"):
+        pc.finishallrequests()
+    again = tmp_path / "again.txt"
+    pc.setoptions({pycurl.COOKIEJAR: str(again)})
+    pc.finishallrequests()
+    assert netscape_lines(again) == {("127.0.0.1", "/", "session"): "s3cret"}
+
+
+def test_proxyport_and_proxytype(server):
+    # http.server answers a proxy's absolute-form request like any other: it is the proxy.
+    host, port = server.base.split("://", 1)[1].rsplit(":", 1)
+    options = {pycurl.PROXY: host, pycurl.PROXYPORT: int(port),
+               pycurl.PROXYTYPE: pycurl.PROXYTYPE_HTTP}
+    doc = echo("http://example.invalid/echo/via-proxy", options)
+    assert doc["path"] == "http://example.invalid/echo/via-proxy"  # the absolute form
+    # The scheme PROXYTYPE gives, when PROXY has none; PROXY's own scheme and port win.
+    def plan(proxy="127.0.0.1", more=()):
+        return pycurl._Plan({pycurl.PROXY: proxy, **dict(more)}).fetcher["proxy"]
+
+    assert plan(more={pycurl.PROXYTYPE: pycurl.PROXYTYPE_SOCKS5_HOSTNAME,
+                      pycurl.PROXYPORT: 1080}) == "socks5h://127.0.0.1:1080"
+    assert plan(more={pycurl.PROXYTYPE: pycurl.PROXYTYPE_SOCKS4A}) == "socks4a://127.0.0.1"
+    assert plan(proxy="http://127.0.0.1:3128",
+                more={pycurl.PROXYTYPE: pycurl.PROXYTYPE_SOCKS5,
+                      pycurl.PROXYPORT: 1080}) == "http://127.0.0.1:3128"
+    with pytest.raises(ValueError, match=r"PROXYTYPE \(101\): SOCKS4 is not supported"):
+        ParallelCurl(1, {pycurl.PROXYTYPE: pycurl.PROXYTYPE_SOCKS4})
+    with pytest.raises(ValueError, match=r"PROXYPORT \(59\): must be a port number"):
+        ParallelCurl(1, {pycurl.PROXYPORT: 70000})
 
 
 def test_proxy_and_proxyuserpwd(server):
@@ -783,48 +914,3 @@ def test_setoptions_keeps_its_options_when_closing_raises_a_callbacks_exception(
     pc.finishallrequests()
     [(content, *_)] = calls.calls
     assert dict(json.loads(content)["headers"])["User-Agent"] == "new-agent"
-
-
-# -- pyparallelcurl's example ------------------------------------------------------------
-
-
-def test_example_script_against_a_stand_in_of_the_search_api(server):
-    tree = ast.parse(EXAMPLE.read_text())
-    terms = next(
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and node.targets[0].id == "TERMS"
-    )
-    failing = terms[3]
-    server.failing_terms = {failing}
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLE), "5"],
-        capture_output=True, text=True, timeout=60,
-        env=clean_env(SEARCH_API_BASE=server.base),
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines[-1] == "max_requests=5"
-
-    # Blocks of "********", '"TERM is a":', "********", then the titles, in any order.
-    blocks, errors, i = {}, [], 0
-    body = lines[:-1]
-    while i < len(body):
-        if body[i] == "********":
-            assert body[i + 2] == "********"
-            search = body[i + 1]
-            assert search.endswith(":") and search not in blocks
-            blocks[search] = body[i + 3 : i + 3 + SEARCH_RESULTS]
-            i += 3 + SEARCH_RESULTS
-        else:
-            errors.append(body[i])
-            i += 1
-    ok_terms = [t for t in terms if t != failing]
-    assert blocks == {
-        f'"{t} is a":': [f"{t} result {n}" for n in range(1, SEARCH_RESULTS + 1)]
-        for t in ok_terms
-    }
-    assert len(errors) == 1 and errors[0].startswith("Fetch error 503 for '")
-    assert "q=" + failing in errors[0]
-    # Every term was asked for once, with the script's USERAGENT option.
-    assert sorted(server.searches) == sorted((t, "Parallel Curl test script") for t in terms)
