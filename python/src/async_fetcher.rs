@@ -755,7 +755,7 @@ impl AsyncFetcher {
 #[pymethods]
 impl AsyncFetcher {
     #[new]
-    #[pyo3(signature = (max_in_flight=None, **options))]
+    #[pyo3(signature = (max_in_flight=None, **options), text_signature = "(max_in_flight=10, **options)")]
     fn new(
         py: Python<'_>,
         max_in_flight: Option<&Bound<'_, PyAny>>,
