@@ -30,8 +30,12 @@ by name).
     Changes the cap at once, from a callback too.
 ``setoptions(in_options)``
     Replaces the options for requests started afterwards. Options that belong to the
-    whole fetcher (PROXY, PROXYUSERPWD, NOPROXY, COOKIEFILE, SSL_VERIFYPEER, CAINFO) can
-    only change between fetchers: changing one first finishes every outstanding request.
+    whole fetcher (PROXY, PROXYUSERPWD, PROXYTYPE, PROXYPORT, NOPROXY, COOKIEFILE,
+    COOKIEJAR turned on, SSL_VERIFYPEER, CAINFO) can only change between fetchers:
+    changing one first finishes every outstanding request. From inside a callback, that
+    kind of change, ``finishallrequests``, ``checkforcompletedrequests`` and
+    ``waitforoutstandingrequeststodropbelow`` raise RuntimeError (the requests are being
+    called back by the call the callback runs in); ``startrequest`` works there.
 ``startrequest(url, callback, user_data={}, post_fields=None)`` (alias ``startRequest``)
     Returns at once while fewer than the cap are outstanding; otherwise calls back finished
     requests until one may start. ``post_fields`` (str or bytes) makes it a POST of that
@@ -65,8 +69,9 @@ Callbacks are called exactly once per request, as ``callback(content, url, ch, u
   success), and ``ch.result``, the ``parafetch.Response`` or ``parafetch.Error`` behind it.
 - ``user_data``: the object given to ``startrequest``.
 
-An exception raised by a callback is raised by the ``startrequest`` or
-``finishallrequests`` call during which it ran (every other request still completes and is
+An exception raised by a callback is raised by the ParallelCurl call during which it ran
+(``startrequest``, ``finishallrequests``, ``checkforcompletedrequests``,
+``waitforoutstandingrequeststodropbelow``, or a ``setoptions`` that finished the requests) (every other request still completes and is
 called back); when several callbacks raised, the first is raised (Python 3.11+ notes how
 many more). A callback's own ``startrequest`` calls never raise it: it is raised by the
 outermost call, once the callback returned. pyparallelcurl let it escape from the middle
@@ -121,7 +126,8 @@ Any other option raises ``ValueError: parafetch.compat: pycurl option VERBOSE (4
 supported`` (WRITEFUNCTION, HEADER, UPLOAD, HTTPAUTH, ... included). Options
 are read and checked when given (constructor, ``setoptions``), not when a request starts:
 changing the dict afterwards changes nothing (pyparallelcurl re-read it per request).
-Error messages name the option, never its value.
+Error messages name the option, never a value that may be a secret (a password, a cookie,
+a header).
 
 Info codes for ``ch.getinfo``: HTTP_CODE / RESPONSE_CODE (0 after a failure), EFFECTIVE_URL,
 REDIRECT_COUNT, REDIRECT_URL (the Location not followed), CONTENT_TYPE, PRIMARY_IP,
@@ -467,7 +473,7 @@ def _proxy_url(proxy, userpwd, scheme="http", port=None):
     except ValueError:
         has_port = True  # malformed: parafetch's own check names it
     if port and not has_port:
-        hostport = f"{hostport}:{port}"
+        hostport = f"{hostport.rstrip(':')}:{port}"  # "proxy:" has an empty port
     if userpwd is not None:
         user, _, password = userpwd.partition(":")
         quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
@@ -872,7 +878,6 @@ class _Delivery:
         self.outstanding[pending.key] = pending
 
     def __call__(self, result, url, pending):
-        self.outstanding.pop(pending.key, None)
         handle = Handle(result, url, pending.fail_on_error)
         local = self._local
         local.depth = getattr(local, "depth", 0) + 1
@@ -885,6 +890,8 @@ class _Delivery:
                 self.more += 1
         finally:
             local.depth -= 1
+            # Outstanding until its callback returned, as in pyparallelcurl.
+            self.outstanding.pop(pending.key, None)
 
     def raise_kept(self):
         """Raises the first kept exception, unless called from inside a callback."""
@@ -1009,12 +1016,18 @@ class ParallelCurl:
             raise TypeError("parafetch.compat: url must be a str")
         pending = _Pending(callback, user_data, url, plan.fail_on_error)
         self._delivery.add(pending)
-        fetcher = self._open()
         try:
-            fetcher.start_request(target, self._delivery, pending, **kwargs)
-        except parafetch.Error as e:
-            # curl reported a malformed URL through the callback, not as an exception.
-            self._delivery(e, target, pending)
+            fetcher = self._open()
+            try:
+                fetcher.start_request(target, self._delivery, pending, **kwargs)
+            except parafetch.Error as e:
+                # curl reported a malformed URL through the callback, not as an exception.
+                self._delivery(e, target, pending)
+        except BaseException:
+            # Not started (the fetcher could not be made, Ctrl-C while waiting for room):
+            # never called back, so not outstanding.
+            self._delivery.outstanding.pop(pending.key, None)
+            raise
         self._delivery.raise_kept()
 
     startRequest = startrequest
@@ -1084,8 +1097,8 @@ class ParallelCurl:
                 self._save_cookies(fetcher)  # COOKIEJAR's file, once all have answered
             finally:
                 fetcher.close()
-            self._fetcher = None
-            self._fetcher_options = None
+                self._fetcher = None
+                self._fetcher_options = None
 
     def __enter__(self):
         return self

@@ -90,7 +90,16 @@ pub(crate) fn receive<K: Send>(
     wait: Duration,
 ) -> Vec<Finished<K>> {
     py.detach(|| {
-        let rx = lock(rx);
+        // Not waiting: not for another thread that waits on the channel either.
+        let rx = if wait.is_zero() {
+            match rx.try_lock() {
+                Ok(rx) => rx,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Vec::new(),
+            }
+        } else {
+            lock(rx)
+        };
         let mut got = Vec::new();
         if let Ok(first) = rx.recv_timeout(wait) {
             got.push(first);
@@ -105,19 +114,37 @@ pub(crate) fn receive<K: Send>(
     })
 }
 
-/// Writes `jar` to `path` as a Netscape cookie file, whole or not at all: into a file
-/// beside it (readable by its owner only), synced, then renamed over `path`.
+/// Writes `jar` to `path` as a Netscape cookie file, whole or not at all: into a new file
+/// beside it (readable by its owner only), synced, then renamed over `path`. The new file
+/// is made, never opened if it exists (`create_new`: no symlink followed, no file of
+/// another mode or owner reused), under a name no other save uses at the same time.
 fn write_cookie_file(path: &std::path::Path, jar: &parafetch::CookieJar) -> std::io::Result<()> {
     use std::io::Write;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".parafetch-{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    use std::sync::atomic::AtomicU64;
+    static SAVES: AtomicU64 = AtomicU64::new(0);
+    let (tmp, file) = {
+        let mut tries = 0;
+        loop {
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            let n = SAVES.fetch_add(1, SeqCst);
+            name.push(format!(".parafetch-{}-{n}.tmp", std::process::id()));
+            let tmp = path.with_file_name(name);
+            let mut open = std::fs::OpenOptions::new();
+            open.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+            match open.open(&tmp) {
+                Ok(file) => break (tmp, file),
+                // Left by a process that died mid-save with our pid: take the next name.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 => {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
     let written = (|| {
-        let mut w = std::io::BufWriter::new(open.open(&tmp)?);
+        let mut w = std::io::BufWriter::new(file);
         jar.write_netscape(&mut w)?;
         w.flush()?;
         w.get_ref().sync_all()?;
@@ -493,12 +520,22 @@ impl Fetcher {
         match &self.driver {
             Driver::Caller { rust, inbox, cap } => {
                 py.detach(|| {
-                    let mut rust = lock(rust);
+                    // Not waiting: not for another thread that turns the loop either.
+                    let mut rust = if wait.is_zero() {
+                        match rust.try_lock() {
+                            Ok(rust) => rust,
+                            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                            Err(std::sync::TryLockError::WouldBlock) => return,
+                        }
+                    } else {
+                        lock(rust)
+                    };
                     match rust.as_mut() {
                         Some(f) if f.pending() > 0 => {
                             sync_cap(f, cap);
                             f.poll(Some(wait));
                         }
+                        _ if wait.is_zero() => {}
                         _ => {
                             // Nothing to turn for: only another thread's callback is
                             // running (its follow-ups may come). Look again soon.
@@ -980,9 +1017,9 @@ impl Fetcher {
     }
 
     /// Calls back the requests that have finished, on this thread, and returns how many.
-    /// If none has, waits up to `timeout` seconds (0: not at all; None: as long as it
-    /// takes) for one to finish, and calls back what finished by then; it returns 0 at once
-    /// when nothing is pending. Then raises the first exception a callback raised since the
+    /// If none has, waits up to `timeout` seconds (0: not at all, not even for another
+    /// thread using this fetcher; None: as long as it takes) for one to finish, and calls
+    /// back what finished by then; it returns 0 at once when nothing is pending. Then raises the first exception a callback raised since the
     /// last call, as `finish_all_requests` does. For a caller that does other work between
     /// its requests (curl_multi's `perform`); Ctrl-C interrupts the wait.
     #[pyo3(signature = (timeout=0.0))]
@@ -1008,11 +1045,10 @@ impl Fetcher {
             if called > 0 {
                 break;
             }
-            {
-                let st = self.state();
-                if st.table.is_empty() && st.in_callback.is_empty() {
-                    break; // nothing pending: nothing to wait for
-                }
+            if self.state().table.is_empty() {
+                // Nothing pending: nothing to wait for (not even another thread's callback,
+                // which may be waiting for this thread).
+                break;
             }
             // At least one look, even with no time to wait: with `threads=1` the loop
             // runs only inside these calls.
@@ -1129,7 +1165,8 @@ impl Fetcher {
     /// Writes the cookie jar to `path` as a Netscape cookie file (what the `cookie_jar`
     /// option and curl's `-b` read), replacing the file whole: written beside it, then
     /// renamed over it. Session cookies are written too (expiry 0), as curl does. Returns
-    /// how many cookies were written (0, and an empty file, without `cookies`). Cookies
+    /// how many cookies were written (0, and a file of the format's header only, without
+    /// `cookies`). Cookies
     /// are secrets: the file is made readable by its owner only.
     fn save_cookies(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<usize> {
         self.not_from_callback("save_cookies")?;

@@ -152,6 +152,34 @@ def test_checkforcompletedrequests_and_waiting_for_fewer_outstanding(server):
     assert len(calls.calls) == 4
 
 
+def test_a_request_that_never_started_is_not_outstanding(server, tmp_path):
+    # The fetcher cannot be made (COOKIEFILE names a directory): startrequest raises, and
+    # nothing is left counted as outstanding.
+    pc = ParallelCurl(2, {pycurl.COOKIEFILE: str(tmp_path)})
+    with pytest.raises(OSError):
+        pc.startrequest(server.base + "/echo", Calls())
+    assert pc.outstanding_requests == {}
+
+
+def test_a_request_is_outstanding_until_its_callback_returned(server):
+    seen = []
+    pc = ParallelCurl(2)
+    pc.startrequest(server.base + "/echo", lambda *a: seen.append(len(pc.outstanding_requests)))
+    pc.finishallrequests()
+    assert seen == [1] and pc.outstanding_requests == {}
+
+
+def test_an_unwritable_cookiejar_leaves_the_parallelcurl_usable(server, tmp_path):
+    with pytest.raises(OSError, match="no-such-dir"):
+        with ParallelCurl(2, {pycurl.COOKIEJAR: str(tmp_path / "no-such-dir" / "j")}) as pc:
+            pc.startrequest(server.base + "/setcookie", Calls())
+    pc.setoptions({})
+    calls = Calls()
+    pc.startrequest(server.base + "/echo", calls)
+    pc.finishallrequests()
+    assert calls.calls[0][0] is not None, calls.calls[0][2].errstr()
+
+
 def test_max_requests_as_a_str_of_a_number():
     # pyparallelcurl's example passed sys.argv[1] as is.
     assert ParallelCurl("7").max_requests == 7
@@ -748,6 +776,8 @@ def test_proxyport_and_proxytype(server):
     assert plan(more={pycurl.PROXYTYPE: pycurl.PROXYTYPE_SOCKS5_HOSTNAME,
                       pycurl.PROXYPORT: 1080}) == "socks5h://127.0.0.1:1080"
     assert plan(more={pycurl.PROXYTYPE: pycurl.PROXYTYPE_SOCKS4A}) == "socks4a://127.0.0.1"
+    assert plan(proxy="proxy:", more={pycurl.PROXYPORT: 3128}) == "http://proxy:3128"
+    assert plan(proxy="[::1]", more={pycurl.PROXYPORT: 3128}) == "http://[::1]:3128"
     assert plan(proxy="http://127.0.0.1:3128",
                 more={pycurl.PROXYTYPE: pycurl.PROXYTYPE_SOCKS5,
                       pycurl.PROXYPORT: 1080}) == "http://127.0.0.1:3128"

@@ -352,8 +352,43 @@ def test_poll_raises_what_a_callback_raised(server):
     f = parafetch.Fetcher()
     f.start_request(server.base + "/echo", boom)
     with pytest.raises(ValueError, match="from the callback"):
-        while True:
-            f.poll(None)
+        f.poll(None)  # returns (raising) once the one request was called back
+    f.close()
+
+
+def test_repeated_poll_without_waiting_gets_everything_done(server):
+    # With threads=1 the loop runs only inside these calls: each poll() turns it once.
+    got = []
+    f = parafetch.Fetcher(max_in_flight=4)
+    for i in range(8):
+        f.start_request(server.base + f"/echo/{i}", lambda r, u, c: got.append(c), i)
+    for _ in range(100_000):  # a bound on a broken test, not a timing
+        if len(got) == 8:
+            break
+        f.poll()
+    assert sorted(got) == list(range(8)) and f.pending == 0
+    f.close()
+
+
+def test_poll_with_nothing_pending_does_not_wait_for_another_threads_callback(server):
+    entered, leave = threading.Event(), threading.Event()
+
+    def slow(result, url, cookie):
+        entered.set()
+        leave.wait(10)
+
+    f = parafetch.Fetcher()
+    f.start_request(server.base + "/echo", slow)
+    t = threading.Thread(target=f.finish_all_requests)
+    t.start()
+    try:
+        assert entered.wait(10)
+        assert f.pending == 0
+        assert f.poll(None) == 0  # returns at once: nothing pending here,
+        assert t.is_alive()  # while the other thread is still inside its callback
+    finally:
+        leave.set()
+        t.join(10)
     f.close()
 
 
@@ -391,3 +426,29 @@ def test_cookie_jar_reads_a_netscape_file_and_save_cookies_writes_one(server, tm
     with parafetch.Fetcher() as off:  # no jar: an empty file
         assert off.save_cookies(saved) == 0
     assert "session" not in saved.read_text()
+
+
+def test_save_cookies_from_two_threads_at_once_writes_whole_files(server, tmp_path):
+    saved = tmp_path / "jar.txt"
+    errors = []
+    with parafetch.Fetcher(cookies=True, threads=2) as f:
+        f.start_request(server.base + "/setcookie", lambda r, u, c: None)
+        f.finish_all_requests()
+
+        def save():
+            try:
+                for _ in range(50):
+                    assert f.save_cookies(saved) == 1
+            except BaseException as e:  # noqa: B036 -- reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=save) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert errors == []
+    lines = [l for l in saved.read_text().splitlines() if l and not l.startswith("#")]
+    assert lines == ["127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\ts3cret"]
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["jar.txt"]  # no temporary file left
