@@ -143,6 +143,7 @@ def test_unclosed_fetcher_in_a_cycle_collected_on_another_thread(server, results
     finally:
         gc.enable()
     assert sorted(results.by_cookie()) == list(range(8))
-    assert loop_threads() == loops
+    # A joined thread leaves /proc/self/task a moment after its joiner returns.
+    assert wait_for(lambda: loop_threads() == loops), (loop_threads(), loops)
     # The server's side of each connection closes once it sees ours close.
     assert wait_for(lambda: open_fds() <= fds), (open_fds(), fds)
