@@ -229,6 +229,19 @@ fn a_jar_written_by_parafetch_is_read_by_curl_and_back() {
     );
     let text = std::fs::read_to_string(&ours).unwrap();
     assert!(text.starts_with("# Netscape HTTP Cookie File"), "{text}");
+    // Cookies are secrets: the jar is readable by its owner only, and no temporary file
+    // is left beside it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ours).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["ours.txt"], "{names:?}");
 
     // curl -b reads it and sends the cookie.
     let out = Command::new(&curl)

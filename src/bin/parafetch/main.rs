@@ -298,18 +298,49 @@ fn write_jar(jar: &CookieJar, path: &Path) -> std::io::Result<()> {
 }
 
 /// Writes `path` whole or not at all: into a temporary file beside it, synced, then renamed
-/// over it (a crash or a full disk leaves the old file).
+/// over it (a crash or a full disk leaves the old file). The files written this way (the
+/// cookie jar, a crawl's state with its frontier's URLs) may hold secrets: the file is
+/// readable by its owner only. The temporary file is made, never opened if it exists
+/// (`create_new`: no symlink followed, no file of another mode reused), under a name no
+/// other write uses at the same time.
 fn write_atomic(
     path: &Path,
     f: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let tmp = path.with_extension("parafetch-tmp");
-    let mut w = std::io::BufWriter::new(File::create(&tmp)?);
-    f(&mut w)?;
-    std::io::Write::flush(&mut w)?;
-    w.get_ref().sync_all()?;
-    drop(w);
-    std::fs::rename(&tmp, path)
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let (tmp, file) = {
+        let mut tries = 0;
+        loop {
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".parafetch-{}-{n}.tmp", std::process::id()));
+            let tmp = path.with_file_name(name);
+            let mut open = std::fs::OpenOptions::new();
+            open.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+            match open.open(&tmp) {
+                Ok(file) => break (tmp, file),
+                // Left by a process that died mid-write with our pid: the next name.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 => {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let written = (|| {
+        let mut w = std::io::BufWriter::new(file);
+        f(&mut w)?;
+        std::io::Write::flush(&mut w)?;
+        w.get_ref().sync_all()?;
+        drop(w);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn template(args: &FetchArgs) -> Result<Template, Usage> {
