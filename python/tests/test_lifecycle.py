@@ -5,6 +5,7 @@ import _thread
 import functools
 import gc
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -48,7 +49,21 @@ def test_leaving_a_with_block_by_an_exception_aborts(Fetcher, server, results, r
     assert not server.release.is_set()  # nothing waited for the held requests
 
 
-def test_ctrl_c_interrupts_the_wait_and_the_with_block_aborts(Fetcher, server, results):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as a program started from a terminal has it. A test
+    runner started in the background by a shell (`cmd &`) inherits SIGINT ignored; Python
+    then installs no handler, and `_thread.interrupt_main()` does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_interrupts_the_wait_and_the_with_block_aborts(Fetcher, server, results, python_sigint):
     """A SIGINT during finish_all_requests raises KeyboardInterrupt between ticks; the
     with block then aborts rather than waiting for the held request."""
     if threading.current_thread() is not threading.main_thread():
@@ -242,7 +257,7 @@ def test_the_gil_is_released_during_a_long_fetch(Fetcher, server):
     assert len(progress) == 1000
 
 
-def test_ctrl_c_while_a_dropped_fetcher_drains_aborts_it(server, results, monkeypatch):
+def test_ctrl_c_while_a_dropped_fetcher_drains_aborts_it(server, results, monkeypatch, python_sigint):
     """Dropping a fetcher finishes its requests; Ctrl-C meanwhile aborts the rest, and
     the KeyboardInterrupt is reported as unraisable (a destructor cannot raise)."""
     if threading.current_thread() is not threading.main_thread():
